@@ -1,0 +1,35 @@
+"""Shared fixtures. Tests run in one process; each gets its own artifact directory."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+HEART = REPO / "data" / "heart-cleveland.csv"
+
+
+@pytest.fixture
+def repo_copy(tmp_path, monkeypatch) -> Path:
+    """A scratch project root with the real environments/ and data/, safe to edit."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "environments", root / "environments")
+    shutil.copytree(REPO / "data", root / "data")
+    monkeypatch.setenv("TOOLKIT_ROOT", str(root))
+    return root
+
+
+@pytest.fixture
+def run_cli():
+    """Invoke the CLI in-process; returns click's Result (exit_code, stdout, stderr)."""
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None):
+        return runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return run

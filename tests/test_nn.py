@@ -1,0 +1,210 @@
+"""The numpy core: every layer's and loss's gradient against central finite differences,
+optimizers against their textbook update, early stopping, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from toolkit.nn import (
+    SGD, Adam, BinaryCrossEntropy, Dense, MeanSquaredError, ReLU, Sequential, Sigmoid, Softmax,
+    SoftmaxCrossEntropy, Tanh, fit, mlp_spec, sigmoid,
+)
+from toolkit.nn.metrics import classification_report, roc_auc
+
+EPS = 1e-6
+
+
+def numeric_grad(f, x: np.ndarray) -> np.ndarray:
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        saved = x[i]
+        x[i] = saved + EPS
+        plus = f()
+        x[i] = saved - EPS
+        minus = f()
+        x[i] = saved
+        grad[i] = (plus - minus) / (2 * EPS)
+    return grad
+
+
+def bound_dense(rng, n_in=4, n_out=3) -> Dense:
+    layer = Dense(n_in, n_out)
+    params = {"W": np.zeros((n_in, n_out)), "b": np.zeros(n_out)}
+    grads = {"W": np.zeros((n_in, n_out)), "b": np.zeros(n_out)}
+    layer.bind(params, grads)
+    layer.init_params(rng)
+    layer.b[...] = rng.standard_normal(n_out)
+    return layer
+
+
+@pytest.mark.parametrize("make_layer", [ReLU, Tanh, Sigmoid, Softmax, "dense"])
+def test_layer_input_gradient(make_layer):
+    rng = np.random.default_rng(0)
+    layer = bound_dense(rng) if make_layer == "dense" else make_layer()
+    x = rng.standard_normal((5, 4))
+    x[np.abs(x) < 0.05] = 0.3  # keep ReLU away from its kink
+    upstream = rng.standard_normal(layer.forward(x.copy()).shape)
+
+    def f():
+        return float(np.sum(layer.forward(x.copy()) * upstream))
+
+    f()
+    analytic = layer.backward(upstream.copy())
+    np.testing.assert_allclose(analytic, numeric_grad(f, x), rtol=1e-5, atol=1e-7)
+
+
+def test_dense_parameter_gradients():
+    rng = np.random.default_rng(1)
+    layer = bound_dense(rng)
+    x = rng.standard_normal((6, 4))
+    upstream = rng.standard_normal((6, 3))
+
+    def f():
+        return float(np.sum(layer.forward(x) * upstream))
+
+    f()
+    layer.backward(upstream.copy())
+    np.testing.assert_allclose(layer.dW, numeric_grad(f, layer.W), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(layer.db, numeric_grad(f, layer.b), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "loss, targets",
+    [
+        (MeanSquaredError(), lambda rng: rng.standard_normal((6, 3))),
+        (BinaryCrossEntropy(), lambda rng: rng.integers(0, 2, (6, 1)).astype(float)),
+        (SoftmaxCrossEntropy(), lambda rng: rng.integers(0, 3, 6)),
+    ],
+)
+def test_loss_gradients(loss, targets):
+    rng = np.random.default_rng(2)
+    y = targets(rng)
+    z = rng.standard_normal((6, 1 if isinstance(loss, BinaryCrossEntropy) else 3)) * 3
+    loss.forward(z.copy(), y)
+    analytic = loss.backward().copy()
+    np.testing.assert_allclose(analytic, numeric_grad(lambda: loss.forward(z.copy(), y), z), rtol=1e-5, atol=1e-8)
+
+
+def test_cross_entropies_are_stable_for_huge_logits():
+    z = np.array([[1000.0], [-1000.0]], dtype=np.float32)
+    y = np.array([[0.0], [1.0]], dtype=np.float32)
+    bce = BinaryCrossEntropy()
+    assert bce.forward(z, y) == pytest.approx(1000.0)
+    assert np.all(np.isfinite(bce.backward()))
+    sce = SoftmaxCrossEntropy()
+    assert sce.forward(np.array([[1000.0, -1000.0, 0.0]], dtype=np.float32), np.array([1])) == pytest.approx(2000.0)
+    assert np.all(np.isfinite(sce.backward()))
+    assert np.all(np.isfinite(sigmoid(np.array([-1e4, 1e4], dtype=np.float32))))
+
+
+@pytest.mark.parametrize("activation, loss, out", [("relu", SoftmaxCrossEntropy(), 3), ("tanh", BinaryCrossEntropy(), 1), ("sigmoid", MeanSquaredError(), 2)])
+def test_model_parameter_gradients_with_l2(activation, loss, out):
+    """Whole-network backprop, including the L2 term the optimizer adds, against finite differences."""
+    rng = np.random.default_rng(3)
+    model = Sequential(4, mlp_spec([5, 4], out, activation), dtype="float64").initialize(rng)
+    x = rng.standard_normal((7, 4))
+    y = {3: rng.integers(0, 3, 7), 1: rng.integers(0, 2, (7, 1)).astype(float), 2: rng.standard_normal((7, 2))}[out]
+    l2 = 0.1
+
+    def objective():
+        return loss.forward(model.forward(x.copy()), y) + 0.5 * l2 * float(np.sum(model.decay_mask * model.params**2))
+
+    objective()
+    model.backward(loss.backward())
+    optimizer = SGD(learning_rate=0.0, momentum=0.0, l2=l2)
+    optimizer.attach(model.params, model.grads, model.decay_mask)
+    analytic = optimizer._regularized_grad().copy()
+    np.testing.assert_allclose(analytic, numeric_grad(objective, model.params), rtol=1e-4, atol=1e-7)
+    # biases are not decayed
+    assert model.decay_mask.sum() == sum(v.size for k, v in model.weights().items() if k.endswith(".W"))
+
+
+def test_adam_matches_reference_update():
+    rng = np.random.default_rng(4)
+    params = rng.standard_normal(10)
+    grads = np.zeros(10)
+    opt = Adam(learning_rate=0.01)
+    opt.attach(params, grads, np.ones(10))
+    ref_p, m, v = params.copy(), np.zeros(10), np.zeros(10)
+    for t in range(1, 6):
+        g = rng.standard_normal(10)
+        grads[...] = g
+        opt.step()
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        ref_p -= 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        np.testing.assert_allclose(params, ref_p, rtol=1e-6, atol=1e-9)
+
+
+def test_sgd_momentum_matches_reference_update():
+    params = np.array([1.0, -2.0])
+    grads = np.zeros(2)
+    opt = SGD(learning_rate=0.1, momentum=0.5)
+    opt.attach(params, grads, np.ones(2))
+    velocity, ref = np.zeros(2), params.copy()
+    for g in ([1.0, 1.0], [0.5, -1.0], [0.0, 2.0]):
+        grads[...] = g
+        opt.step()
+        velocity = 0.5 * velocity - 0.1 * np.array(g)
+        ref += velocity
+        np.testing.assert_allclose(params, ref)
+
+
+def _blobs(rng, n=400):
+    x = rng.standard_normal((n, 2)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64)
+    return x, y
+
+
+def test_training_learns_and_is_float32():
+    rng = np.random.default_rng(5)
+    x, y = _blobs(rng)
+    model = Sequential(2, mlp_spec([8], 2)).initialize(rng)
+    fit(model, SoftmaxCrossEntropy(), Adam(0.02), x, y, epochs=30, batch_size=32, rng=rng)
+    assert model.params.dtype == np.float32
+    proba = np.exp(model.predict_logits(x))
+    assert classification_report(y, proba / proba.sum(1, keepdims=True), 2)["accuracy"] > 0.95
+
+
+def test_early_stopping_restores_best_weights():
+    rng = np.random.default_rng(6)
+    x, y = _blobs(rng, 200)
+    # Validation labels are flipped: validation loss rises as training succeeds.
+    x_val, y_val = x[:50], 1 - y[:50]
+    model = Sequential(2, mlp_spec([8], 2)).initialize(rng)
+    snapshots = []
+    history = fit(
+        model, SoftmaxCrossEntropy(), Adam(0.05), x, y, epochs=100, batch_size=32, rng=rng,
+        validation=(x_val, y_val), patience=3, on_epoch=lambda r: snapshots.append(model.params.copy()),
+    )
+    assert history.stopped_early and len(history.epochs) < 100
+    best = history.best_epoch
+    losses = history.series("val_loss")
+    assert losses[best - 1] == min(losses)
+    np.testing.assert_array_equal(model.params, snapshots[best - 1])
+
+
+def test_same_seed_same_weights_different_seed_different():
+    def train(seed):
+        rng = np.random.default_rng(seed)
+        x, y = _blobs(np.random.default_rng(0))
+        model = Sequential(2, mlp_spec([8], 2)).initialize(rng)
+        fit(model, SoftmaxCrossEntropy(), Adam(0.01), x, y, epochs=5, batch_size=16, rng=rng)
+        return model.params.tobytes()
+
+    assert train(1) == train(1)
+    assert train(1) != train(2)
+
+
+def test_roc_auc_with_ties_and_single_class():
+    assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
+    assert roc_auc(np.array([0, 1]), np.array([0.5, 0.5])) == pytest.approx(0.5)
+    assert np.isnan(roc_auc(np.array([1, 1]), np.array([0.2, 0.3])))
+
+
+def test_classification_report_binary_counts():
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]])
+    report = classification_report(np.array([0, 1, 0, 1]), proba, 2)
+    assert report["confusion_matrix"] == [[1, 1], [1, 1]]
+    assert report["accuracy"] == 0.5 and report["precision"] == 0.5 and report["recall"] == 0.5

@@ -1,0 +1,260 @@
+"""`toolkit`: one click app; each command is a thin wrapper over a library call.
+
+Exit codes: 0 ok, 1 failure, 2 bad input (config, data, arguments, corrupt artifact).
+Heavy imports (numpy, matplotlib) happen inside commands so `toolkit --help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from toolkit.errors import ToolkitError
+
+
+class _ToolkitGroup(click.Group):
+    """Turns a ToolkitError into one clear paragraph on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ToolkitError as exc:
+            click.secho(f"error: {exc}", err=True, fg="red")
+            ctx.exit(exc.exit_code)
+
+
+def _emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+ENV_OPTION = click.option("--env", "env", required=True, metavar="ENV", help="Environment: a file in environments/ (local, dev, staging, prod).")
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+
+
+@click.group(cls=_ToolkitGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="toolkit")
+def cli() -> None:
+    """ML platform toolkit: train models with the numpy core, and (in later releases) build,
+    push and deploy them to the Terraform-provisioned platform of each environment.
+
+    Every command reads its settings from environments/<ENV>.yaml.
+    """
+
+
+# ---------------------------------------------------------------- config
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect and validate environment files."""
+
+
+@config_group.command("list")
+@JSON_OPTION
+def config_list(as_json: bool) -> None:
+    """List the known environments."""
+    from toolkit.config import known_environments
+
+    envs = known_environments()
+    _emit_json(envs) if as_json else click.echo("\n".join(envs))
+
+
+@config_group.command("validate")
+@click.argument("envs", nargs=-1, metavar="[ENV]...")
+def config_validate(envs: tuple[str, ...]) -> None:
+    """Validate environment files (all of them by default); exit 2 on the first bad one."""
+    from toolkit.config import environment_path, known_environments, load_environment
+
+    for env in envs or known_environments():
+        load_environment(env)
+        click.echo(f"ok  {environment_path(env)}")
+
+
+@config_group.command("show")
+@ENV_OPTION
+@JSON_OPTION
+def config_show(env: str, as_json: bool) -> None:
+    """Print an environment's validated configuration, defaults filled in."""
+    import yaml
+
+    from toolkit.config import load_environment
+
+    data = load_environment(env).model_dump(mode="json")
+    _emit_json(data) if as_json else click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+# ---------------------------------------------------------------- train
+
+
+@cli.command()
+@ENV_OPTION
+@click.option("--data", type=click.Path(path_type=Path), help="CSV to train on (default: training.dataset).")
+@click.option("--label", help="Label column. A label other than the config's drops the config's target/categorical/drop settings.")
+@click.option("--target", help="Derive a binary target from the label, e.g. 'num > 0'.")
+@click.option("--categorical", multiple=True, metavar="COL", help="One-hot encode this column (repeatable).")
+@click.option("--drop", "drop_columns", multiple=True, metavar="COL", help="Ignore this (id-like) column (repeatable).")
+@click.option("--delimiter", help="CSV delimiter (default: detected).")
+@click.option("--cv", "cv_folds", type=click.IntRange(min=2), help="Also run K-fold stratified cross-validation and report mean ± std.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override training.epochs.")
+@click.option("--seed", type=click.IntRange(min=0), help="Override training.seed.")
+@click.option("--out", type=click.Path(path_type=Path), help="Artifact root (default: artifacts/<ENV>).")
+@JSON_OPTION
+def train(env, data, label, target, categorical, drop_columns, delimiter, cv_folds, epochs, seed, out, as_json) -> None:
+    """Train a classifier with the numpy core and save a verified model artifact.
+
+    Splits the data into stratified train/validation/test sets, fits preprocessing on the
+    training rows only, trains with early stopping on validation loss, and writes
+    artifacts/<ENV>/<version>/ with weights.npz, manifest.json, metrics.json and
+    training_curves.png (artifacts/<ENV>/latest points at it).
+
+    \b
+    Examples:
+      toolkit train --env local
+      toolkit train --env local --cv 5
+      toolkit train --env local --data other.csv --label outcome --categorical colour
+    """
+    from toolkit.config import load_environment, project_root
+    from toolkit.train import DatasetChoice, train_and_save
+
+    config = load_environment(env)
+    settings = config.training
+    overrides = {k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None}
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    choice = DatasetChoice.from_config(
+        settings, path=data, label=label, target=target, categorical=categorical,
+        drop_columns=drop_columns, delimiter=delimiter,
+    )
+    out_root = out or project_root() / "artifacts" / env
+    progress = _EpochProgress(settings.epochs, enabled=not as_json)
+    on_fold = None if as_json else _report_fold
+    try:
+        result = train_and_save(choice, settings, out_root, env=env, cv_folds=cv_folds, on_epoch=progress.update, on_fold=on_fold)
+    finally:
+        progress.close()
+    summary = {
+        "version": result.version,
+        "artifact": str(result.artifact_dir),
+        "metrics_file": str(result.metrics_path),
+        "curves_png": str(result.curves_path),
+        "test": {k: v for k, v in result.metrics["test"].items()},
+        "cv": result.metrics.get("cv"),
+        "epochs_run": result.metrics["training"]["epochs_run"],
+        "best_epoch": result.metrics["training"]["best_epoch"],
+    }
+    if as_json:
+        _emit_json(summary)
+        return
+    click.echo(f"model    {result.version}  ({summary['epochs_run']} epochs, best {summary['best_epoch']})")
+    click.echo(f"test     {_format_report(result.metrics['test'])}")
+    if result.metrics.get("cv"):
+        cv = result.metrics["cv"]
+        parts = [f"{k} {cv[k]['mean']:.3f} ± {cv[k]['std']:.3f}" for k in ("accuracy", "roc_auc", "f1")]
+        click.echo(f"cv({cv['folds']})    " + "  ".join(parts))
+    click.echo(f"artifact {result.artifact_dir}")
+    click.echo(f"metrics  {result.metrics_path}")
+    click.echo(f"curves   {result.curves_path}")
+
+
+class _EpochProgress:
+    """A per-epoch progress bar showing loss and validation metrics (tqdm, on stderr)."""
+
+    def __init__(self, epochs: int, enabled: bool) -> None:
+        self.enabled, self.epochs, self.bar = enabled, epochs, None
+
+    def update(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None or record["epoch"] == 1:
+            self.close()
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.epochs, desc="train", unit="epoch", file=sys.stderr, leave=False, dynamic_ncols=True)
+        self.bar.set_postfix(
+            loss=f"{record['loss']:.4f}", val_loss=f"{record.get('val_loss', float('nan')):.4f}",
+            val_acc=f"{record.get('val_accuracy', float('nan')):.3f}", val_auc=f"{record.get('val_roc_auc', float('nan')):.3f}",
+            refresh=False,
+        )
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _report_fold(index: int, report: dict) -> None:
+    click.echo(f"fold {index + 1}   {_format_report(report)}", err=True)
+
+
+def _format_report(report: dict) -> str:
+    keys = ("accuracy", "precision", "recall", "f1", "roc_auc")
+    return "  ".join(f"{k} {report[k]:.3f}" for k in keys)
+
+
+# ---------------------------------------------------------------- evaluate / predict
+
+
+MODEL_OPTION = click.option(
+    "--model", "model_dir", required=True, type=click.Path(path_type=Path),
+    help="Model artifact directory, e.g. artifacts/local/latest.",
+)
+
+
+@cli.command()
+@MODEL_OPTION
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled CSV to score.")
+@click.option("--delimiter", help="CSV delimiter (default: detected).")
+@JSON_OPTION
+def evaluate(model_dir: Path, data: Path, delimiter: str | None, as_json: bool) -> None:
+    """Score a saved model on a labelled CSV (checksums are verified first)."""
+    from toolkit.artifacts import load_artifact
+    from toolkit.train import evaluate_artifact
+
+    model = load_artifact(model_dir)
+    report = evaluate_artifact(model, data, delimiter)
+    if as_json:
+        _emit_json({"version": model.version, "data": str(data), **report})
+        return
+    click.echo(f"model {model.version} on {data} ({report['n']} rows)")
+    click.echo(_format_report(report))
+    click.echo("confusion matrix (rows: true, columns: predicted; classes " + ", ".join(model.classes) + ")")
+    for row in report["confusion_matrix"]:
+        click.echo("  " + " ".join(f"{v:5d}" for v in row))
+
+
+@cli.command()
+@MODEL_OPTION
+@click.option("--input", "input_path", default="-", type=click.Path(path_type=Path, allow_dash=True),
+              help="CSV or JSON records ([{...}] or {\"records\": [...]}); '-' reads stdin.")
+@JSON_OPTION
+def predict(model_dir: Path, input_path: Path, as_json: bool) -> None:
+    """Predict labels and class probabilities for records by feature name."""
+    from toolkit.artifacts import load_artifact
+    from toolkit.train import predict_records, read_records
+
+    model = load_artifact(model_dir)
+    if str(input_path) == "-":
+        columns, n, source = read_records(None, sys.stdin.read())
+    else:
+        columns, n, source = read_records(input_path)
+    predictions = predict_records(model, columns, n, source)
+    if as_json:
+        _emit_json({"model_version": model.version, "predictions": predictions})
+        return
+    header = ["row", "label"] + [f"p({c})" for c in model.classes]
+    click.echo("  ".join(f"{h:>8}" for h in header))
+    for i, p in enumerate(predictions, start=1):
+        cells = [str(i), p["label"]] + [f"{p['probabilities'][c]:.4f}" for c in model.classes]
+        click.echo("  ".join(f"{c:>8}" for c in cells))
+
+
+def main() -> None:
+    cli(prog_name="toolkit")
+
+
+if __name__ == "__main__":
+    main()
