@@ -48,7 +48,7 @@ class Layer:
         return {"type": self.kind}
 
 
-class _Buffers:
+class Buffers:
     """Per-batch-size scratch arrays; the last (smaller) batch of an epoch gets its own."""
 
     def __init__(self) -> None:
@@ -73,7 +73,7 @@ class Dense(Layer):
         self.input_dim, self.units, self.init = input_dim, units, init
         # The first layer's input gradient is never used; skipping it saves a matmul per step.
         self.needs_input_grad = needs_input_grad
-        self._buffers = _Buffers()
+        self._buffers = Buffers()
         self._x: np.ndarray | None = None
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -128,7 +128,7 @@ class ReLU(Layer):
     kind = "relu"
 
     def __init__(self) -> None:
-        self._buffers = _Buffers()
+        self._buffers = Buffers()
 
     def forward(self, x, training=True):
         if not training:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.nn.layers import sigmoid
+from toolkit.nn.layers import Buffers, sigmoid
 
 
 class Loss:
@@ -64,19 +64,11 @@ class SoftmaxCrossEntropy(Loss):
     output_activation = "softmax"
 
     def __init__(self) -> None:
-        self._buffers: dict[tuple, np.ndarray] = {}
-
-    def _buffer(self, shape, dtype) -> np.ndarray:
-        buf = self._buffers.get(shape)
-        if buf is None or buf.dtype != dtype:
-            if len(self._buffers) > 8:
-                self._buffers.clear()
-            buf = self._buffers[shape] = np.empty(shape, dtype)
-        return buf
+        self._buffers = Buffers()
 
     def forward(self, output, y):
         n = output.shape[0]
-        p = self._buffer(output.shape, output.dtype)
+        p = self._buffers.get("p", output.shape, output.dtype)
         np.subtract(output, output.max(axis=1, keepdims=True), out=p)
         rows = np.arange(n)
         shifted_true = p[rows, y]
