@@ -47,6 +47,29 @@ class AwsConfig(_Section):
     )
 
 
+class NetworkConfig(_Section):
+    vpc_cidr: str = Field("10.0.0.0/16", description="VPC CIDR; split into one public and one private subnet per AZ")
+    availability_zones: list[str] = Field(min_length=2, max_length=6, description="AZ names, at least two")
+    nat_gateways: Literal["single", "one_per_az"] = Field(
+        "single", description="one shared NAT gateway, or one per AZ (survives an AZ outage; costs more)"
+    )
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        network = ipaddress.ip_network(value)
+        if network.prefixlen > 20:
+            raise ValueError(f"vpc_cidr must be /20 or larger to hold the subnets, got /{network.prefixlen}")
+        return value
+
+
+class StateConfig(_Section):
+    """Terraform remote state: an S3 bucket per environment, locked with S3 lockfiles."""
+
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    key: str = Field("platform/terraform.tfstate", min_length=1)
+
+
 class ClusterConfig(_Section):
     name: Name
     kubernetes_version: Literal["1.29", "1.30", "1.31", "1.32"]
@@ -228,6 +251,8 @@ class EnvironmentConfig(_Section):
     name: Name
     prevent_destroy: bool = Field(False, description="protect cluster, registry and bucket from terraform destroy")
     aws: AwsConfig
+    state: StateConfig
+    network: NetworkConfig
     cluster: ClusterConfig
     registry: RegistryConfig
     node_pools: list[NodePoolConfig] = Field(min_length=1)
@@ -243,6 +268,9 @@ class EnvironmentConfig(_Section):
             raise ValueError(f"node pool names must be unique; repeated: {duplicates}")
         if all(p.gpu for p in self.node_pools):
             raise ValueError("at least one non-GPU node pool is needed for system workloads")
+        foreign = [az for az in self.network.availability_zones if not az.startswith(self.aws.region)]
+        if foreign:
+            raise ValueError(f"network.availability_zones {foreign} are not in aws.region {self.aws.region}")
         return self
 
     def gpu_pools(self) -> list[NodePoolConfig]:

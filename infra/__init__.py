@@ -1,0 +1,1 @@
+"""The CDKTF app: one `PlatformStack` per environment file (stack `platform-<env>`)."""

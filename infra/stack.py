@@ -1,0 +1,97 @@
+"""PlatformStack: everything one environment needs, driven by its `EnvironmentConfig`."""
+
+from __future__ import annotations
+
+from cdktf import S3Backend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints
+from constructs import Construct
+
+from modules.artifact_store import ArtifactStore
+from modules.cluster import Cluster
+from modules.identity import WorkloadRole
+from modules.network import Network
+from modules.node_pool import NodePool, NodeRole
+from modules.registry import Registry
+from toolkit.config import EnvironmentConfig
+
+# Every AWS API the stack (and its backend) calls; all of them go to `aws.endpoint_url` when set.
+ENDPOINT_SERVICES = ("ec2", "eks", "ecr", "iam", "kms", "s3", "sts", "cloudwatchlogs", "dynamodb")
+# Fake keys for an emulator endpoint; real AWS uses the normal credential chain.
+EMULATOR_CREDENTIALS = {"access_key": "test", "secret_key": "test"}
+WORKLOAD_NAMESPACE = "ml-platform"
+
+
+def stack_name(env: str) -> str:
+    return f"platform-{env}"
+
+
+class PlatformStack(TerraformStack):
+    def __init__(self, scope: Construct, config: EnvironmentConfig) -> None:
+        super().__init__(scope, stack_name(config.name))
+        self.config = config
+        self._provider(config)
+        self._backend(config)
+        protect = config.prevent_destroy
+        account = config.aws.account_id
+
+        network = Network(self, "network", config=config.network, cluster_name=config.cluster.name)
+        cluster = Cluster(self, "cluster", config=config.cluster, subnet_ids=network.private_subnet_ids,
+                          account_id=account, region=config.aws.region, prevent_destroy=protect)
+        node_role = NodeRole(self, "node-role", cluster_name=config.cluster.name)
+        pools = [
+            NodePool(self, f"pool-{pool.name}", config=pool, cluster_name=cluster.name, node_role=node_role,
+                     subnet_ids=network.private_subnet_ids, prevent_destroy=protect)
+            for pool in config.node_pools
+        ]
+        registry = Registry(self, "registry", config=config.registry, account_id=account, prevent_destroy=protect)
+        store = ArtifactStore(self, "artifact-store", config=config.artifact_store, account_id=account, prevent_destroy=protect)
+        models, datasets = config.artifact_store.models_prefix, config.artifact_store.datasets_prefix
+        identity = dict(oidc_provider_arn=cluster.oidc_provider.arn, oidc_issuer=cluster.oidc_issuer,
+                        namespace=WORKLOAD_NAMESPACE, bucket_arn=store.arn, kms_key_arn=store.key.arn)
+        training = WorkloadRole(self, "training-role", name=f"{config.cluster.name}-training", service_account="training",
+                                read_prefixes=[datasets, models], write_prefixes=[models], **identity)
+        serving = WorkloadRole(self, "serving-role", name=f"{config.cluster.name}-serving", service_account="serving",
+                               read_prefixes=[models], repository_arn=registry.arn, **identity)
+
+        outputs = {
+            "cluster_name": cluster.name,
+            "cluster_endpoint": cluster.cluster.endpoint,
+            "cluster_ca": cluster.cluster.certificate_authority.get(0).data,
+            "oidc_issuer": cluster.oidc_issuer,
+            "registry_url": registry.url,
+            "bucket": store.name,
+            "node_pools": [p.name for p in pools],
+            "training_role_arn": training.arn,
+            "serving_role_arn": serving.arn,
+            "region": config.aws.region,
+        }
+        for key, value in outputs.items():
+            TerraformOutput(self, key, value=value)
+
+    def _provider(self, config: EnvironmentConfig) -> None:
+        # Real AWS: refuse to touch any account but the configured one.
+        emulator: dict = {"allowed_account_ids": [config.aws.account_id]}
+        if config.aws.endpoint_url:
+            url = config.aws.endpoint_url
+            # An emulator has no account lookup, so the account guard cannot apply.
+            emulator = dict(
+                **EMULATOR_CREDENTIALS, skip_credentials_validation=True, skip_requesting_account_id=True,
+                skip_metadata_api_check="true", s3_use_path_style=True,
+                endpoints=[AwsProviderEndpoints(**{service: url for service in ENDPOINT_SERVICES})],
+            )
+        AwsProvider(self, "aws", region=config.aws.region,
+                    default_tags=[AwsProviderDefaultTags(tags={"environment": config.name, "managed-by": "toolkit"})],
+                    **emulator)
+
+    def _backend(self, config: EnvironmentConfig) -> None:
+        S3Backend(self, bucket=config.state.bucket, key=config.state.key, region=config.aws.region, encrypt=True)
+        # cdktf 0.21's S3Backend has no use_lockfile; DynamoDB locking is deprecated in Terraform 1.11.
+        self.add_override("terraform.backend.s3.use_lockfile", True)
+        if config.aws.endpoint_url:
+            url = config.aws.endpoint_url
+            for key, value in {
+                "endpoints": {"s3": url, "sts": url, "iam": url},
+                "use_path_style": True, "skip_credentials_validation": True, "skip_requesting_account_id": True,
+                "skip_metadata_api_check": True, **EMULATOR_CREDENTIALS,
+            }.items():
+                self.add_override(f"terraform.backend.s3.{key}", value)

@@ -1,0 +1,70 @@
+"""S3 bucket for datasets and models: versioning, SSE-KMS, public access block, TLS-only policy."""
+
+from __future__ import annotations
+
+import json
+
+from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
+from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
+    S3BucketLifecycleConfiguration, S3BucketLifecycleConfigurationRule,
+    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload, S3BucketLifecycleConfigurationRuleFilter,
+    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
+from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
+from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
+    S3BucketServerSideEncryptionConfigurationA, S3BucketServerSideEncryptionConfigurationRuleA,
+    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_versioning import S3BucketVersioningA, S3BucketVersioningVersioningConfiguration
+from constructs import Construct
+
+from modules.kms import EncryptionKey
+from modules.lifecycle import protect
+from toolkit.config import ArtifactStoreConfig
+
+
+def tls_only_policy(bucket_arn: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }]})
+
+
+class ArtifactStore(Construct):
+    """The bucket training writes models to and serving reads them from.
+
+    Args:
+        config: bucket name, prefixes, noncurrent-version expiry.
+        account_id: owner of the KMS key.
+        prevent_destroy: protect the bucket from `terraform destroy`.
+    """
+
+    def __init__(self, scope: Construct, id: str, *, config: ArtifactStoreConfig, account_id: str, prevent_destroy: bool = False) -> None:
+        super().__init__(scope, id)
+        self.key = EncryptionKey(self, "key", alias=f"{config.bucket}-s3", account_id=account_id,
+                                 description=f"S3 {config.bucket}", prevent_destroy=prevent_destroy)
+        self.bucket = S3Bucket(self, "bucket", bucket=config.bucket, lifecycle=protect(prevent_destroy))
+        S3BucketPublicAccessBlock(self, "public-access-block", bucket=self.bucket.id, block_public_acls=True,
+                                  block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True)
+        S3BucketVersioningA(self, "versioning", bucket=self.bucket.id,
+                            versioning_configuration=S3BucketVersioningVersioningConfiguration(status="Enabled"))
+        S3BucketServerSideEncryptionConfigurationA(self, "encryption", bucket=self.bucket.id, rule=[
+            S3BucketServerSideEncryptionConfigurationRuleA(
+                apply_server_side_encryption_by_default=S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
+                    sse_algorithm="aws:kms", kms_master_key_id=self.key.arn),
+                bucket_key_enabled=True,
+            )])
+        S3BucketLifecycleConfiguration(self, "lifecycle", bucket=self.bucket.id, rule=[
+            S3BucketLifecycleConfigurationRule(
+                id="expire-noncurrent-versions", status="Enabled",
+                filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
+                noncurrent_version_expiration=[S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
+                    noncurrent_days=config.noncurrent_version_expiry_days)],
+                abort_incomplete_multipart_upload=[S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
+                    days_after_initiation=7)],
+            )])
+        S3BucketPolicy(self, "tls-only", bucket=self.bucket.id, policy=tls_only_policy(self.bucket.arn))
+        self.name = self.bucket.bucket
+        self.arn = self.bucket.arn
