@@ -9,7 +9,12 @@ STAMP := $(VENV)/.installed-stamp
 TOOLKIT := $(BIN)/toolkit
 export TOOLKIT_ROOT := $(CURDIR)
 
-.PHONY: help setup demo test train bench clean
+NODE_STAMP := node_modules/.installed-stamp
+# Terraform/cdktf environment (offline provider mirror, jsii cache in the repo) from the toolkit.
+TF_ENV = env $$($(TOOLKIT) tf-env | xargs)
+CDKTF = $(TF_ENV) npx --no-install cdktf
+
+.PHONY: help setup demo test train bench clean synth deploy destroy local-up local-down
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,12 +24,19 @@ help: ## List every target
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,infra]'
 	@touch $@
 
-setup: $(STAMP) ## Create .venv and install the pinned dependencies (idempotent)
+# cdktf-cli pinned in package.json / package-lock.json.
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
-demo: setup ## The main job on the local environment: train (5-fold CV), evaluate, show where things are
+setup: $(STAMP) $(NODE_STAMP) ## Create .venv and node_modules with the pinned dependencies (idempotent)
+
+demo: setup ## The main job on the local environment: deploy the local stack, train (5-fold CV), evaluate
+	$(MAKE) --no-print-directory deploy ENV=local
 	$(TOOLKIT) train --env local --cv 5
 	$(TOOLKIT) evaluate --model artifacts/local/latest --data data/heart-cleveland.csv
 	@echo "model:   $$(readlink -f artifacts/local/latest)"
@@ -40,5 +52,26 @@ bench: setup ## Training throughput: our core vs PyTorch CPU vs scikit-learn
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python bench/train_throughput.py
 
-clean: ## Remove the venv, artifacts and caches
-	rm -rf $(VENV) artifacts .pytest_cache
+synth: setup ## Synthesize every stack into cdktf.out/ (JSON; `npx cdktf synth --hcl` for HCL)
+	$(TOOLKIT) config validate
+	$(CDKTF) synth
+
+deploy: setup ## cdktf deploy platform-ENV (local: starts moto and bootstraps the state bucket first)
+	$(TOOLKIT) config validate $(ENV)
+	$(TOOLKIT) state bootstrap --env $(ENV)
+	$(CDKTF) deploy platform-$(ENV) --auto-approve --skip-provider-lock --outputs-file .cache/outputs-$(ENV).json
+	$(TOOLKIT) outputs --env $(ENV)
+
+destroy: setup ## cdktf destroy platform-ENV
+	$(TOOLKIT) config validate $(ENV)
+	$(CDKTF) destroy platform-$(ENV) --auto-approve --skip-provider-lock
+
+local-up: setup ## Start the local services (moto) and show them
+	$(TOOLKIT) local up
+
+local-down: ## Stop the local services
+	$(TOOLKIT) local down
+
+clean: ## Remove the venv, node_modules, artifacts, caches and synthesized stacks
+	-$(TOOLKIT) local down
+	rm -rf $(VENV) node_modules artifacts .pytest_cache cdktf.out .cache .local

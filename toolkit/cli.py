@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import BadInputError, ToolkitError
 
 
 class _ToolkitGroup(click.Group):
@@ -250,6 +250,114 @@ def predict(model_dir: Path, input_path: Path, as_json: bool) -> None:
     for i, p in enumerate(predictions, start=1):
         cells = [str(i), p["label"]] + [f"{p['probabilities'][c]:.4f}" for c in model.classes]
         click.echo("  ".join(f"{c:>8}" for c in cells))
+
+
+# ---------------------------------------------------------------- infrastructure
+
+
+@cli.group("local")
+def local_group() -> None:
+    """Start, stop and inspect the local environment's services (127.0.0.1 only)."""
+
+
+def _local_config():
+    from toolkit.config import load_environment
+
+    config = load_environment("local")
+    if not config.aws.endpoint_url:
+        raise BadInputError("environments/local.yaml has no aws.endpoint_url; the local environment needs one.")
+    return config
+
+
+@local_group.command("up")
+@JSON_OPTION
+def local_up(as_json: bool) -> None:
+    """Start the moto server (the local AWS) unless it already runs; print what runs where."""
+    from toolkit.config import project_root
+    from toolkit.local import start_moto
+
+    _print_services([start_moto(project_root(), _local_config().aws.endpoint_url)], as_json)
+
+
+@local_group.command("down")
+def local_down() -> None:
+    """Stop the local services this toolkit started (by pidfile). Moto's state is in memory and goes with it."""
+    from toolkit.config import project_root
+    from toolkit.local import stop_moto
+
+    click.echo("moto stopped" if stop_moto(project_root()) else "moto was not running")
+
+
+@local_group.command("status")
+@JSON_OPTION
+def local_status(as_json: bool) -> None:
+    """Show the local services, their URLs, pids and logs; exit 1 if any is down."""
+    from toolkit.config import project_root
+    from toolkit.local import moto_status
+
+    services = [moto_status(project_root(), _local_config().aws.endpoint_url)]
+    _print_services(services, as_json)
+    if not all(s.running for s in services):
+        raise SystemExit(1)
+
+
+def _print_services(services, as_json: bool) -> None:
+    rows = [{"name": s.name, "url": s.url, "pid": s.pid, "running": s.running, "log": str(s.log)} for s in services]
+    if as_json:
+        _emit_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{'up  ' if r['running'] else 'down'}  {r['name']:<18} {r['url']:<26} pid {r['pid'] or '-':<8} log {r['log']}")
+
+
+@cli.group("state")
+def state_group() -> None:
+    """Terraform remote state."""
+
+
+@state_group.command("bootstrap")
+@ENV_OPTION
+def state_bootstrap(env: str) -> None:
+    """Create ENV's state bucket (versioned, encrypted, private) if it is missing.
+
+    For an environment with aws.endpoint_url (local), the local services are started first."""
+    from toolkit.config import load_environment, project_root
+    from toolkit.state import bootstrap_state_bucket
+
+    config = load_environment(env)
+    if config.aws.endpoint_url:
+        from toolkit.local import start_moto
+
+        start_moto(project_root(), config.aws.endpoint_url)
+    created = bootstrap_state_bucket(config)
+    click.echo(f"state bucket s3://{config.state.bucket} {'created' if created else 'already exists'}")
+
+
+@cli.command()
+@ENV_OPTION
+@JSON_OPTION
+def outputs(env: str, as_json: bool) -> None:
+    """Print the outputs of ENV's deployed stack (cluster endpoint, registry URL, bucket, role ARNs)."""
+    from toolkit.config import project_root
+    from toolkit.infra_outputs import stack_outputs
+
+    values = stack_outputs(env, project_root())
+    if as_json:
+        _emit_json(values)
+        return
+    for key, value in values.items():
+        shown = value if not isinstance(value, str) or len(value) < 90 else value[:60] + "…"
+        click.echo(f"{key:<20} {shown}")
+
+
+@cli.command("tf-env", hidden=True)
+def tf_env() -> None:
+    """KEY=VALUE lines for terraform/cdktf (used by the Makefile)."""
+    from toolkit.config import project_root
+    from toolkit.terraform import terraform_environment
+
+    for key, value in terraform_environment(project_root()).items():
+        click.echo(f"{key}={value}")
 
 
 def main() -> None:
