@@ -39,7 +39,7 @@ class PlatformStack(TerraformStack):
                           account_id=account, region=config.aws.region, prevent_destroy=protect)
         node_role = NodeRole(self, "node-role", cluster_name=config.cluster.name)
         pools = [
-            NodePool(self, f"pool-{pool.name}", config=pool, cluster_name=cluster.name, node_role=node_role,
+            NodePool(self, f"pool-{pool.name}", name=f"{config.cluster.name}-{pool.name}", config=pool, cluster_name=cluster.name, node_role=node_role,
                      subnet_ids=network.private_subnet_ids, prevent_destroy=protect)
             for pool in config.node_pools
         ]

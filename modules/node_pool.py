@@ -38,20 +38,20 @@ class NodePool(Construct):
     """One managed node group.
 
     Args:
+        name: node group and launch template name.
         config: instance types, sizes, AMI type, capacity type, disk, labels and taints.
             GPU pools (validated in config) use a GPU AMI and carry the nvidia.com/gpu taint.
-        cluster_name: the EKS cluster to join.
+        cluster_name: the EKS cluster to join (the cluster resource's name, so it is created first).
         node_role: the shared node IAM role.
         subnet_ids: private subnets for the instances.
         prevent_destroy: protect the node group from `terraform destroy`.
     """
 
     def __init__(
-        self, scope: Construct, id: str, *, config: NodePoolConfig, cluster_name: str, node_role: NodeRole,
+        self, scope: Construct, id: str, *, name: str, config: NodePoolConfig, cluster_name: str, node_role: NodeRole,
         subnet_ids: list[str], prevent_destroy: bool = False,
     ) -> None:
         super().__init__(scope, id)
-        name = f"{cluster_name}-{config.name}"
         self.launch_template = LaunchTemplate(
             self, "launch-template", name=name, update_default_version=True,
             # IMDSv2 only, one hop: pods cannot reach the node's instance credentials.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,9 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from toolkit.cli import cli
+from toolkit.terraform import terraform_environment
 
 REPO = Path(__file__).resolve().parent.parent
 HEART = REPO / "data" / "heart-cleveland.csv"
+
+# jsii cache in the repo, offline provider mirror, no checkpoint calls: as the Makefile does.
+os.environ.update(terraform_environment(REPO))
 
 
 @pytest.fixture
@@ -33,3 +38,13 @@ def run_cli():
         return runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def synthesized():
+    """Every shipped environment's stack, synthesized once per session: {env: synth JSON}."""
+    from infra_helpers import synth_stack
+
+    from toolkit.config import load_all_environments
+
+    return {env: synth_stack(config) for env, config in load_all_environments().items()}

@@ -1,0 +1,130 @@
+"""Property tests of the synthesized stacks (cdktf.Testing), one synth per environment per session."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from infra_helpers import one, resources
+from toolkit.config import load_environment
+
+ENVS = ["local", "dev", "staging", "prod"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_gpu_pool_from_config(synthesized, env):
+    config = load_environment(env)
+    gpu_config = config.gpu_pools()[0]
+    groups = {g["node_group_name"]: g for g in resources(synthesized[env], "aws_eks_node_group")}
+    gpu = groups[f"{config.cluster.name}-{gpu_config.name}"]
+    assert gpu["ami_type"] in ("AL2_x86_64_GPU", "AL2023_x86_64_NVIDIA")
+    assert gpu["ami_type"] == gpu_config.ami_type
+    assert gpu["instance_types"] == gpu_config.instance_types
+    assert gpu["taint"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert gpu["scaling_config"]["min_size"] == 0
+    assert gpu["scaling_config"]["max_size"] == gpu_config.max_size
+    assert gpu["capacity_type"] == gpu_config.capacity_type
+    assert gpu["labels"] == gpu_config.labels
+    system = groups[f"{config.cluster.name}-system"]
+    assert "taint" not in system and system["ami_type"] == "AL2023_x86_64_STANDARD"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_launch_templates_require_imdsv2_and_encrypt_root(synthesized, env):
+    templates = resources(synthesized[env], "aws_launch_template")
+    assert len(templates) == len(load_environment(env).node_pools)
+    for template in templates:
+        assert template["metadata_options"] == {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1}
+        ebs = template["block_device_mappings"][0]["ebs"]
+        assert ebs["encrypted"] == "true" and ebs["volume_size"] >= 50
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_registry_is_immutable_scanned_encrypted(synthesized, env):
+    repo = one(synthesized[env], "aws_ecr_repository")
+    assert repo["image_tag_mutability"] == "IMMUTABLE"
+    assert repo["image_scanning_configuration"] == {"scan_on_push": True}
+    assert repo["encryption_configuration"][0]["encryption_type"] == "KMS"
+    rules = json.loads(one(synthesized[env], "aws_ecr_lifecycle_policy")["policy"])["rules"]
+    assert rules[0]["selection"]["tagStatus"] == "untagged"
+    assert rules[1]["selection"]["countNumber"] == load_environment(env).registry.keep_releases
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_bucket_encrypted_private_versioned_tls_only(synthesized, env):
+    synth = synthesized[env]
+    sse = one(synth, "aws_s3_bucket_server_side_encryption_configuration")["rule"][0]
+    assert sse["apply_server_side_encryption_by_default"]["sse_algorithm"] == "aws:kms"
+    block = one(synth, "aws_s3_bucket_public_access_block")
+    assert all(block[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"))
+    assert one(synth, "aws_s3_bucket_versioning")["versioning_configuration"] == {"status": "Enabled"}
+    policy = json.loads(one(synth, "aws_s3_bucket_policy")["policy"])
+    assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_cluster_encrypts_secrets_and_logs(synthesized, env):
+    cluster = one(synthesized[env], "aws_eks_cluster")
+    config = load_environment(env)
+    assert cluster["version"] == config.cluster.kubernetes_version
+    assert cluster["encryption_config"]["resources"] == ["secrets"]
+    assert "aws_kms_key" in cluster["encryption_config"]["provider"]["key_arn"]
+    assert set(cluster["enabled_cluster_log_types"]) == {"api", "audit", "authenticator", "controllerManager", "scheduler"}
+    assert all(k["enable_key_rotation"] for k in resources(synthesized[env], "aws_kms_key"))
+    assert one(synthesized[env], "aws_iam_openid_connect_provider")["client_id_list"] == ["sts.amazonaws.com"]
+
+
+def test_prod_is_private_protected_and_has_nat_per_az(synthesized):
+    prod = synthesized["prod"]
+    vpc = one(prod, "aws_eks_cluster")["vpc_config"]
+    assert vpc["endpoint_public_access"] is False and vpc["endpoint_private_access"] is True
+    for kind in ("aws_eks_cluster", "aws_ecr_repository", "aws_s3_bucket"):
+        assert one(prod, kind)["lifecycle"]["prevent_destroy"] is True, kind
+    assert len(resources(prod, "aws_nat_gateway")) == 3
+    dev = synthesized["dev"]
+    assert "prevent_destroy" not in json.dumps(one(dev, "aws_eks_cluster").get("lifecycle", {}))
+    assert len(resources(dev, "aws_nat_gateway")) == 1
+
+
+def test_irsa_roles_are_scoped_to_their_service_accounts(synthesized):
+    local = synthesized["local"]
+    documents = local["data"]["aws_iam_policy_document"]
+    subjects = sorted(
+        c["values"][0] for d in documents.values() for c in d["statement"][0]["condition"] if c["variable"].endswith(":sub")
+    )
+    assert subjects == ["system:serviceaccount:ml-platform:serving", "system:serviceaccount:ml-platform:training"]
+    policies = {p["role"]: p["policy"] for p in resources(local, "aws_iam_role_policy")}
+    assert len(policies) == 2
+    for policy in policies.values():
+        assert '"s3:*"' not in policy and '"Action" = "*"' not in policy
+
+
+def test_remote_state_uses_s3_lockfile(synthesized):
+    for env, synth in synthesized.items():
+        backend = synth["terraform"]["backend"]["s3"]
+        config = load_environment(env)
+        assert backend["bucket"] == config.state.bucket and backend["use_lockfile"] is True and backend["encrypt"] is True
+    local_backend = synthesized["local"]["terraform"]["backend"]["s3"]
+    assert local_backend["endpoints"]["s3"] == load_environment("local").aws.endpoint_url
+
+
+def test_stack_outputs(synthesized):
+    outputs = set(synthesized["local"]["output"])
+    assert {"cluster_name", "cluster_endpoint", "cluster_ca", "oidc_issuer", "registry_url", "bucket",
+            "node_pools", "training_role_arn", "serving_role_arn"} <= outputs
+
+
+def test_bad_environment_fails_before_synthesis(repo_copy):
+    """`python -m infra` (what cdktf runs) reports the config error, exit 2, no jsii trace."""
+    path = repo_copy / "environments" / "dev.yaml"
+    path.write_text(path.read_text().replace("kubernetes_version:", "kubernetes_verison:"))
+    from conftest import REPO
+
+    result = subprocess.run([sys.executable, "-m", "infra"], capture_output=True, text=True, cwd=REPO,
+                            env={**__import__("os").environ, "TOOLKIT_ROOT": str(repo_copy)})
+    assert result.returncode == 2
+    assert "dev.yaml" in result.stderr and "cluster.kubernetes_verison: unknown key" in result.stderr
+    assert "jsii" not in result.stderr.lower()
