@@ -10,21 +10,24 @@ TOOLKIT := $(BIN)/toolkit
 export TOOLKIT_ROOT := $(CURDIR)
 
 NODE_STAMP := node_modules/.installed-stamp
+# checkov pins an old boto3: it lives in its own tools venv, never in the runtime venv.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-stamp
 # Terraform/cdktf environment (offline provider mirror, jsii cache in the repo) from the toolkit.
 TF_ENV = env $$($(TOOLKIT) tf-env | xargs)
 CDKTF = $(TF_ENV) npx --no-install cdktf
 
-.PHONY: help setup demo test train bench clean synth deploy destroy local-up local-down
+.PHONY: help setup demo test train bench clean synth deploy destroy local-up local-down lint
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  Variables: ENV=$(ENV) (one of: $$(ls environments | sed 's/\.yaml//' | tr '\n' ' '))"
 
 # The venv is rebuilt only when pyproject.toml changes, so a second run is instant.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,infra]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,infra]'
 	@touch $@
 
 # cdktf-cli pinned in package.json / package-lock.json.
@@ -33,7 +36,12 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: $(STAMP) $(NODE_STAMP) ## Create .venv and node_modules with the pinned dependencies (idempotent)
+$(TOOLS_STAMP): tools-requirements.txt
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r tools-requirements.txt
+	@touch $@
+
+setup: $(STAMP) $(NODE_STAMP) $(TOOLS_STAMP) ## Create .venv, .venv-tools and node_modules with pinned dependencies (idempotent)
 
 demo: setup ## The main job on the local environment: deploy the local stack, train (5-fold CV), evaluate
 	$(MAKE) --no-print-directory deploy ENV=local
@@ -49,7 +57,7 @@ test: setup ## Run the whole test suite
 	$(BIN)/pytest -q
 
 bench: setup ## Training throughput: our core vs PyTorch CPU vs scikit-learn
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/train_throughput.py
 
 synth: setup ## Synthesize every stack into cdktf.out/ (JSON; `npx cdktf synth --hcl` for HCL)
@@ -66,6 +74,9 @@ destroy: setup ## cdktf destroy platform-ENV
 	$(TOOLKIT) config validate $(ENV)
 	$(CDKTF) destroy platform-$(ENV) --auto-approve --skip-provider-lock
 
+lint: setup ## checkov on the synthesized prod stack (skips and their reasons: infra/checkov_skips.py)
+	$(BIN)/pytest -q tests/test_checkov.py
+
 local-up: setup ## Start the local services (moto) and show them
 	$(TOOLKIT) local up
 
@@ -74,4 +85,4 @@ local-down: ## Stop the local services
 
 clean: ## Remove the venv, node_modules, artifacts, caches and synthesized stacks
 	-$(TOOLKIT) local down
-	rm -rf $(VENV) node_modules artifacts .pytest_cache cdktf.out .cache .local
+	rm -rf $(VENV) $(TOOLS) node_modules artifacts .pytest_cache cdktf.out .cache .local

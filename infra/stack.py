@@ -34,7 +34,8 @@ class PlatformStack(TerraformStack):
         protect = config.prevent_destroy
         account = config.aws.account_id
 
-        network = Network(self, "network", config=config.network, cluster_name=config.cluster.name)
+        network = Network(self, "network", config=config.network, cluster_name=config.cluster.name,
+                          account_id=account, region=config.aws.region)
         cluster = Cluster(self, "cluster", config=config.cluster, subnet_ids=network.private_subnet_ids,
                           account_id=account, region=config.aws.region, prevent_destroy=protect)
         node_role = NodeRole(self, "node-role", cluster_name=config.cluster.name)

@@ -96,7 +96,8 @@ def test_irsa_roles_are_scoped_to_their_service_accounts(synthesized):
         c["values"][0] for d in documents.values() for c in d["statement"][0]["condition"] if c["variable"].endswith(":sub")
     )
     assert subjects == ["system:serviceaccount:ml-platform:serving", "system:serviceaccount:ml-platform:training"]
-    policies = {p["role"]: p["policy"] for p in resources(local, "aws_iam_role_policy")}
+    policies = {p["role"]: p["policy"] for p in resources(local, "aws_iam_role_policy")
+                if "training-role" in p["role"] or "serving-role" in p["role"]}
     assert len(policies) == 2
     for policy in policies.values():
         assert '"s3:*"' not in policy and '"Action" = "*"' not in policy
@@ -128,3 +129,11 @@ def test_bad_environment_fails_before_synthesis(repo_copy):
     assert result.returncode == 2
     assert "dev.yaml" in result.stderr and "cluster.kubernetes_verison: unknown key" in result.stderr
     assert "jsii" not in result.stderr.lower()
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_vpc_flow_logs_to_encrypted_log_group(synthesized, env):
+    flow = one(synthesized[env], "aws_flow_log")
+    assert flow["traffic_type"] == "ALL" and flow["log_destination_type"] == "cloud-watch-logs"
+    groups = resources(synthesized[env], "aws_cloudwatch_log_group")
+    assert all(g["retention_in_days"] >= 365 and "kms_key_id" in g for g in groups)
