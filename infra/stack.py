@@ -41,7 +41,8 @@ class PlatformStack(TerraformStack):
         node_role = NodeRole(self, "node-role", cluster_name=config.cluster.name)
         pools = [
             NodePool(self, f"pool-{pool.name}", name=f"{config.cluster.name}-{pool.name}", config=pool, cluster_name=cluster.name, node_role=node_role,
-                     subnet_ids=network.private_subnet_ids, prevent_destroy=protect)
+                     subnet_ids=network.private_subnet_ids, prevent_destroy=protect,
+                     emulator=config.aws.endpoint_url is not None)
             for pool in config.node_pools
         ]
         registry = Registry(self, "registry", config=config.registry, account_id=account, prevent_destroy=protect)

@@ -56,6 +56,8 @@ def test_apply_read_back_and_destroy_on_moto(local_config, tmp_path):
     workspace.init()
     workspace.apply()
     try:
+        # Idempotent: nothing drifts between the emulator and the configuration.
+        assert workspace.plan_has_changes() is False
         outputs = workspace.outputs()
         assert outputs["cluster_name"] == config.cluster.name
         assert outputs["registry_url"].endswith(config.registry.name)

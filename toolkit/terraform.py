@@ -91,6 +91,15 @@ class Workspace:
         # skip_plan=True: python-terraform otherwise runs `apply` without -auto-approve semantics on 1.11.
         self._check("apply", self.tf.apply(skip_plan=True, input=False, no_color=IsFlagged, capture_output=True))
 
+    def plan_has_changes(self, out: Path | None = None) -> bool:
+        """`terraform plan -detailed-exitcode`: exit 0 = no changes, 2 = changes, 1 = error."""
+        options = dict(detailed_exitcode=IsFlagged, input=False, no_color=IsFlagged, capture_output=True)
+        if out is not None:
+            options["out"] = str(out)
+        code, _, _ = result = self.tf.plan(**options)
+        self._check("plan", result, ok=(0, 2))
+        return code == 2
+
     def destroy(self) -> None:
         self._check("destroy", self.tf.destroy(force=IsNotFlagged, auto_approve=IsFlagged, input=False, no_color=IsFlagged, capture_output=True))
 
