@@ -12,12 +12,13 @@ from modules.identity import WorkloadRole
 from modules.network import Network
 from modules.node_pool import NodePool, NodeRole
 from modules.registry import Registry
+from toolkit.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 from toolkit.config import EnvironmentConfig
 
 # Every AWS API the stack (and its backend) calls; all of them go to `aws.endpoint_url` when set.
 ENDPOINT_SERVICES = ("ec2", "eks", "ecr", "iam", "kms", "s3", "sts", "cloudwatchlogs", "dynamodb")
 # Fake keys for an emulator endpoint; real AWS uses the normal credential chain.
-EMULATOR_CREDENTIALS = {"access_key": "test", "secret_key": "test"}
+EMULATOR_CREDENTIALS = {"access_key": EMULATOR_ACCESS_KEY, "secret_key": EMULATOR_SECRET_KEY}
 WORKLOAD_NAMESPACE = "ml-platform"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,13 @@ HEART = REPO / "data" / "heart-cleveland.csv"
 
 # jsii cache in the repo, offline provider mirror, no checkpoint calls: as the Makefile does.
 os.environ.update(terraform_environment(REPO))
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, for a service of a test's own."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture

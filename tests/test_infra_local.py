@@ -3,11 +3,10 @@ boto3 reads everything back, then destroy leaves nothing behind."""
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, free_port
 from toolkit.aws import client
 from toolkit.config import load_all_environments, load_environment
 from toolkit.local import start_moto, stop_moto
@@ -15,17 +14,11 @@ from toolkit.state import bootstrap_state_bucket
 from toolkit.terraform import Workspace
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def local_config(tmp_path_factory):
     """The shipped local config pointed at a moto server of this test's own (its own port and state dir)."""
     root = tmp_path_factory.mktemp("moto-root")
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     start_moto(root, url)
     config = load_environment("local")
     config = config.model_copy(update={"aws": config.aws.model_copy(update={"endpoint_url": url})})

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import yaml
+
+from conftest import free_port
 
 from toolkit.aws import client
 from toolkit.config import load_environment
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_local_up_status_down(repo_copy, run_cli):
     path = repo_copy / "environments" / "local.yaml"
     data = yaml.safe_load(path.read_text())
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     data["aws"]["endpoint_url"] = url
     path.write_text(yaml.safe_dump(data))
     try:

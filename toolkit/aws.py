@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from toolkit.config import EnvironmentConfig
 
-EMULATOR_KEYS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+# Fake credentials for an emulator endpoint (moto accepts any); shared with the stacks' provider.
+EMULATOR_ACCESS_KEY = EMULATOR_SECRET_KEY = "test"
+EMULATOR_KEYS = {"aws_access_key_id": EMULATOR_ACCESS_KEY, "aws_secret_access_key": EMULATOR_SECRET_KEY}
 
 
 def client(service: str, config: EnvironmentConfig):
