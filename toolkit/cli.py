@@ -252,6 +252,31 @@ def predict(model_dir: Path, input_path: Path, as_json: bool) -> None:
         click.echo("  ".join(f"{c:>8}" for c in cells))
 
 
+@cli.command()
+@MODEL_OPTION
+@click.option("--env", "env", metavar="ENV", help="Take the batch and body limits (and port) from ENV's serving settings.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: serving.port of ENV, else 8080).")
+def serve(model_dir: Path, env: str | None, host: str, port: int | None) -> None:
+    """Serve a model over HTTP: POST /v1/predict, GET /healthz /readyz /metrics /docs.
+
+    The artifact's checksums are verified before the server starts."""
+    import uvicorn
+
+    from toolkit.serve.app import create_app
+
+    limits = {}
+    if env:
+        from toolkit.config import load_environment
+
+        serving = load_environment(env).serving
+        limits = {"max_batch_size": serving.max_batch_size, "max_body_bytes": serving.max_body_bytes}
+        port = port or serving.port
+    app = create_app(model_dir, **limits)
+    click.echo(f"serving model {app.state.model.version} on http://{host}:{port or 8080}", err=True)
+    uvicorn.run(app, host=host, port=port or 8080, log_level="warning")
+
+
 # ---------------------------------------------------------------- infrastructure
 
 

@@ -230,7 +230,17 @@ def predict_records(model: artifacts.ModelArtifact, columns: dict[str, list], n:
     missing = [c for c in model.preprocessor.columns if c not in columns]
     if missing:
         raise DataError(f"{source}: missing feature(s) {missing}; the model needs {model.preprocessor.columns}.")
-    proba = model.predict_proba(model.preprocessor.transform_columns(columns, n, source))
+    with np.errstate(over="ignore", invalid="ignore"):
+        features = model.preprocessor.transform_columns(columns, n, source)
+        finite = np.isfinite(features)
+        if not finite.all():
+            row, column = np.argwhere(~finite)[0]
+            name = model.preprocessor.feature_names[column].split("=")[0]
+            raise DataError(f"{source}: record {row}: feature '{name}' is out of the range the model can represent.")
+        proba = model.predict_proba(features)
+    if not np.isfinite(proba).all():
+        row = int(np.argwhere(~np.isfinite(proba))[0][0])
+        raise DataError(f"{source}: record {row}: values are too extreme for the model to score.")
     return [
         {"label": model.classes[int(np.argmax(p))], "probabilities": dict(zip(model.classes, map(float, p)))}
         for p in proba
