@@ -255,8 +255,9 @@ def predict(model_dir: Path, input_path: Path, as_json: bool) -> None:
 @cli.command()
 @MODEL_OPTION
 @click.option("--env", "env", metavar="ENV", help="Take the batch and body limits (and port) from ENV's serving settings.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: serving.port of ENV, else 8080).")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="TOOLKIT_HOST", help="Address to bind.")
+@click.option("--port", type=click.IntRange(1, 65535), envvar="TOOLKIT_PORT",
+              help="Port (default: serving.port of ENV, else 8080).")
 def serve(model_dir: Path, env: str | None, host: str, port: int | None) -> None:
     """Serve a model over HTTP: POST /v1/predict, GET /healthz /readyz /metrics /docs.
 
@@ -295,22 +296,26 @@ def _local_config():
 
 
 @local_group.command("up")
+@click.option("--aws-only", is_flag=True, help="Start only the moto server (no Docker engine or registry).")
 @JSON_OPTION
-def local_up(as_json: bool) -> None:
-    """Start the moto server (the local AWS) unless it already runs; print what runs where."""
+def local_up(aws_only: bool, as_json: bool) -> None:
+    """Start what the local environment needs, reusing what already runs: the moto server (AWS),
+    a Docker engine (an existing one, else dockerd), the OCI registry standing in for ECR (its
+    htpasswd login is the one ECR hands out), and the offline base image (built once)."""
     from toolkit.config import project_root
-    from toolkit.local import start_moto
+    from toolkit.local import start_local_services
 
-    _print_services([start_moto(project_root(), _local_config().aws.endpoint_url)], as_json)
+    _print_services(start_local_services(project_root(), _local_config(), aws_only=aws_only, on_line=_echo_err), as_json)
 
 
 @local_group.command("down")
 def local_down() -> None:
     """Stop the local services this toolkit started (by pidfile). Moto's state is in memory and goes with it."""
     from toolkit.config import project_root
-    from toolkit.local import stop_moto
+    from toolkit.local import stop_local_services
 
-    click.echo("moto stopped" if stop_moto(project_root()) else "moto was not running")
+    for name, stopped in stop_local_services(project_root()).items():
+        click.echo(f"{name} {'stopped' if stopped else 'was not running'}")
 
 
 @local_group.command("status")
@@ -318,12 +323,16 @@ def local_down() -> None:
 def local_status(as_json: bool) -> None:
     """Show the local services, their URLs, pids and logs; exit 1 if any is down."""
     from toolkit.config import project_root
-    from toolkit.local import moto_status
+    from toolkit.local import local_services_status
 
-    services = [moto_status(project_root(), _local_config().aws.endpoint_url)]
+    services = local_services_status(project_root(), _local_config())
     _print_services(services, as_json)
     if not all(s.running for s in services):
         raise SystemExit(1)
+
+
+def _echo_err(line: str) -> None:
+    click.echo(line, err=True)
 
 
 def _print_services(services, as_json: bool) -> None:
@@ -333,6 +342,67 @@ def _print_services(services, as_json: bool) -> None:
         return
     for r in rows:
         click.echo(f"{'up  ' if r['running'] else 'down'}  {r['name']:<18} {r['url']:<26} pid {r['pid'] or '-':<8} log {r['log']}")
+
+
+@cli.command()
+@ENV_OPTION
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), help="Model artifact (default: artifacts/ENV/latest).")
+@JSON_OPTION
+def build(env: str, model_dir: Path | None, as_json: bool) -> None:
+    """Build ENV's serving image with the model baked in (docker SDK, streamed output).
+
+    The model's checksums are verified first. Tag: <model version>-<git short sha>."""
+    from toolkit.config import load_environment, project_root
+    from toolkit.images import build_image, save_last_build
+
+    config = load_environment(env)
+    root = project_root()
+    model_dir = model_dir or root / "artifacts" / env / "latest"
+    image = build_image(root, model_dir, config.registry.name, config.serving.base_image,
+                        on_line=(lambda line: None) if as_json else _echo_err)
+    save_last_build(root, env, image)
+    result = {"image": image.reference, "id": image.image_id, "size_mb": round(image.size_bytes / 1e6, 1)}
+    _emit_json(result) if as_json else click.echo(f"built {image.reference} ({result['size_mb']} MB)")
+
+
+@cli.command()
+@ENV_OPTION
+@click.option("--image", "image_ref", help="Local image to push (default: the last `toolkit build --env ENV`).")
+@JSON_OPTION
+def push(env: str, image_ref: str | None, as_json: bool) -> None:
+    """Push the serving image to ENV's registry with an ECR login (boto3 get_authorization_token).
+
+    Refuses 'latest' and tags that already exist in an immutable registry; prints the digest."""
+    from toolkit.config import load_environment, project_root
+    from toolkit.images import last_build, push_image
+
+    config = load_environment(env)
+    root = project_root()
+    image_ref = image_ref or last_build(root, env)
+    progress = _PushProgress(enabled=not as_json)
+    try:
+        digest = push_image(root, image_ref, config, on_line=progress.update)
+    finally:
+        progress.close()
+    from toolkit.images import registry_login
+
+    remote = f"{registry_login(config).host}/{config.registry.name}@{digest}"
+    _emit_json({"image": image_ref, "pushed": remote, "digest": digest}) if as_json else click.echo(f"pushed {remote}")
+
+
+class _PushProgress:
+    """One line per layer event on stderr (docker's own per-layer progress)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.seen = enabled, set()
+
+    def update(self, line: str) -> None:
+        if self.enabled and line not in self.seen and "Pushing [" not in line:
+            self.seen.add(line)
+            click.echo(line, err=True)
+
+    def close(self) -> None:
+        pass
 
 
 @cli.group("state")

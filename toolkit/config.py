@@ -100,6 +100,10 @@ class RegistryConfig(_Section):
     scan_on_push: bool = True
     keep_releases: int = Field(30, ge=1, le=1000, description="tagged images kept by the lifecycle policy")
     untagged_expiry_days: int = Field(7, ge=1, le=365)
+    endpoint: str | None = Field(
+        None, pattern=r"^[a-z0-9.-]+:[0-9]+$",
+        description="host:port of an OCI registry standing in for ECR (local); unset: the ECR endpoint",
+    )
 
 
 class Taint(_Section):
@@ -239,6 +243,7 @@ class AutoscalingConfig(_Section):
 
 
 class ServingConfig(_Section):
+    base_image: str = Field("python:3.11-slim", min_length=1, description="base of the serving image (Python 3.11)")
     replicas: int = Field(2, ge=1)
     port: int = Field(8080, ge=1024, le=65535)
     resources: Resources

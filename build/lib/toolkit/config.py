@@ -1,0 +1,402 @@
+"""Environment configuration: `environments/<env>.yaml` validated into typed objects.
+
+This module is the single source of truth: the CDKTF stacks and every toolkit command
+read an `EnvironmentConfig` from `load_environment`, never the YAML directly.
+Unknown keys are errors; a bad file raises `ConfigError` naming the file, the key path,
+the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from toolkit.errors import ConfigError
+
+ENVIRONMENTS_DIR = "environments"
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,39}$", description="lowercase letters, digits and '-'")]
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")]
+
+GPU_AMI_TYPES = frozenset({"AL2_x86_64_GPU", "AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA"})
+# EC2 families with NVIDIA GPUs that EKS GPU AMIs support.
+GPU_INSTANCE_FAMILIES = frozenset({"g4dn", "g5", "g6", "g6e", "gr6", "p3", "p3dn", "p4d", "p4de", "p5", "p5e"})
+GPU_TAINT_KEY = "nvidia.com/gpu"
+
+
+class _Section(BaseModel):
+    """Every section rejects unknown keys and is immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AwsConfig(_Section):
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region, e.g. eu-west-1")
+    account_id: str = Field(pattern=r"^[0-9]{12}$", description="12-digit AWS account id")
+    endpoint_url: str | None = Field(
+        None, pattern=r"^https?://", description="AWS API endpoint override (the local moto server); unset for real AWS"
+    )
+
+
+class NetworkConfig(_Section):
+    vpc_cidr: str = Field("10.0.0.0/16", description="VPC CIDR; split into one public and one private subnet per AZ")
+    availability_zones: list[str] = Field(min_length=2, max_length=6, description="AZ names, at least two")
+    nat_gateways: Literal["single", "one_per_az"] = Field(
+        "single", description="one shared NAT gateway, or one per AZ (survives an AZ outage; costs more)"
+    )
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        network = ipaddress.ip_network(value)
+        if network.prefixlen > 20:
+            raise ValueError(f"vpc_cidr must be /20 or larger to hold the subnets, got /{network.prefixlen}")
+        return value
+
+
+class StateConfig(_Section):
+    """Terraform remote state: an S3 bucket per environment, locked with S3 lockfiles."""
+
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    key: str = Field("platform/terraform.tfstate", min_length=1)
+
+
+class ClusterConfig(_Section):
+    name: Name
+    kubernetes_version: Literal["1.29", "1.30", "1.31", "1.32"]
+    endpoint_public_access: bool
+    endpoint_private_access: bool = True
+    public_access_cidrs: list[str] = Field(default_factory=list)
+    log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = Field(
+        default_factory=lambda: ["api", "audit", "authenticator", "controllerManager", "scheduler"]
+    )
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr)  # ValueError names the bad CIDR
+        return value
+
+    @model_validator(mode="after")
+    def _some_endpoint(self) -> ClusterConfig:
+        if not (self.endpoint_public_access or self.endpoint_private_access):
+            raise ValueError("at least one of endpoint_public_access and endpoint_private_access must be true")
+        return self
+
+
+class RegistryConfig(_Section):
+    name: str = Field(pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+    tag_immutability: bool = True
+    scan_on_push: bool = True
+    keep_releases: int = Field(30, ge=1, le=1000, description="tagged images kept by the lifecycle policy")
+    untagged_expiry_days: int = Field(7, ge=1, le=365)
+    endpoint: str | None = Field(
+        None, pattern=r"^[a-z0-9.-]+:[0-9]+$",
+        description="host:port of an OCI registry standing in for ECR (local); unset: the ECR endpoint",
+    )
+
+
+class Taint(_Section):
+    key: str = Field(min_length=1)
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
+class NodePoolConfig(_Section):
+    name: Name
+    instance_types: list[str] = Field(min_length=1)
+    min_size: int = Field(ge=0)
+    max_size: int = Field(ge=1)
+    desired_size: int = Field(ge=0)
+    gpu: bool = False
+    ami_type: Literal[
+        "AL2_x86_64", "AL2_x86_64_GPU", "AL2023_x86_64_STANDARD", "AL2023_x86_64_NVIDIA",
+        "BOTTLEROCKET_x86_64", "BOTTLEROCKET_x86_64_NVIDIA",
+    ] = "AL2023_x86_64_STANDARD"
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    disk_size_gb: int = Field(50, ge=20, le=16384)
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[Taint] = Field(default_factory=list)
+
+    @field_validator("instance_types")
+    @classmethod
+    def _instance_types(cls, value: list[str]) -> list[str]:
+        for itype in value:
+            if not re.fullmatch(r"[a-z][a-z0-9-]*\.[0-9a-z]+", itype):
+                raise ValueError(f"'{itype}' is not an EC2 instance type like m6i.large")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NodePoolConfig:
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(
+                f"sizes must satisfy min_size <= desired_size <= max_size, got {self.min_size} <= "
+                f"{self.desired_size} <= {self.max_size}"
+            )
+        if self.gpu:
+            if self.ami_type not in GPU_AMI_TYPES:
+                raise ValueError(f"a GPU pool needs a GPU AMI type, one of {sorted(GPU_AMI_TYPES)}; got {self.ami_type}")
+            non_gpu = [t for t in self.instance_types if t.split(".")[0] not in GPU_INSTANCE_FAMILIES]
+            if non_gpu:
+                raise ValueError(
+                    f"a GPU pool needs GPU instance types (families {sorted(GPU_INSTANCE_FAMILIES)}); got {non_gpu}"
+                )
+            if not any(t.key == GPU_TAINT_KEY and t.effect == "NoSchedule" for t in self.taints):
+                raise ValueError(
+                    f"a GPU pool must carry the taint {GPU_TAINT_KEY}=true:NoSchedule so only GPU workloads land on it"
+                )
+        elif self.ami_type in GPU_AMI_TYPES:
+            raise ValueError(f"ami_type {self.ami_type} is a GPU AMI but gpu is false")
+        return self
+
+
+class ArtifactStoreConfig(_Section):
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="S3 bucket name")
+    models_prefix: str = Field("models/", pattern=r"^[a-z0-9][a-z0-9/_-]*/$")
+    datasets_prefix: str = Field("datasets/", pattern=r"^[a-z0-9][a-z0-9/_-]*/$")
+    noncurrent_version_expiry_days: int = Field(90, ge=1)
+
+
+_TARGET_RE = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*$")
+
+
+class TrainingConfig(_Section):
+    dataset: str = Field(description="CSV path, relative to the repository root")
+    label: str = Field(min_length=1, description="label column")
+    target: str | None = Field(
+        None, description="derive a binary target from the label column, e.g. 'num > 0'; unset: use label values as classes"
+    )
+    delimiter: str | None = Field(None, min_length=1, max_length=1, description="unset: detected")
+    categorical: list[str] = Field(default_factory=list)
+    drop_columns: list[str] = Field(default_factory=list, description="id-like columns to ignore")
+    hidden_layers: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [32])
+    activation: Literal["relu", "tanh", "sigmoid"] = "relu"
+    loss: Literal["auto", "binary_cross_entropy", "categorical_cross_entropy"] = "auto"
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    learning_rate: float = Field(0.001, gt=0, le=1)
+    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(200, ge=1)
+    patience: int | None = Field(20, ge=1, description="early-stopping patience in epochs; unset: no early stopping")
+    l2: float = Field(0.0, ge=0)
+    seed: int = Field(0, ge=0)
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        if value is not None and not _TARGET_RE.match(value):
+            raise ValueError("target must look like '<column> <op> <number>' with op one of > >= < <= == !=")
+        return value
+
+    @model_validator(mode="after")
+    def _target_uses_label(self) -> TrainingConfig:
+        if self.target is not None and self.target_rule()[0] != self.label:
+            raise ValueError(f"target '{self.target}' must test the label column '{self.label}'")
+        return self
+
+    def target_rule(self) -> tuple[str, str, float]:
+        """(column, operator, threshold) of `target`; only valid when target is set."""
+        rule = parse_target(self.target or "")
+        assert rule, "target_rule() called without a valid target"
+        return rule
+
+
+def parse_target(expression: str) -> tuple[str, str, float] | None:
+    """'num > 0' -> ('num', '>', 0.0); None when it is not of that form."""
+    match = _TARGET_RE.match(expression)
+    return (match.group(1), match.group(2), float(match.group(3))) if match else None
+
+
+class ResourceQuantities(_Section):
+    cpu: Quantity
+    memory: Quantity
+
+
+class Resources(_Section):
+    requests: ResourceQuantities
+    limits: ResourceQuantities
+
+
+class AutoscalingConfig(_Section):
+    enabled: bool = True
+    min_replicas: int = Field(2, ge=1)
+    max_replicas: int = Field(6, ge=1)
+    target_cpu_utilization: int = Field(70, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
+        return self
+
+
+class ServingConfig(_Section):
+    base_image: str = Field("python:3.11-slim", min_length=1, description="base of the serving image (Python 3.11)")
+    replicas: int = Field(2, ge=1)
+    port: int = Field(8080, ge=1024, le=65535)
+    resources: Resources
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    max_batch_size: int = Field(256, ge=1, description="records per /v1/predict request")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="request body size limit")
+
+
+class EnvironmentConfig(_Section):
+    name: Name
+    prevent_destroy: bool = Field(False, description="protect cluster, registry and bucket from terraform destroy")
+    aws: AwsConfig
+    state: StateConfig
+    network: NetworkConfig
+    cluster: ClusterConfig
+    registry: RegistryConfig
+    node_pools: list[NodePoolConfig] = Field(min_length=1)
+    artifact_store: ArtifactStoreConfig
+    training: TrainingConfig
+    serving: ServingConfig
+
+    @model_validator(mode="after")
+    def _pools(self) -> EnvironmentConfig:
+        names = [p.name for p in self.node_pools]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"node pool names must be unique; repeated: {duplicates}")
+        if all(p.gpu for p in self.node_pools):
+            raise ValueError("at least one non-GPU node pool is needed for system workloads")
+        foreign = [az for az in self.network.availability_zones if not az.startswith(self.aws.region)]
+        if foreign:
+            raise ValueError(f"network.availability_zones {foreign} are not in aws.region {self.aws.region}")
+        return self
+
+    def gpu_pools(self) -> list[NodePoolConfig]:
+        return [p for p in self.node_pools if p.gpu]
+
+
+# ---------------------------------------------------------------- loading
+
+
+def project_root() -> Path:
+    """The repository root: $TOOLKIT_ROOT, else the nearest ancestor of cwd holding environments/."""
+    if os.environ.get("TOOLKIT_ROOT"):
+        return Path(os.environ["TOOLKIT_ROOT"]).resolve()
+    for candidate in [Path.cwd(), *Path.cwd().parents]:
+        if (candidate / ENVIRONMENTS_DIR).is_dir():
+            return candidate
+    return Path(__file__).resolve().parent.parent
+
+
+def known_environments(root: Path | None = None) -> list[str]:
+    directory = (root or project_root()) / ENVIRONMENTS_DIR
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def environment_path(env: str, root: Path | None = None) -> Path:
+    root = root or project_root()
+    known = known_environments(root)
+    if env not in known:
+        listing = ", ".join(known) if known else f"none (no *.yaml in {root / ENVIRONMENTS_DIR})"
+        raise ConfigError(f"unknown environment '{env}'. Known environments: {listing}.")
+    return root / ENVIRONMENTS_DIR / f"{env}.yaml"
+
+
+def load_environment(env: str, root: Path | None = None) -> EnvironmentConfig:
+    """Load and validate `environments/<env>.yaml`."""
+    return load_config_file(environment_path(env, root))
+
+
+def load_all_environments(root: Path | None = None) -> dict[str, EnvironmentConfig]:
+    return {env: load_environment(env, root) for env in known_environments(root)}
+
+
+def load_config_file(path: Path) -> EnvironmentConfig:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc.strerror}).") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}.") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}.")
+    try:
+        config = EnvironmentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from None
+    if config.name != path.stem:
+        raise ConfigError(f"{path}: name: '{config.name}' must match the file name '{path.stem}'.")
+    return config
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def format_validation_error(path: Path, exc: ValidationError) -> str:
+    problems = [_describe(error) for error in exc.errors()]
+    noun = "problem" if len(problems) == 1 else "problems"
+    return f"{path}: {len(problems)} configuration {noun}:\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def _describe(error: dict) -> str:
+    loc = tuple(error["loc"])
+    key_path = _key_path(loc) or "(top level)"
+    value = error.get("input")
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        did_you_mean = f" Did you mean '{hint[0]}'?" if hint else ""
+        return f"{key_path}: unknown key (value {_short(value)}). Allowed keys here: {', '.join(allowed)}.{did_you_mean}"
+    if error["type"] == "missing":
+        return f"{key_path}: required key is missing."
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key_path}: {message} (got {_short(value)})."
+
+
+def _key_path(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """Field names of the model found by walking `loc` down from EnvironmentConfig."""
+    model: object = EnvironmentConfig
+    for part in loc:
+        model = _unwrap(model)
+        if isinstance(part, str) and isinstance(model, type) and issubclass(model, BaseModel):
+            model = model.model_fields[part].annotation
+        # list indices and dict keys: _unwrap already stepped into the item type
+    model = _unwrap(model)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return sorted(model.model_fields)
+    return []
+
+
+def _unwrap(annotation: object) -> object:
+    """list[X] / dict[str, X] / X | None / Annotated[X, ...] -> X."""
+    while True:
+        origin = typing.get_origin(annotation)
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if origin is Annotated:
+            annotation = args[0]
+        elif origin in (list, dict, typing.Union, types.UnionType) and args:
+            annotation = args[-1]
+        else:
+            return annotation

@@ -1,0 +1,30 @@
+"""Errors the CLI turns into one clear paragraph and a meaningful exit code.
+
+Exit codes follow the CLI convention in DESIGN.md: 0 ok, 1 failure, 2 bad input.
+"""
+
+
+class ToolkitError(Exception):
+    """Base class: a failure the user can act on; never shown with a traceback."""
+
+    exit_code = 1
+
+
+class BadInputError(ToolkitError):
+    """The user gave us something we cannot use (config, data, arguments)."""
+
+    exit_code = 2
+
+
+class ConfigError(BadInputError):
+    """An environment file is missing, malformed or fails validation."""
+
+
+class DataError(BadInputError):
+    """A dataset cannot be turned into features and labels as asked."""
+
+
+class ArtifactError(ToolkitError):
+    """A model artifact is missing, incomplete or fails its checksums."""
+
+    exit_code = 2

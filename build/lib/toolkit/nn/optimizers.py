@@ -1,0 +1,101 @@
+"""Optimizers over the model's flat parameter and gradient arrays.
+
+Because every parameter lives in one contiguous array, one step is a handful of fused
+numpy calls with preallocated scratch, whatever the number of layers.
+L2 weight decay adds `l2 * w` to the gradient of weights (not biases), as in classic
+"coupled" L2 regularization.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Optimizer:
+    def __init__(self, learning_rate: float, l2: float = 0.0) -> None:
+        self.learning_rate, self.l2 = learning_rate, l2
+        self.params: np.ndarray | None = None
+
+    def attach(self, params: np.ndarray, grads: np.ndarray, decay_mask: np.ndarray) -> None:
+        """Bind to the model's flat arrays; `decay_mask` is 1 where L2 applies, 0 elsewhere."""
+        self.params, self.grads = params, grads
+        self._decay = (decay_mask * self.l2).astype(params.dtype) if self.l2 else None
+        self._scratch = np.empty_like(params)
+        self._init_state()
+
+    def _init_state(self) -> None:
+        pass
+
+    def _regularized_grad(self) -> np.ndarray:
+        if self._decay is not None:
+            np.multiply(self.params, self._decay, out=self._scratch)
+            self.grads += self._scratch
+        return self.grads
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """SGD with (heavy-ball) momentum: v = mu*v - lr*g; w += v."""
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.9, l2: float = 0.0) -> None:
+        super().__init__(learning_rate, l2)
+        self.momentum = momentum
+
+    def _init_state(self) -> None:
+        self.velocity = np.zeros_like(self.params)
+
+    def step(self) -> None:
+        grad = self._regularized_grad()
+        self.velocity *= self.momentum
+        np.multiply(grad, self.learning_rate, out=self._scratch)
+        self.velocity -= self._scratch
+        self.params += self.velocity
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction folded into the step size."""
+
+    def __init__(
+        self, learning_rate: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, l2: float = 0.0
+    ) -> None:
+        super().__init__(learning_rate, l2)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def _init_state(self) -> None:
+        self.m = np.zeros_like(self.params)
+        self.v = np.zeros_like(self.params)
+        self.t = 0
+
+    def step(self) -> None:
+        grad = self._regularized_grad()
+        self.t += 1
+        b1, b2, scratch = self.beta1, self.beta2, self._scratch
+        # m += (1 - b1) * (g - m);  v += (1 - b2) * (g^2 - v)
+        np.subtract(grad, self.m, out=scratch)
+        scratch *= 1 - b1
+        self.m += scratch
+        np.square(grad, out=scratch)
+        scratch -= self.v
+        scratch *= 1 - b2
+        self.v += scratch
+        # w -= lr_t * m / (sqrt(v) + eps_t), the bias-corrected form of the paper's section 2
+        correction1, correction2 = 1 - b1**self.t, 1 - b2**self.t
+        # Python floats (math, not np) keep float32 arrays in float32 loops under NEP 50.
+        step_size = self.learning_rate * math.sqrt(correction2) / correction1
+        np.sqrt(self.v, out=scratch)
+        scratch += self.eps * math.sqrt(correction2)
+        np.divide(self.m, scratch, out=scratch)
+        scratch *= step_size
+        self.params -= scratch
+
+
+def get(name: str, learning_rate: float, l2: float = 0.0, momentum: float = 0.9) -> Optimizer:
+    if name == "adam":
+        return Adam(learning_rate, l2=l2)
+    if name == "sgd":
+        return SGD(learning_rate, momentum=momentum, l2=l2)
+    raise ValueError(f"unknown optimizer '{name}'; known: adam, sgd")

@@ -1,0 +1,248 @@
+"""Inference server: FastAPI over a verified model artifact.
+
+    POST /v1/predict   {"records": [{feature: value, ...}, ...]}  or  {"instances": [[v1, v2, ...], ...]}
+    GET  /healthz      liveness: the process answers
+    GET  /readyz       readiness: the model is loaded and its checksums verified
+    GET  /metrics      Prometheus: requests and latency by route and status, predictions by class, model info
+
+Every bad request is a 4xx whose message names the field (missing or unknown features,
+wrong types, NaN/inf, an empty or oversized batch, an oversized body); never a 5xx.
+Predictions go through the same preprocessing and forward pass as `toolkit predict`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Union
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from toolkit.artifacts import ModelArtifact, load_artifact
+from toolkit.errors import BadInputError
+from toolkit.serve.metrics import ServerMetrics
+from toolkit.train import predict_records
+
+Value = Union[StrictFloat, StrictInt, StrictStr, None]
+
+
+class PredictRequest(BaseModel):
+    """Exactly one of `records` (objects by feature name) or `instances` (arrays in feature order)."""
+
+    model_config = ConfigDict(extra="forbid")
+    records: list[dict[str, Value]] | None = Field(None, description="records by feature name; null means missing")
+    instances: list[list[Value]] | None = Field(None, description="rows in the order of GET /v1/model's features")
+
+
+class Prediction(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    model_version: str
+    predictions: list[Prediction]
+
+
+class Problem(Exception):
+    """A client error: HTTP status plus the field path and message."""
+
+    def __init__(self, status: int, loc: list, message: str) -> None:
+        super().__init__(message)
+        self.status, self.loc, self.message = status, loc, message
+
+
+def _problem_response(status: int, errors: list[dict]) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": errors})
+
+
+ERROR_RESPONSES = {
+    413: {"description": "request body over the configured size limit"},
+    422: {"description": "invalid request; `detail` names each bad field"},
+}
+
+
+class MeasureAndLimit:
+    """Pure ASGI middleware (BaseHTTPMiddleware costs ~2x here): refuses bodies whose declared
+    length is over the limit, turns an unexpected exception into a counted 500, and records
+    request count and latency by route template and status."""
+
+    def __init__(self, app, metrics: ServerMetrics, max_body_bytes: int) -> None:
+        self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state = {"status": 500, "sent": False}
+
+        async def send_and_note(message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"], state["sent"] = message["status"], True
+            await send(message)
+
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        try:
+            if not length.isdigit() or int(length) > self.max_body_bytes:
+                detail = [{"loc": ["body"], "msg": f"body is over the {self.max_body_bytes}-byte limit", "type": "too_large"}]
+                await _problem_response(413, detail)(scope, receive, send_and_note)
+            else:
+                await self.app(scope, receive, send_and_note)
+        except Exception:  # a bug must not take the server down; it is counted as a 500
+            if not state["sent"]:
+                await _problem_response(500, [{"loc": [], "msg": "internal error", "type": "internal"}])(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            self.metrics.observe(route.path if route else "unmatched", state["status"], time.perf_counter() - started)
+
+
+def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes: int = 1_048_576) -> FastAPI:
+    """Load and verify the artifact, then build the app (an ArtifactError stops startup)."""
+    model = load_artifact(model_dir)
+    metrics = ServerMetrics(model)
+    app = FastAPI(title="toolkit inference server", version=model.version,
+                  description=f"Model {model.version}: label '{model.manifest['label']}', classes {model.classes}.")
+    app.state.model = model
+
+    app.add_middleware(MeasureAndLimit, metrics=metrics, max_body_bytes=max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return _problem_response(422, errors)
+
+    @app.exception_handler(BadInputError)
+    async def bad_input(request: Request, exc: BadInputError):
+        return _problem_response(422, [{"loc": ["body"], "msg": str(exc), "type": "value_error"}])
+
+
+    @app.exception_handler(Problem)
+    async def problem(request: Request, exc: Problem):
+        return _problem_response(exc.status, [{"loc": exc.loc, "msg": exc.message, "type": "value_error"}])
+
+    @app.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
+    async def predict(request: Request) -> PredictResponse:
+        body = await request.body()  # read here (not by FastAPI) so the size limit holds for chunked bodies too
+        if len(body) > max_body_bytes:
+            raise Problem(413, ["body"], f"body is over the {max_body_bytes}-byte limit")
+        try:
+            payload = PredictRequest.model_validate_json(body or b"null")
+        except Exception as exc:  # pydantic ValidationError: name the fields
+            errors = getattr(exc, "errors", lambda: [{"loc": (), "msg": str(exc), "type": "value_error"}])()
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+        columns, n = _columns(payload, model, max_batch_size)
+        predictions = predict_records(model, columns, n, "request")
+        metrics.count_predictions(p["label"] for p in predictions)
+        # Built by predict_records in the documented shape; skip re-validating it through pydantic.
+        return JSONResponse({"model_version": model.version, "predictions": predictions})
+
+    @app.get("/v1/model")
+    def describe() -> dict:
+        """The model's version, features (in `instances` order), classes and label rule."""
+        pre = model.preprocessor
+        categorical = {c["name"]: c["categories"] for c in pre.categorical}
+        return {
+            "model_version": model.version, "label": model.manifest["label"], "target": model.manifest["target"],
+            "classes": model.classes, "features": pre.columns,
+            "categorical": categorical, "max_batch_size": max_batch_size,
+        }
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> dict:
+        return {"status": "ready", "model_version": model.version}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    _document_predict_body(app, model, max_batch_size)
+    return app
+
+
+def _columns(payload: PredictRequest, model: ModelArtifact, max_batch_size: int) -> tuple[dict[str, list], int]:
+    """Check a request against the model's features and return raw values by column."""
+    features = model.preprocessor.columns
+    numeric = {n["name"] for n in model.preprocessor.numeric}
+    if (payload.records is None) == (payload.instances is None):
+        raise Problem(422, ["body"], "give exactly one of 'records' (objects by feature name) or 'instances' (arrays)")
+    field = "records" if payload.records is not None else "instances"
+    rows = payload.records if payload.records is not None else payload.instances
+    if not rows:
+        raise Problem(422, ["body", field], "empty batch: send at least one record")
+    if len(rows) > max_batch_size:
+        raise Problem(422, ["body", field], f"batch of {len(rows)} records is over the limit of {max_batch_size}")
+    columns: dict[str, list] = {name: [] for name in features}
+    for i, row in enumerate(rows):
+        if isinstance(row, dict):
+            missing = [f for f in features if f not in row]
+            if missing:
+                raise Problem(422, ["body", field, i], f"missing feature(s) {missing}")
+            unknown = sorted(set(row) - set(features))
+            if unknown:
+                raise Problem(422, ["body", field, i], f"unknown feature(s) {unknown}; the model takes {features}")
+            values = [row[f] for f in features]
+        else:
+            if len(row) != len(features):
+                raise Problem(422, ["body", field, i], f"expected {len(features)} values in the order {features}, got {len(row)}")
+            values = row
+        for name, value in zip(features, values):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise Problem(422, ["body", field, i, name], f"{value} is not a finite number")
+            if name in numeric and isinstance(value, str):
+                raise Problem(422, ["body", field, i, name], f"expected a number or null, got the string {value!r}")
+            columns[name].append(value)
+    return columns, len(rows)
+
+
+def predict_body_schema(model: ModelArtifact, max_batch_size: int) -> dict:
+    """JSON schema of a valid /v1/predict body for this model: its features, their types, the batch limit."""
+    categorical = {c["name"] for c in model.preprocessor.categorical}
+    features = model.preprocessor.columns
+
+    def value(name: str) -> dict:
+        kinds = ["string", "number", "null"] if name in categorical else ["number", "null"]
+        return {"type": kinds, "description": "categorical" if name in categorical else "numeric; null = missing"}
+
+    batch = {"minItems": 1, "maxItems": max_batch_size}
+    record = {"type": "object", "properties": {f: value(f) for f in features}, "required": features,
+              "additionalProperties": False}
+    row = {"type": "array", "items": {"type": ["number", "string", "null"]},
+           "minItems": len(features), "maxItems": len(features), "description": f"values in the order {features}"}
+    return {
+        "type": "object", "additionalProperties": False,
+        "description": "exactly one of records or instances",
+        "properties": {
+            "records": {"type": "array", "items": record, **batch},
+            "instances": {"type": "array", "items": row, **batch},
+        },
+        "oneOf": [{"required": ["records"]}, {"required": ["instances"]}],
+    }
+
+
+def _document_predict_body(app: FastAPI, model: ModelArtifact, max_batch_size: int) -> None:
+    """Document POST /v1/predict's body (parsed by hand in the route) from the model's features."""
+    original = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["PredictRequest"] = predict_body_schema(model, max_batch_size)
+        schema["paths"]["/v1/predict"]["post"]["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

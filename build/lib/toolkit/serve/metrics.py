@@ -1,0 +1,36 @@
+"""Prometheus metrics of one server instance (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
+
+from toolkit.artifacts import ModelArtifact
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ServerMetrics:
+    def __init__(self, model: ModelArtifact) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("toolkit_http_requests", "HTTP requests by route and status",
+                                ["route", "status"], registry=self.registry)
+        self.latency = Histogram("toolkit_http_request_duration_seconds", "Request latency by route and status",
+                                 ["route", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.predictions = Counter("toolkit_predictions", "Predicted labels by class", ["label"], registry=self.registry)
+        Info("toolkit_model", "The model being served", registry=self.registry).info({
+            "version": model.version, "label": model.manifest["label"],
+            "weights_sha256": model.manifest["files"]["weights.npz"]["sha256"],
+        })
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route, str(status)).observe(seconds)
+
+    def count_predictions(self, labels: Iterable[str]) -> None:
+        for label in labels:
+            self.predictions.labels(label).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
