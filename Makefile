@@ -17,7 +17,7 @@ TOOLS_STAMP := $(TOOLS)/.installed-stamp
 TF_ENV = env $$($(TOOLKIT) tf-env | xargs)
 CDKTF = $(TF_ENV) npx --no-install cdktf
 
-.PHONY: help setup demo test train bench clean synth deploy destroy local-up local-down lint
+.PHONY: help setup demo test train bench clean synth deploy destroy local-up local-down lint build push
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,7 +41,15 @@ $(TOOLS_STAMP): tools-requirements.txt
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r tools-requirements.txt
 	@touch $@
 
-setup: $(STAMP) $(NODE_STAMP) $(TOOLS_STAMP) ## Create .venv, .venv-tools and node_modules with pinned dependencies (idempotent)
+# Debian packages for the local environment: Docker engine, OCI registry, debootstrap (base image).
+APT_PACKAGES := docker.io docker-registry debootstrap
+.local/apt-stamp:
+	@if ! (command -v dockerd && command -v docker-registry && command -v debootstrap) >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
+	  else echo "install the Debian packages: sudo apt-get install $(APT_PACKAGES)"; exit 1; fi; fi
+	@mkdir -p .local && touch $@
+
+setup: $(STAMP) $(NODE_STAMP) $(TOOLS_STAMP) .local/apt-stamp ## Create .venv, .venv-tools, node_modules; install Debian packages (idempotent)
 
 demo: setup ## The main job on the local environment: deploy the local stack, train (5-fold CV), evaluate
 	$(MAKE) --no-print-directory deploy ENV=local
@@ -49,6 +57,8 @@ demo: setup ## The main job on the local environment: deploy the local stack, tr
 	$(TOOLKIT) evaluate --model artifacts/local/latest --data data/heart-cleveland.csv
 	@echo "model:   $$(readlink -f artifacts/local/latest)"
 	@echo "report:  $$(readlink -f artifacts/local/latest)/metrics.json and training_curves.png"
+	$(TOOLKIT) build --env local
+	$(TOOLKIT) push --env local
 
 train: setup ## Train on ENV's dataset (make train ENV=dev)
 	$(TOOLKIT) train --env $(ENV)
@@ -56,9 +66,17 @@ train: setup ## Train on ENV's dataset (make train ENV=dev)
 test: setup ## Run the whole test suite
 	$(BIN)/pytest -q
 
-bench: setup ## Training throughput: our core vs PyTorch CPU vs scikit-learn
+bench: setup ## Benchmarks: training (ours vs PyTorch vs scikit-learn), serving (ours vs bare FastAPI)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/train_throughput.py
+	$(TOOLKIT) train --env local --epochs 50 --json >/dev/null
+	$(BIN)/python bench/serve_throughput.py
+
+build: setup ## Build ENV's serving image with artifacts/ENV/latest baked in (local: starts the services first)
+	$(TOOLKIT) build --env $(ENV)
+
+push: setup ## Push the last built image to ENV's registry (ECR login via boto3)
+	$(TOOLKIT) push --env $(ENV)
 
 synth: setup ## Synthesize every stack into cdktf.out/ (JSON; `npx cdktf synth --hcl` for HCL)
 	$(TOOLKIT) config validate

@@ -20,17 +20,18 @@ def test_local_up_status_down(repo_copy, run_cli):
     data["aws"]["endpoint_url"] = url
     path.write_text(yaml.safe_dump(data))
     try:
-        up = run_cli("local", "up", "--json")
+        up = run_cli("local", "up", "--aws-only", "--json")
         assert up.exit_code == 0, up.output
         service = json.loads(up.stdout)[0]
         assert service["running"] and service["url"] == url and service["pid"]
         assert (repo_copy / ".local" / "moto.pid").read_text() == str(service["pid"])
-        assert run_cli("local", "up", "--json").exit_code == 0  # idempotent: reuses the running server
+        assert run_cli("local", "up", "--aws-only", "--json").exit_code == 0  # idempotent: reuses the running server
         # It is a real AWS emulator: the state bucket bootstrap works against it.
         assert run_cli("state", "bootstrap", "--env", "local").exit_code == 0
         buckets = [b["Name"] for b in client("s3", load_environment("local")).list_buckets()["Buckets"]]
         assert buckets == [data["state"]["bucket"]]
-        assert run_cli("local", "status").exit_code == 0
+        status = json.loads(run_cli("local", "status", "--json").stdout)
+        assert status[0]["name"].startswith("moto") and status[0]["running"] is True
     finally:
         down = run_cli("local", "down")
     assert down.exit_code == 0 and "moto stopped" in down.stdout

@@ -357,6 +357,7 @@ def build(env: str, model_dir: Path | None, as_json: bool) -> None:
 
     config = load_environment(env)
     root = project_root()
+    _ensure_emulated_services(root, config)
     model_dir = model_dir or root / "artifacts" / env / "latest"
     image = build_image(root, model_dir, config.registry.name, config.serving.base_image,
                         on_line=(lambda line: None) if as_json else _echo_err)
@@ -378,6 +379,7 @@ def push(env: str, image_ref: str | None, as_json: bool) -> None:
 
     config = load_environment(env)
     root = project_root()
+    _ensure_emulated_services(root, config)
     image_ref = image_ref or last_build(root, env)
     progress = _PushProgress(enabled=not as_json)
     try:
@@ -388,6 +390,14 @@ def push(env: str, image_ref: str | None, as_json: bool) -> None:
 
     remote = f"{registry_login(config).host}/{config.registry.name}@{digest}"
     _emit_json({"image": image_ref, "pushed": remote, "digest": digest}) if as_json else click.echo(f"pushed {remote}")
+
+
+def _ensure_emulated_services(root: Path, config) -> None:
+    """An environment on an AWS emulator (aws.endpoint_url) gets its local services started first."""
+    if config.aws.endpoint_url:
+        from toolkit.local import start_local_services
+
+        start_local_services(root, config, on_line=_echo_err)
 
 
 class _PushProgress:

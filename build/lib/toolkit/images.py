@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from toolkit.artifacts import load_artifact
-from toolkit.errors import ToolkitError
+from toolkit.errors import BadInputError, ToolkitError
 from toolkit.version import git_short_sha
 
 SERVE_REQUIREMENTS = ["numpy", "pydantic", "PyYAML", "click", "fastapi", "uvicorn", "prometheus-client"]
@@ -217,11 +217,11 @@ def push_image(root: Path, image_ref: str, config, on_line: Progress = print, at
     docker = docker_client(root)
     local_repository, _, tag = image_ref.rpartition(":")
     if not tag or tag == "latest":
-        raise ToolkitError(f"refusing to push {image_ref!r}: give an explicit release tag, never 'latest'.")
+        raise BadInputError(f"refusing to push {image_ref!r}: give an explicit release tag, never 'latest'.")
     login = registry_login(config)
     remote = f"{login.host}/{config.registry.name}"
     if config.registry.tag_immutability and tag_exists(docker, f"{remote}:{tag}", login):
-        raise ToolkitError(f"{remote}:{tag} already exists and tags are immutable: build a new version instead.")
+        raise BadInputError(f"{remote}:{tag} already exists and tags are immutable: build a new version instead.")
     try:
         docker.images.get(image_ref).tag(remote, tag)
     except Exception as exc:

@@ -1,0 +1,143 @@
+"""Integration: the serving image with the real Docker engine, a real OCI registry and an ECR
+login from moto: build, push, remove, pull by digest, run, and compare predictions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.request
+
+import pytest
+
+from conftest import HEART, REPO, free_port
+from toolkit.artifacts import load_artifact
+from toolkit.config import load_environment
+from toolkit.data import read_csv
+from toolkit.errors import ArtifactError, BadInputError, ToolkitError
+from toolkit.images import build_image, docker_client, push_image, registry_login
+from toolkit.local import docker_status, start_dockerd, start_moto, start_registry, stop_dockerd, stop_moto, stop_registry
+from toolkit.train import DatasetChoice, predict_records, train_and_save
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The Docker engine (an existing one, else dockerd under the repo's .local, stopped afterwards).
+    The offline base image it builds stays cached there between runs."""
+    was_running = docker_status(REPO).running
+    start_dockerd(REPO)
+    yield docker_client(REPO)
+    if not was_running:
+        stop_dockerd(REPO)
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """The local config with moto and the registry on ports of this test's own."""
+    root = tmp_path_factory.mktemp("image-services")
+    config = load_environment("local")
+    config = config.model_copy(update={
+        "aws": config.aws.model_copy(update={"endpoint_url": f"http://127.0.0.1:{free_port()}"}),
+        "registry": config.registry.model_copy(update={"endpoint": f"127.0.0.1:{free_port()}"}),
+    })
+    start_moto(root, config.aws.endpoint_url)
+    login = registry_login(config)
+    start_registry(root, config.registry.endpoint, login.username, login.password)
+    yield config
+    stop_registry(root)
+    stop_moto(root)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    settings = load_environment("local").training.model_copy(update={"epochs": 15})
+    return train_and_save(DatasetChoice.from_config(settings), settings, tmp_path_factory.mktemp("image-model"), env="test").artifact_dir
+
+
+def _records(n: int) -> list[dict]:
+    table = read_csv(HEART)
+    features = [c for c in table.columns if c != "num"]
+    return [{f: (None if table.cells[f][i] is None else float(table.cells[f][i])) for f in features} for i in range(n)]
+
+
+def _wait_ready(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {timeout} s")
+
+
+def test_ecr_login_from_moto(local):
+    login = registry_login(local)
+    assert login.username == "AWS"
+    assert login.password == f"{local.aws.account_id}-auth-token"  # what moto's ECR hands out
+    assert login.host == local.registry.endpoint
+    without_override = local.model_copy(update={"registry": local.registry.model_copy(update={"endpoint": None})})
+    assert registry_login(without_override).host == f"{local.aws.account_id}.dkr.ecr.{local.aws.region}.amazonaws.com"
+
+
+def test_push_without_credentials_is_a_clear_error(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(ToolkitError, match="no AWS credentials to get an ECR login for dev"):
+        registry_login(load_environment("dev"))
+
+
+def test_build_refuses_a_corrupt_model(model_dir, tmp_path):
+    damaged = tmp_path / "model"
+    shutil.copytree(model_dir, damaged)
+    (damaged / "metrics.json").write_text("{}")
+    with pytest.raises(ArtifactError, match="metrics.json"):
+        build_image(REPO, damaged, "platform-local/serving", "toolkit-base:bookworm")
+
+
+def test_build_push_pull_by_digest_run_and_compare(engine, local, model_dir):
+    image = build_image(REPO, model_dir, local.registry.name, local.serving.base_image, on_line=lambda line: None)
+    model = load_artifact(model_dir)
+    assert image.tag.startswith(model.version + "-")
+    labels = engine.images.get(image.image_id).labels
+    assert labels["io.toolkit.model.version"] == model.version
+    assert labels["io.toolkit.model.weights-sha256"] == model.manifest["files"]["weights.npz"]["sha256"]
+    assert image.size_bytes < 250e6
+
+    digest = push_image(REPO, image.reference, local, on_line=lambda line: None)
+    assert digest.startswith("sha256:")
+    with pytest.raises(BadInputError, match="already exists and tags are immutable"):
+        push_image(REPO, image.reference, local, on_line=lambda line: None)
+    with pytest.raises(BadInputError, match="never 'latest'"):
+        push_image(REPO, f"{local.registry.name}:latest", local)
+
+    # Remove every local copy, then pull back by digest with the ECR login.
+    login = registry_login(local)
+    remote = f"{login.host}/{local.registry.name}"
+    engine.images.remove(image.image_id, force=True)
+    pulled = engine.images.pull(f"{remote}@{digest}", auth_config=login.auth_config())
+    assert pulled.id == image.image_id  # the same image, byte for byte
+
+    port = free_port()
+    container = engine.containers.run(pulled.id, detach=True, network_mode="host",
+                                      environment={"TOOLKIT_HOST": "127.0.0.1", "TOOLKIT_PORT": str(port)})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(f"{base}/readyz")
+        records = _records(16)
+        request = urllib.request.Request(f"{base}/v1/predict", json.dumps({"records": records}).encode(),
+                                         {"content-type": "application/json"})
+        served = json.loads(urllib.request.urlopen(request, timeout=10).read())
+        columns = {f: [r[f] for r in records] for f in records[0]}
+        assert served["model_version"] == model.version
+        assert served["predictions"] == predict_records(model, columns, len(records), "test")
+        metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+        assert 'toolkit_http_requests_total{route="/v1/predict",status="200"} 1.0' in metrics
+        container.reload()
+        assert container.attrs["Config"]["User"] == "10001"
+    finally:
+        container.remove(force=True)
+        engine.images.remove(pulled.id, force=True)
