@@ -59,7 +59,7 @@ def build_wheelhouse(root: Path, on_line: Progress = print) -> Path:
         on_line("wheelhouse: toolkit")
         for old in wheelhouse.glob("toolkit-*.whl"):
             old.unlink()
-        _run(pip + ["wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(wheelhouse), str(root)], "pip wheel")
+        _run(pip + ["wheel", "--no-deps", "--wheel-dir", str(wheelhouse), str(root)], "pip wheel")
         _remember(wheelhouse / ".toolkit.sha256", sources)
     return wheelhouse
 
