@@ -383,7 +383,7 @@ def push(env: str, image_ref: str | None, as_json: bool) -> None:
     image_ref = image_ref or last_build(root, env)
     progress = _PushProgress(enabled=not as_json)
     try:
-        digest = push_image(root, image_ref, config, on_line=progress.update)
+        digest = push_image(root, image_ref, config, on_line=_echo_err, on_event=progress.update if not as_json else None)
     finally:
         progress.close()
     from toolkit.images import registry_login
@@ -401,18 +401,34 @@ def _ensure_emulated_services(root: Path, config) -> None:
 
 
 class _PushProgress:
-    """One line per layer event on stderr (docker's own per-layer progress)."""
+    """A byte progress bar over all layers of a push (tqdm on stderr), plus one line per finished layer."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled, self.seen = enabled, set()
+        self.enabled, self.bar = enabled, None
+        self.layers: dict[str, tuple[int, int]] = {}
 
-    def update(self, line: str) -> None:
-        if self.enabled and line not in self.seen and "Pushing [" not in line:
-            self.seen.add(line)
-            click.echo(line, err=True)
+    def update(self, event: dict) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=0, desc="push", unit="B", unit_scale=True, file=sys.stderr, leave=True)
+        layer, status = event["id"], event["status"]
+        detail = event.get("progressDetail") or {}
+        if "total" in detail:
+            self.layers[layer] = (detail.get("current", 0), detail["total"])
+        elif status in ("Pushed", "Layer already exists") and layer in self.layers:
+            self.layers[layer] = (self.layers[layer][1], self.layers[layer][1])
+        if status in ("Pushed", "Layer already exists"):
+            self.bar.write(f"{layer}: {status}", file=sys.stderr)
+        self.bar.total = sum(t for _, t in self.layers.values())
+        self.bar.n = sum(c for c, _ in self.layers.values())
+        self.bar.refresh()
 
     def close(self) -> None:
-        pass
+        if self.bar is not None:
+            self.bar.close()
 
 
 @cli.group("state")

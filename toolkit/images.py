@@ -207,7 +207,8 @@ def tag_exists(docker, reference: str, login: RegistryLogin) -> bool:
 TRANSIENT = ("timeout", "connection reset", "connection refused", "503", "502", "504", "TLS handshake", "EOF")
 
 
-def push_image(root: Path, image_ref: str, config, on_line: Progress = print, attempts: int = 4) -> str:
+def push_image(root: Path, image_ref: str, config, on_line: Progress = print, attempts: int = 4,
+               on_event: Callable[[dict], None] | None = None) -> str:
     """Push a local image to the environment's registry; returns the pushed digest.
 
     Refuses `latest` and any tag already in an immutable registry; retries transient errors
@@ -234,7 +235,10 @@ def push_image(root: Path, image_ref: str, config, on_line: Progress = print, at
             elif "aux" in chunk and "Digest" in chunk["aux"]:
                 digest = chunk["aux"]["Digest"]
             elif chunk.get("status") and chunk.get("id"):
-                on_line(f"{chunk['id']}: {chunk['status']} {chunk.get('progress', '')}".rstrip())
+                if on_event is not None:
+                    on_event(chunk)  # per-layer status and progressDetail {current, total}
+                elif chunk["status"] != "Pushing":
+                    on_line(f"{chunk['id']}: {chunk['status']}")
         if error is None and digest:
             return digest
         if error and any(word.lower() in error.lower() for word in TRANSIENT) and attempt < attempts:
