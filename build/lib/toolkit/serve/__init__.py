@@ -1,1 +1,0 @@
-"""The inference server (FastAPI + uvicorn) and, later, its Dockerfile."""
