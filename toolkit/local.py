@@ -186,7 +186,14 @@ def start_dockerd(root: Path, timeout: float = 60.0) -> Service:
 
 
 def stop_dockerd(root: Path) -> bool:
-    return stop_pid(_pidfile(root, "dockerd"), timeout=30)
+    stopped = stop_pid(_pidfile(root, "dockerd"), timeout=30)
+    # dockerd leaves its network-namespace bind mount behind; it would make the state dir undeletable.
+    exec_root = state_dir(root) / "docker" / "exec"
+    for line in Path("/proc/mounts").read_text().splitlines() if stopped else []:
+        mount_point = line.split()[1]
+        if mount_point.startswith(str(exec_root)):
+            subprocess.run(["umount", mount_point], check=False, capture_output=True)
+    return stopped
 
 
 # ---------------------------------------------------------------- offline base image
