@@ -19,7 +19,6 @@ from toolkit.config import EnvironmentConfig
 ENDPOINT_SERVICES = ("ec2", "eks", "ecr", "iam", "kms", "s3", "sts", "cloudwatchlogs", "dynamodb")
 # Fake keys for an emulator endpoint; real AWS uses the normal credential chain.
 EMULATOR_CREDENTIALS = {"access_key": EMULATOR_ACCESS_KEY, "secret_key": EMULATOR_SECRET_KEY}
-WORKLOAD_NAMESPACE = "ml-platform"
 
 
 def stack_name(env: str) -> str:
@@ -50,7 +49,7 @@ class PlatformStack(TerraformStack):
         store = ArtifactStore(self, "artifact-store", config=config.artifact_store, account_id=account, prevent_destroy=protect)
         models, datasets = config.artifact_store.models_prefix, config.artifact_store.datasets_prefix
         identity = dict(oidc_provider_arn=cluster.oidc_provider.arn, oidc_issuer=cluster.oidc_issuer,
-                        namespace=WORKLOAD_NAMESPACE, bucket_arn=store.arn, kms_key_arn=store.key.arn)
+                        namespace=config.workloads.namespace, bucket_arn=store.arn, kms_key_arn=store.key.arn)
         training = WorkloadRole(self, "training-role", name=f"{config.cluster.name}-training", service_account="training",
                                 read_prefixes=[datasets, models], write_prefixes=[models], **identity)
         serving = WorkloadRole(self, "serving-role", name=f"{config.cluster.name}-serving", service_account="serving",

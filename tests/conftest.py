@@ -56,3 +56,55 @@ def synthesized():
     from toolkit.config import load_all_environments
 
     return {env: synth_stack(config) for env, config in load_all_environments().items()}
+
+
+# ---------------------------------------------------------------- Docker engine, registry, models (session-wide)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The Docker engine (an existing one, else dockerd under the repo's .local, stopped afterwards).
+    The offline base image it builds stays cached there between runs."""
+    from toolkit.images import docker_client
+    from toolkit.local import docker_status, start_dockerd, stop_dockerd
+
+    was_running = docker_status(REPO).running
+    start_dockerd(REPO)
+    yield docker_client(REPO)
+    if not was_running:
+        stop_dockerd(REPO)
+
+
+@pytest.fixture(scope="session")
+def local(tmp_path_factory):
+    """The local config with moto and the registry on ports of this test's own."""
+    from toolkit.config import load_environment
+    from toolkit.images import registry_login
+    from toolkit.local import start_moto, start_registry, stop_moto, stop_registry
+
+    root = tmp_path_factory.mktemp("image-services")
+    config = load_environment("local")
+    config = config.model_copy(update={
+        "aws": config.aws.model_copy(update={"endpoint_url": f"http://127.0.0.1:{free_port()}"}),
+        "registry": config.registry.model_copy(update={"endpoint": f"127.0.0.1:{free_port()}"}),
+    })
+    start_moto(root, config.aws.endpoint_url)
+    login = registry_login(config)
+    start_registry(root, config.registry.endpoint, login.username, login.password)
+    yield config
+    stop_registry(root)
+    stop_moto(root)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    return train_small_model(tmp_path_factory.mktemp("image-model"), seed=7)
+
+
+def train_small_model(root, seed: int):
+    """A quickly trained model artifact (15 epochs) of the local environment's training settings."""
+    from toolkit.config import load_environment
+    from toolkit.train import DatasetChoice, train_and_save
+
+    settings = load_environment("local").training.model_copy(update={"epochs": 15, "seed": seed})
+    return train_and_save(DatasetChoice.from_config(settings), settings, root, env="test").artifact_dir

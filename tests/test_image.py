@@ -15,43 +15,8 @@ from toolkit.artifacts import load_artifact
 from toolkit.config import load_environment
 from toolkit.data import read_csv
 from toolkit.errors import ArtifactError, BadInputError, ToolkitError
-from toolkit.images import build_image, docker_client, push_image, registry_login
-from toolkit.local import docker_status, start_dockerd, start_moto, start_registry, stop_dockerd, stop_moto, stop_registry
-from toolkit.train import DatasetChoice, predict_records, train_and_save
-
-
-@pytest.fixture(scope="module")
-def engine():
-    """The Docker engine (an existing one, else dockerd under the repo's .local, stopped afterwards).
-    The offline base image it builds stays cached there between runs."""
-    was_running = docker_status(REPO).running
-    start_dockerd(REPO)
-    yield docker_client(REPO)
-    if not was_running:
-        stop_dockerd(REPO)
-
-
-@pytest.fixture(scope="module")
-def local(tmp_path_factory):
-    """The local config with moto and the registry on ports of this test's own."""
-    root = tmp_path_factory.mktemp("image-services")
-    config = load_environment("local")
-    config = config.model_copy(update={
-        "aws": config.aws.model_copy(update={"endpoint_url": f"http://127.0.0.1:{free_port()}"}),
-        "registry": config.registry.model_copy(update={"endpoint": f"127.0.0.1:{free_port()}"}),
-    })
-    start_moto(root, config.aws.endpoint_url)
-    login = registry_login(config)
-    start_registry(root, config.registry.endpoint, login.username, login.password)
-    yield config
-    stop_registry(root)
-    stop_moto(root)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    settings = load_environment("local").training.model_copy(update={"epochs": 15})
-    return train_and_save(DatasetChoice.from_config(settings), settings, tmp_path_factory.mktemp("image-model"), env="test").artifact_dir
+from toolkit.images import build_image, push_image, registry_login
+from toolkit.train import predict_records
 
 
 def _records(n: int) -> list[dict]:

@@ -37,8 +37,12 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print machin
 @click.group(cls=_ToolkitGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="toolkit")
 def cli() -> None:
-    """ML platform toolkit: train models with the numpy core, and (in later releases) build,
-    push and deploy them to the Terraform-provisioned platform of each environment.
+    """ML platform toolkit: train models with the numpy core, build and push their serving
+    image, and deploy it to the Terraform-provisioned platform of each environment.
+
+    \b
+    Release flow:  toolkit train → build → push → deploy (→ status, rollback)
+    Local:         `make demo` does it all on the local environment (moto, Docker, registry).
 
     Every command reads its settings from environments/<ENV>.yaml.
     """
@@ -91,7 +95,7 @@ def config_show(env: str, as_json: bool) -> None:
 
 @cli.command()
 @ENV_OPTION
-@click.option("--data", type=click.Path(path_type=Path), help="CSV to train on (default: training.dataset).")
+@click.option("--data", metavar="CSV", help="CSV to train on, a path or s3://bucket/key (default: training.dataset).")
 @click.option("--label", help="Label column. A label other than the config's drops the config's target/categorical/drop settings.")
 @click.option("--target", help="Derive a binary target from the label, e.g. 'num > 0'.")
 @click.option("--categorical", multiple=True, metavar="COL", help="One-hot encode this column (repeatable).")
@@ -101,8 +105,14 @@ def config_show(env: str, as_json: bool) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help="Override training.epochs.")
 @click.option("--seed", type=click.IntRange(min=0), help="Override training.seed.")
 @click.option("--out", type=click.Path(path_type=Path), help="Artifact root (default: artifacts/<ENV>).")
+@click.option("--upload", metavar="S3_URL", help="Also upload the artifact to s3://bucket/prefix/<version>/ (the artifact store).")
+@click.option("--remote", is_flag=True, help="Run as a GPU training Job on ENV's cluster instead; logs are streamed.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), metavar="FILE", help="With --remote: a kubeconfig instead of EKS.")
+@click.option("--context", metavar="NAME", help="With --remote: the kubeconfig context.")
+@click.option("--timeout", type=click.FloatRange(min=1), metavar="SECONDS", help="With --remote: how long to wait for the Job.")
 @JSON_OPTION
-def train(env, data, label, target, categorical, drop_columns, delimiter, cv_folds, epochs, seed, out, as_json) -> None:
+def train(env, data, label, target, categorical, drop_columns, delimiter, cv_folds, epochs, seed, out, upload, remote,
+          kubeconfig, context, timeout, as_json) -> None:
     """Train a classifier with the numpy core and save a verified model artifact.
 
     Splits the data into stratified train/validation/test sets, fits preprocessing on the
@@ -115,11 +125,21 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
       toolkit train --env local
       toolkit train --env local --cv 5
       toolkit train --env local --data other.csv --label outcome --categorical colour
+      toolkit train --env dev --remote
     """
+    if remote:
+        from toolkit.cli_workloads import train_remote
+
+        return train_remote(env, kubeconfig, context, timeout, as_json)
     from toolkit.config import load_environment, project_root
     from toolkit.train import DatasetChoice, train_and_save
 
     config = load_environment(env)
+    if data is not None and data.startswith("s3://"):
+        from toolkit.artifact_store import download_file
+
+        data = download_file(config, data)
+    data = Path(data) if data is not None else None
     settings = config.training
     overrides = {k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None}
     if overrides:
@@ -145,6 +165,10 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
         "epochs_run": result.metrics["training"]["epochs_run"],
         "best_epoch": result.metrics["training"]["best_epoch"],
     }
+    if upload:
+        from toolkit.artifact_store import upload_artifact
+
+        summary["uploaded"] = upload_artifact(config, result.artifact_dir, upload)
     if as_json:
         _emit_json(summary)
         return
@@ -157,6 +181,8 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
     click.echo(f"artifact {result.artifact_dir}")
     click.echo(f"metrics  {result.metrics_path}")
     click.echo(f"curves   {result.curves_path}")
+    if upload:
+        click.echo(f"uploaded {summary['uploaded']}")
 
 
 class _EpochProgress:
@@ -258,10 +284,16 @@ def predict(model_dir: Path, input_path: Path, as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="TOOLKIT_HOST", help="Address to bind.")
 @click.option("--port", type=click.IntRange(1, 65535), envvar="TOOLKIT_PORT",
               help="Port (default: serving.port of ENV, else 8080).")
-def serve(model_dir: Path, env: str | None, host: str, port: int | None) -> None:
+@click.option("--max-batch-size", type=click.IntRange(min=1), envvar="TOOLKIT_MAX_BATCH_SIZE",
+              help="Records per request (default: serving.max_batch_size of ENV, else 256).")
+@click.option("--max-body-bytes", type=click.IntRange(min=1024), envvar="TOOLKIT_MAX_BODY_BYTES",
+              help="Request body limit (default: serving.max_body_bytes of ENV, else 1 MiB).")
+def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_batch_size: int | None,
+          max_body_bytes: int | None) -> None:
     """Serve a model over HTTP: POST /v1/predict, GET /healthz /readyz /metrics /docs.
 
-    The artifact's checksums are verified before the server starts."""
+    The artifact's checksums are verified before the server starts. In the serving image the
+    settings come from TOOLKIT_* environment variables (a ConfigMap on Kubernetes)."""
     import uvicorn
 
     from toolkit.serve.app import create_app
@@ -273,6 +305,7 @@ def serve(model_dir: Path, env: str | None, host: str, port: int | None) -> None
         serving = load_environment(env).serving
         limits = {"max_batch_size": serving.max_batch_size, "max_body_bytes": serving.max_body_bytes}
         port = port or serving.port
+    limits.update({k: v for k, v in {"max_batch_size": max_batch_size, "max_body_bytes": max_body_bytes}.items() if v})
     app = create_app(model_dir, **limits)
     click.echo(f"serving model {app.state.model.version} on http://{host}:{port or 8080}", err=True)
     uvicorn.run(app, host=host, port=port or 8080, log_level="warning")
@@ -388,7 +421,12 @@ def push(env: str, image_ref: str | None, as_json: bool) -> None:
         progress.close()
     from toolkit.images import registry_login
 
+    from toolkit.images import image_model_version
+    from toolkit.workloads.manifests import Release
+    from toolkit.workloads.target import save_last_push
+
     remote = f"{registry_login(config).host}/{config.registry.name}@{digest}"
+    save_last_push(root, env, Release(remote, image_model_version(root, image_ref)))
     _emit_json({"image": image_ref, "pushed": remote, "digest": digest}) if as_json else click.echo(f"pushed {remote}")
 
 
@@ -479,6 +517,12 @@ def tf_env() -> None:
 
     for key, value in terraform_environment(project_root()).items():
         click.echo(f"{key}={value}")
+
+
+from toolkit.cli_workloads import COMMANDS as _WORKLOAD_COMMANDS  # noqa: E402  (needs `cli` defined above)
+
+for _command in _WORKLOAD_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -252,6 +252,24 @@ class ServingConfig(_Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="request body size limit")
 
 
+class RemoteTrainingConfig(_Section):
+    gpus: int = Field(1, ge=1, le=8, description="nvidia.com/gpu per training pod (on the first GPU pool)")
+    resources: Resources = Field(default_factory=lambda: Resources(
+        requests=ResourceQuantities(cpu="1", memory="2Gi"), limits=ResourceQuantities(cpu="4", memory="8Gi")))
+    backoff_limit: int = Field(1, ge=0, le=10, description="pod retries before the Job fails")
+    active_deadline_seconds: int = Field(3600, ge=60, description="the Job is stopped after this long")
+    ttl_seconds_after_finished: int = Field(86400, ge=0, description="finished Jobs are garbage-collected after this")
+
+
+class WorkloadsConfig(_Section):
+    namespace: str = Field("ml-platform", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+                           description="namespace of the serving and training workloads (IRSA trusts this one)")
+    rollout_timeout_seconds: int = Field(300, ge=10, le=3600, description="a rollout not done by then is rolled back")
+    device_plugin_image: str = Field("nvcr.io/nvidia/k8s-device-plugin:v0.17.0", min_length=1,
+                                     description="NVIDIA device plugin image (mirror it and pin a digest for production)")
+    remote_training: RemoteTrainingConfig = Field(default_factory=RemoteTrainingConfig)
+
+
 class EnvironmentConfig(_Section):
     name: Name
     prevent_destroy: bool = Field(False, description="protect cluster, registry and bucket from terraform destroy")
@@ -264,6 +282,7 @@ class EnvironmentConfig(_Section):
     artifact_store: ArtifactStoreConfig
     training: TrainingConfig
     serving: ServingConfig
+    workloads: WorkloadsConfig = Field(default_factory=WorkloadsConfig)
 
     @model_validator(mode="after")
     def _pools(self) -> EnvironmentConfig:

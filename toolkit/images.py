@@ -156,6 +156,12 @@ def last_build(root: Path, env: str) -> str:
     return json.loads(path.read_text())["image"]
 
 
+def image_model_version(root: Path, image_ref: str) -> str:
+    """The model version label `toolkit build` put on the image."""
+    labels = docker_client(root).images.get(image_ref).labels or {}
+    return labels.get("io.toolkit.model.version", "unknown")
+
+
 # ---------------------------------------------------------------- registry credentials and push
 
 

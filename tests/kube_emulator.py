@@ -1,0 +1,278 @@
+"""A Kubernetes API emulator for tests: kmock's KubernetesEmulator, extended with what the toolkit uses.
+
+kmock (by the kopf author) stores objects and serves the REST verbs. We add:
+- server-side apply (PATCH application/apply-patch+yaml): creates when missing, replaces the
+  manager's fields, keeps uid/creationTimestamp/status, bumps generation on a spec change;
+- uid, resourceVersion, generation, creationTimestamp on every write;
+- label and field selectors on lists; pod logs; events;
+- a controller simulator: Deployments roll out (succeed), crash-loop, fail to pull or stall by
+  image, as the real controller reports it (status, pods, events); Jobs complete or fail.
+It runs on 127.0.0.1 in a background thread so the synchronous `kubernetes` client can talk to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import itertools
+import threading
+import uuid
+
+import aiohttp.web
+import kmock
+from kmock._internal import references
+
+_counter = itertools.count(1)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _matches_labels(obj: dict, selector: str) -> bool:
+    labels = obj.get("metadata", {}).get("labels", {}) or {}
+    for term in filter(None, selector.split(",")):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        elif "=" in term:
+            key, value = term.split("=", 1)
+            if labels.get(key) != value.lstrip("="):
+                return False
+        elif labels.get(term) is None:
+            return False
+    return True
+
+
+def _matches_fields(obj: dict, selector: str) -> bool:
+    for term in filter(None, selector.split(",")):
+        path, value = term.split("=", 1)
+        node = obj
+        for part in path.split("."):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if node != value:
+            return False
+    return True
+
+
+class PlatformEmulator(kmock.KubernetesEmulator):
+    """Set `behaviour[image]` to 'crash', 'pull-error' or 'stall' (default: roll out fine);
+    `job_behaviour[job name prefix]` to 'fail' (default: complete); `pod_logs[pod]` to a log text."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.behaviour: dict[str, str] = {}
+        self.job_behaviour: dict[str, str] = {}
+        self.pod_logs: dict[str, str] = {}
+        self.delay = 0.2
+        self.deleted_pods: list[dict] = []
+
+    # -- storage helpers (call with self._lock held, or from the loop thread)
+    def _key(self, resource, namespace, name):
+        return (resource, namespace, name)
+
+    def _live(self, key) -> dict | None:
+        if key in self._objects and not self._objects[key].deleted:
+            return copy.deepcopy(self._objects[key].raw)
+        return None
+
+    def _store(self, key, obj: dict) -> dict:
+        meta = obj.setdefault("metadata", {})
+        meta["resourceVersion"] = str(next(_counter))
+        if key in self._objects and not self._objects[key].deleted:
+            self._objects[key].history.append(obj)
+        else:
+            self._objects[key] = obj
+        return obj
+
+    def _remove(self, key) -> None:
+        if key in self._objects and not self._objects[key].deleted:
+            self._objects[key].delete()
+
+    def objects_of(self, plural: str, namespace: str | None = None) -> list[dict]:
+        return [copy.deepcopy(obj.raw) for (res, ns, _), obj in list(self._objects.items())
+                if res.plural == plural and not obj.deleted and (namespace is None or ns == namespace)]
+
+    # -- request handling
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        content_type = request.headers.get("Content-Type", "")
+        if request.resource is not None and request.method == "PATCH" and "apply-patch" in content_type:
+            async with self._lock:
+                obj = self._apply(request)
+            return aiohttp.web.json_response(obj)
+        if request.resource is not None and request.subresource == "log" and request.method == "GET":
+            return aiohttp.web.Response(text=self.pod_logs.get(request.name, ""))
+        if request.resource is not None and request.method == "GET" and request.name is None:
+            return aiohttp.web.json_response(await self._list(request))
+        return await super()._handle(request)
+
+    async def _list(self, request: kmock.Request) -> dict:
+        async with self._lock:
+            items = [copy.deepcopy(obj.raw) for (res, ns, _), obj in list(self._objects.items())
+                     if res == request.resource and not obj.deleted and (request.namespace is None or ns == request.namespace)]
+        if request.params.get("labelSelector"):
+            items = [o for o in items if _matches_labels(o, request.params["labelSelector"])]
+        if request.params.get("fieldSelector"):
+            items = [o for o in items if _matches_fields(o, request.params["fieldSelector"])]
+        return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": str(next(_counter))}, "items": items}
+
+    def _apply(self, request: kmock.Request) -> dict:
+        applied = copy.deepcopy(request.data)
+        key = self._key(request.resource, request.namespace, request.name)
+        live = self._live(key)
+        meta = applied.setdefault("metadata", {})
+        meta.setdefault("namespace", request.namespace) if request.namespace else None
+        if live is None:
+            meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
+            changed = True
+        else:
+            old_meta = live["metadata"]
+            meta.update(uid=old_meta["uid"], creationTimestamp=old_meta["creationTimestamp"])
+            changed = applied.get("spec") != live.get("spec")
+            meta["generation"] = old_meta.get("generation", 1) + (1 if changed else 0)
+            if "status" in live:
+                applied["status"] = live["status"]
+        meta["managedFields"] = [{"manager": request.params.get("fieldManager", ""), "operation": "Apply"}]
+        stored = self._store(key, applied)
+        if changed and applied.get("kind") == "Deployment":
+            asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self._roll(key)))
+        if live is None and applied.get("kind") == "Job":
+            asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self._run_job(key)))
+        return copy.deepcopy(stored)
+
+    # -- controller simulator
+    def _event(self, namespace: str, kind: str, name: str, type_: str, reason: str, message: str) -> None:
+        event_name = f"{name}.{next(_counter)}"
+        self._store(self._key(references.resource("", "v1", "events"), namespace, event_name), {
+            "apiVersion": "v1", "kind": "Event", "metadata": {"name": event_name, "namespace": namespace},
+            "involvedObject": {"kind": kind, "name": name, "namespace": namespace},
+            "type": type_, "reason": reason, "message": message, "lastTimestamp": _now(), "count": 1})
+
+    def _pod(self, namespace: str, name: str, labels: dict, image: str, phase: str, ready: bool, waiting: dict | None) -> None:
+        state = {"waiting": waiting} if waiting else {"running": {"startedAt": _now()}} if phase == "Running" else \
+            {"terminated": {"exitCode": 0 if phase == "Succeeded" else 1, "reason": "Completed" if phase == "Succeeded" else "Error"}}
+        self._store(self._key(references.resource("", "v1", "pods"), namespace, name), {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels, "uid": str(uuid.uuid4()), "creationTimestamp": _now()},
+            "spec": {"containers": [{"name": "main", "image": image}]},
+            "status": {"phase": phase, "conditions": [{"type": "Ready", "status": str(ready)}],
+                       "containerStatuses": [{"name": "main", "image": image, "ready": ready, "restartCount": 3 if waiting else 0,
+                                              "state": state}]}})
+
+    async def _roll(self, key) -> None:
+        await asyncio.sleep(self.delay)
+        async with self._lock:
+            deployment = self._live(key)
+            if deployment is None:
+                return
+            resource_pods = references.resource("", "v1", "pods")
+            namespace, name = key[1], key[2]
+            spec, meta = deployment["spec"], deployment["metadata"]
+            template = spec["template"]
+            image = template["spec"]["containers"][0]["image"]
+            labels = template["metadata"]["labels"]
+            wanted = spec.get("replicas", 1)
+            revision = meta["generation"]
+            pods = [p for p in self.objects_of("pods", namespace) if _matches_labels(p, ",".join(f"{k}={v}" for k, v in spec["selector"]["matchLabels"].items()))]
+            old = [p for p in pods if p["spec"]["containers"][0]["image"] != image]
+            mode = self.behaviour.get(image, "succeed")
+            status = {"observedGeneration": revision}
+            if mode == "succeed":
+                for pod in old:
+                    self.deleted_pods.append(pod)
+                    self._remove(self._key(resource_pods, namespace, pod["metadata"]["name"]))
+                current = [p for p in pods if p["spec"]["containers"][0]["image"] == image]
+                for i in range(len(current), wanted):  # a rollback scales the old ReplicaSet's pods back
+                    self._pod(namespace, f"{name}-{revision}-{i}", labels, image, "Running", True, None)
+                status.update(replicas=wanted, updatedReplicas=wanted, readyReplicas=wanted, availableReplicas=wanted,
+                              conditions=[{"type": "Available", "status": "True"},
+                                          {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}])
+                self._event(namespace, "Deployment", name, "Normal", "ScalingReplicaSet", f"Scaled up replica set {name}-{revision} to {wanted}")
+            else:
+                pod_name = f"{name}-{revision}-0"
+                waiting = {"crash": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"},
+                           "pull-error": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}}.get(mode)
+                self._pod(namespace, pod_name, labels, image, "Running" if mode == "stall" else "Pending", False, waiting)
+                event = {"crash": ("BackOff", "Back-off restarting failed container"),
+                         "pull-error": ("Failed", f'Failed to pull image "{image}": not found'),
+                         "stall": ("Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503")}[mode]
+                self._event(namespace, "Pod", pod_name, "Warning", *event)
+                serving = len(old)  # maxUnavailable 0: the old pods keep serving
+                status.update(replicas=serving + 1, updatedReplicas=1, readyReplicas=serving, availableReplicas=serving,
+                              unavailableReplicas=1)
+            deployment["status"] = status
+            self._store(key, deployment)
+
+    async def _run_job(self, key) -> None:
+        namespace, name = key[1], key[2]
+        resource_pods = references.resource("", "v1", "pods")
+        async with self._lock:
+            job = self._live(key)
+            image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+            labels = {**job["spec"]["template"]["metadata"].get("labels", {}), "job-name": name}
+            pod = f"{name}-x7k2p"
+            self._pod(namespace, pod, labels, image, "Running", True, None)
+            job["status"] = {"active": 1, "startTime": _now()}
+            self._store(key, job)
+        await asyncio.sleep(self.delay * 2)
+        fail = any(name.startswith(prefix) and mode == "fail" for prefix, mode in self.job_behaviour.items())
+        async with self._lock:
+            job = self._live(key)
+            self._remove(self._key(resource_pods, namespace, pod))
+            self._pod(namespace, pod, labels, image, "Failed" if fail else "Succeeded", False, None)
+            if fail:
+                job["status"] = {"failed": job["spec"].get("backoffLimit", 0) + 1, "startTime": job["status"]["startTime"],
+                                 "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                                 "message": "Job has reached the specified backoff limit"}]}
+            else:
+                job["status"] = {"succeeded": 1, "startTime": job["status"]["startTime"], "completionTime": _now(),
+                                 "conditions": [{"type": "Complete", "status": "True"}]}
+            self._store(key, job)
+
+
+class EmulatorThread:
+    """Runs a PlatformEmulator on 127.0.0.1 in its own event loop thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.emulator: PlatformEmulator | None = None
+        self.url = ""
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),), daemon=True)
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        async with PlatformEmulator() as emulator, kmock.Server(emulator) as server:
+            self.emulator, self.url = emulator, str(server.url).rstrip("/")
+            self.ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> EmulatorThread:
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError("the Kubernetes emulator did not start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(10)
+
+    def call(self, fn, *args):
+        """Run fn(*args) on the emulator's loop (for test setup and assertions)."""
+        async def run():
+            async with self.emulator._lock:
+                return fn(*args)
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def reset(self) -> None:
+        def clear():
+            for key in list(self.emulator._objects.keys()):
+                self.emulator._remove(key)
+            self.emulator.behaviour.clear()
+            self.emulator.job_behaviour.clear()
+            self.emulator.pod_logs.clear()
+            self.emulator.deleted_pods.clear()
+        self.call(clear)

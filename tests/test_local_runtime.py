@@ -1,0 +1,108 @@
+"""Integration: the local environment's runtime on the real Docker engine, with images pulled by
+digest from the real registry (ECR login from moto): deploy, a failing new image that must not
+replace the healthy one (which keeps answering throughout), a second release, rollback."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+
+import pytest
+
+from conftest import REPO, free_port, train_small_model
+from toolkit.images import build_image, push_image, registry_login
+from toolkit.workloads.local_runtime import container_name, deploy_local, rollback_local, status_local
+from toolkit.workloads.manifests import Release
+from toolkit.workloads.rollout import RolloutError
+from toolkit.workloads.smoke import http_json, smoke_test
+
+
+@pytest.fixture(scope="module")
+def runtime(engine, local):
+    """The local config under a name and on a port of this test's own (its release history is
+    .local/releases-runtime-test.json, removed afterwards)."""
+    root = REPO
+    config = local.model_copy(update={
+        "name": "runtime-test",
+        "serving": local.serving.model_copy(update={"port": free_port()}),
+        "workloads": local.workloads.model_copy(update={"rollout_timeout_seconds": 30}),
+    })
+    yield config, root
+    (root / ".local" / f"releases-{config.name}.json").unlink(missing_ok=True)
+    for suffix in ("", "-candidate"):
+        try:
+            engine.containers.get(container_name(config.name) + suffix).remove(force=True)
+        except Exception:
+            pass
+
+
+def _release(engine, config, model_dir) -> Release:
+    from toolkit.artifacts import load_artifact
+
+    image = build_image(REPO, model_dir, config.registry.name, config.serving.base_image, on_line=lambda line: None)
+    digest = push_image(REPO, image.reference, config, on_line=lambda line: None)
+    return Release(f"{registry_login(config).host}/{config.registry.name}@{digest}", load_artifact(model_dir).version)
+
+
+def _broken_release(engine, config, good: Release) -> Release:
+    """The good image with an entrypoint that exits: what a bad release looks like at start-up."""
+    import io
+
+    dockerfile = (f"FROM {good.image}\n"
+                  'ENTRYPOINT ["python3", "-c", "import sys; print(\'cannot load model\'); sys.exit(3)"]\n')
+    image, _ = engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=f"{config.registry.name}:broken-{free_port()}", rm=True)
+    tag = image.tags[0]
+    digest = push_image(REPO, tag, config, on_line=lambda line: None)
+    return Release(f"{registry_login(config).host}/{config.registry.name}@{digest}", "broken")
+
+
+def _hammer(url: str, stop: threading.Event, results: list) -> None:
+    while not stop.is_set():
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                results.append(response.status)
+        except OSError as exc:
+            results.append(repr(exc))
+
+
+def test_deploy_refuse_a_broken_release_then_upgrade_and_roll_back(engine, runtime, model_dir, tmp_path):
+    config, root = runtime
+    login = registry_login(config)
+    quiet = lambda line: None  # noqa: E731
+    first = _release(engine, config, model_dir)
+    url = f"http://127.0.0.1:{config.serving.port}"
+
+    result = deploy_local(root, config, first, login, on_line=quiet)
+    assert result["replaced"] is None
+    smoke = smoke_test(lambda path, body=None: http_json(url + path, body), config, REPO, url)
+    assert smoke["model_version"] == first.model_version
+    container = engine.containers.get(container_name(config.name))
+    assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
+    assert container.attrs["HostConfig"]["CapDrop"] == ["ALL"]
+    assert container.attrs["Config"]["User"] == "10001:10001"
+
+    # A release whose container exits: refused, and the old one answers every request meanwhile.
+    broken = _broken_release(engine, config, first)
+    stop, statuses = threading.Event(), []
+    watcher = threading.Thread(target=_hammer, args=(f"{url}/readyz", stop, statuses))
+    watcher.start()
+    try:
+        with pytest.raises(RolloutError, match="exited with code 3") as failure:
+            deploy_local(root, config, broken, login, on_line=quiet)
+    finally:
+        stop.set()
+        watcher.join()
+    assert "cannot load model" in str(failure.value) and f"{first.image} keeps serving" in str(failure.value)
+    assert statuses and set(statuses) == {200}, statuses[:5]
+    assert status_local(root, config)["image"] == first.image
+    with pytest.raises(Exception):
+        engine.containers.get(container_name(config.name) + "-candidate")
+
+    # A good new release replaces it; rollback brings the first one back.
+    second = _release(engine, config, train_small_model(tmp_path, seed=11))
+    assert deploy_local(root, config, second, login, on_line=quiet)["replaced"] == first.image
+    assert http_json(f"{url}/v1/model")["model_version"] == second.model_version
+    rollback_local(root, config, login, on_line=quiet)
+    info = status_local(root, config)
+    assert info["image"] == first.image and info["ready"] is True
+    assert http_json(f"{url}/v1/model")["model_version"] == first.model_version

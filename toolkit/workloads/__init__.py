@@ -1,0 +1,1 @@
+"""Workloads on an environment's cluster: manifests, apply/rollout/rollback, EKS auth, local Docker runtime."""

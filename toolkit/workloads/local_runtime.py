@@ -1,0 +1,226 @@
+"""The local environment's runtime: the released image on the local Docker engine, run with the
+same environment, port and health checks as the Kubernetes Deployment.
+
+A new release first runs as a candidate on a spare port; only when its /readyz answers (and the
+image's HEALTHCHECK agrees) does it replace the serving container. A candidate that fails is
+removed and the old container never stops. The swap itself (stop old, start new on the service
+port) takes about a second of downtime: both cannot bind the same port, and there is no proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from toolkit.errors import ToolkitError
+from toolkit.workloads.manifests import IMAGE_ANNOTATION, MODEL_VERSION_ANNOTATION, RUN_AS_USER, Release, serving_environment
+from toolkit.workloads.rollout import RolloutError
+
+Progress = Callable[[str], None]
+HISTORY_LIMIT = 20
+
+
+def container_name(env: str) -> str:
+    return f"toolkit-serving-{env}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_url(config) -> str:
+    return f"http://127.0.0.1:{config.serving.port}"
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _logs_tail(container, lines: int = 15) -> str:
+    try:
+        return container.logs(tail=lines).decode(errors="replace").strip()
+    except Exception:  # the container may be gone already
+        return ""
+
+
+def _run(docker, config, release: Release, name: str, port: int):
+    """Start the image like the Deployment's pod: non-root, read-only root fs, no capabilities,
+    a tmpfs /tmp, the ConfigMap's environment; host network on 127.0.0.1 (DESIGN.md)."""
+    environment = {**serving_environment(config), "TOOLKIT_HOST": "127.0.0.1", "TOOLKIT_PORT": str(port)}
+    return docker.containers.run(
+        release.image, name=name, detach=True, network_mode="host", environment=environment,
+        user=f"{RUN_AS_USER}:{RUN_AS_USER}", read_only=True, tmpfs={"/tmp": "size=64m"}, cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        mem_limit=_bytes(config.serving.resources.limits.memory),
+        labels={"io.toolkit.environment": config.name, IMAGE_ANNOTATION: release.image,
+                MODEL_VERSION_ANNOTATION: release.model_version, "io.toolkit.port": str(port)},
+    )
+
+
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * factor)
+    return int(float(quantity))
+
+
+def wait_ready(container, port: int, timeout: float) -> None:
+    """Until /readyz answers 200; RolloutError with the container's last log lines if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            code = container.attrs["State"].get("ExitCode")
+            raise RolloutError(f"container {container.name} exited with code {code}:\n{_logs_tail(container)}", "CrashLoopBackOff")
+        if _ready(port):
+            return
+        time.sleep(0.2)
+    raise RolloutError(f"container {container.name} not ready on port {port} after {timeout:.0f} s (readiness probe "
+                       f"failed):\n{_logs_tail(container)}", "ReadinessProbeFailed")
+
+
+def _remove(docker, name: str) -> None:
+    import docker as docker_sdk
+
+    try:
+        docker.containers.get(name).remove(force=True)
+    except docker_sdk.errors.NotFound:
+        pass
+
+
+def _pull(docker, release: Release, login) -> None:
+    import docker as docker_sdk
+
+    try:
+        docker.images.get(release.image)
+        return
+    except docker_sdk.errors.ImageNotFound:
+        pass
+    repository, _, digest = release.image.partition("@")
+    try:
+        docker.api.pull(repository, tag=digest, auth_config=login.auth_config() if login else None)
+    except docker_sdk.errors.APIError as exc:
+        raise RolloutError(f"cannot pull {release.image}: {exc.explanation or exc}", "ErrImagePull") from None
+
+
+def deploy_local(root: Path, config, release: Release, login=None, timeout: float | None = None,
+                 on_line: Progress = print) -> dict:
+    """Replace the serving container with `release` once a candidate of it is ready."""
+    from toolkit.images import docker_client
+
+    timeout = timeout or config.workloads.rollout_timeout_seconds
+    docker = docker_client(root)
+    start = time.monotonic()
+    _pull(docker, release, login)
+    name = container_name(config.name)
+    candidate_name, port = f"{name}-candidate", _free_port()
+    _remove(docker, candidate_name)
+    on_line(f"candidate {release.image} on 127.0.0.1:{port}")
+    candidate = _run(docker, config, release, candidate_name, port)
+    try:
+        wait_ready(candidate, port, timeout)
+    except RolloutError as failure:
+        _remove(docker, candidate_name)
+        serving = current_release(root, config)
+        kept = f"\n{serving.image} keeps serving on {service_url(config)}" if serving else ""
+        raise RolloutError(f"{failure}{kept}", failure.reason) from None
+    candidate.remove(force=True)
+    previous = _swap(docker, config, release, name, timeout, on_line)
+    _record(root, config, release)
+    return {"release": release.image, "model_version": release.model_version, "url": service_url(config),
+            "replaced": previous, "seconds": round(time.monotonic() - start, 1)}
+
+
+def _swap(docker, config, release: Release, name: str, timeout: float, on_line: Progress) -> str | None:
+    """Stop the old container, start the new one on the service port; on failure restart the old."""
+    import docker as docker_sdk
+
+    try:
+        old = docker.containers.get(name)
+    except docker_sdk.errors.NotFound:
+        old = None
+    previous = old.labels.get(IMAGE_ANNOTATION) if old else None
+    if old is not None:
+        old.stop(timeout=10)
+        old.rename(f"{name}-previous-{int(time.time())}")
+    on_line(f"serving {release.image} on {service_url(config)}")
+    new = _run(docker, config, release, name, config.serving.port)
+    try:
+        wait_ready(new, config.serving.port, timeout)
+    except RolloutError:
+        new.remove(force=True)
+        if old is not None:
+            old.rename(name)
+            old.start()
+        raise
+    if old is not None:
+        old.remove(force=True)
+    return previous
+
+
+def current_release(root: Path, config) -> Release | None:
+    from toolkit.images import docker_client
+
+    import docker as docker_sdk
+
+    try:
+        container = docker_client(root).containers.get(container_name(config.name))
+    except docker_sdk.errors.NotFound:
+        return None
+    return Release(container.labels[IMAGE_ANNOTATION], container.labels.get(MODEL_VERSION_ANNOTATION, "unknown"))
+
+
+def _history_file(root: Path, config) -> Path:
+    return root / ".local" / f"releases-{config.name}.json"
+
+
+def read_history(root: Path, config) -> list[Release]:
+    path = _history_file(root, config)
+    entries = json.loads(path.read_text()) if path.exists() else []
+    return [Release(e["image"], e["model_version"]) for e in entries]
+
+
+def _record(root: Path, config, release: Release, drop: Release | None = None) -> None:
+    history = [r for r in read_history(root, config) if r not in (release, drop)] + [release]
+    path = _history_file(root, config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([{"image": r.image, "model_version": r.model_version} for r in history[-HISTORY_LIMIT:]]))
+
+
+def rollback_local(root: Path, config, login=None, timeout: float | None = None, on_line: Progress = print) -> dict:
+    current = current_release(root, config)
+    earlier = [r for r in read_history(root, config) if r != current]
+    if not earlier:
+        raise ToolkitError(f"nothing to roll back to: no earlier release of {config.name} was deployed here.")
+    result = deploy_local(root, config, earlier[-1], login, timeout, on_line)
+    if current is not None:
+        history = [r for r in read_history(root, config) if r != current]
+        _history_file(root, config).write_text(json.dumps([{"image": r.image, "model_version": r.model_version} for r in history]))
+    return result
+
+
+def status_local(root: Path, config) -> dict:
+    from toolkit.images import docker_client
+
+    import docker as docker_sdk
+
+    try:
+        container = docker_client(root).containers.get(container_name(config.name))
+    except docker_sdk.errors.NotFound:
+        return {"deployed": False, "runtime": "docker"}
+    state = container.attrs["State"]
+    return {"deployed": True, "runtime": "docker", "container": container.name, "url": service_url(config),
+            "image": container.labels.get(IMAGE_ANNOTATION), "model_version": container.labels.get(MODEL_VERSION_ANNOTATION),
+            "state": state.get("Status"), "health": state.get("Health", {}).get("Status"), "started_at": state.get("StartedAt"),
+            "ready": _ready(config.serving.port), "history": [r.image for r in read_history(root, config)]}

@@ -1,0 +1,307 @@
+"""Kubernetes manifests rendered from `toolkit.config` and the stack outputs.
+
+Plain dicts (what the API server takes); every one is validated against the official schemas in
+the tests (kubernetes-validate --strict, 1.29-1.32) and scanned by checkov. Quantities are strings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MANAGED_BY = "toolkit"
+# Label on every object `toolkit deploy` owns; prune deletes only objects carrying it.
+OWNER_LABEL = "toolkit.dev/environment"
+COMPONENT_LABEL = "toolkit.dev/component"
+# Which apply set an object belongs to: "platform" (toolkit deploy, pruned) or "training" (Jobs).
+SET_LABEL = "toolkit.dev/apply-set"
+MODEL_VERSION_ANNOTATION = "toolkit.dev/model-version"
+IMAGE_ANNOTATION = "toolkit.dev/image"
+SERVING = "serving"
+TRAINING = "training"
+RUN_AS_USER = 10001  # the serving image's user (toolkit/serve/Dockerfile)
+
+
+@dataclass(frozen=True)
+class Release:
+    """What gets deployed: an image pinned by digest and the model version baked into it."""
+
+    image: str  # registry/repository@sha256:...
+    model_version: str
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[^@\s]+@sha256:[0-9a-f]{64}", self.image):
+            from toolkit.errors import BadInputError
+
+            raise BadInputError(f"image {self.image!r} is not pinned by digest (<registry>/<repository>@sha256:<64 hex>).")
+
+
+def _labels(config, component: str, extra: dict | None = None) -> dict:
+    return {"app.kubernetes.io/name": component, "app.kubernetes.io/part-of": "ml-platform",
+            "app.kubernetes.io/managed-by": MANAGED_BY, OWNER_LABEL: config.name, COMPONENT_LABEL: component, **(extra or {})}
+
+
+def _meta(config, name: str, component: str, namespace: str | None = None, annotations: dict | None = None) -> dict:
+    meta = {"name": name, "labels": _labels(config, component)}
+    if namespace:
+        meta["namespace"] = namespace
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def _restricted_container_security() -> dict:
+    """Pod Security 'restricted' plus a read-only root filesystem."""
+    return {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER, "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _pod_security() -> dict:
+    return {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER, "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _resources(resources, gpus: int = 0) -> dict:
+    requests = {"cpu": resources.requests.cpu, "memory": resources.requests.memory}
+    limits = {"cpu": resources.limits.cpu, "memory": resources.limits.memory}
+    if gpus:
+        limits["nvidia.com/gpu"] = str(gpus)  # extended resources: limits only, as a string quantity
+    return {"requests": requests, "limits": limits}
+
+
+def _system_pool(config):
+    return next(pool for pool in config.node_pools if not pool.gpu)
+
+
+def serving_environment(config) -> dict[str, str]:
+    """The server's environment: the same on Kubernetes (ConfigMap) and on the local Docker runtime."""
+    serving = config.serving
+    return {"TOOLKIT_HOST": "0.0.0.0", "TOOLKIT_PORT": str(serving.port),
+            "TOOLKIT_MAX_BATCH_SIZE": str(serving.max_batch_size), "TOOLKIT_MAX_BODY_BYTES": str(serving.max_body_bytes)}
+
+
+def namespace(config) -> dict:
+    name = config.workloads.namespace
+    meta = _meta(config, name, "namespace")
+    # Enforce the Pod Security Standard our pods are written for.
+    meta["labels"].update({"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted"})
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def service_account(config, name: str, role_arn: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": _meta(config, name, name, config.workloads.namespace, {"eks.amazonaws.com/role-arn": role_arn}),
+            # IRSA injects its own projected token; the API token is not needed.
+            "automountServiceAccountToken": False}
+
+
+def serving_config_map(config) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(config, SERVING, SERVING, config.workloads.namespace),
+            "data": serving_environment(config)}
+
+
+def deployment(config, release: Release) -> dict:
+    serving, ns = config.serving, config.workloads.namespace
+    selector = {"app.kubernetes.io/name": SERVING, OWNER_LABEL: config.name}
+    annotations = {MODEL_VERSION_ANNOTATION: release.model_version, IMAGE_ANNOTATION: release.image}
+    probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3}
+    container = {
+        "name": "server", "image": release.image, "imagePullPolicy": "Always",
+        "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
+        "envFrom": [{"configMapRef": {"name": SERVING}}],
+        "resources": _resources(serving.resources),
+        "startupProbe": {**probe, "failureThreshold": 30, "periodSeconds": 2},
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
+        "securityContext": _restricted_container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    spec = {
+        "revisionHistoryLimit": 10,
+        "progressDeadlineSeconds": config.workloads.rollout_timeout_seconds,
+        "selector": {"matchLabels": selector},
+        # Old pods keep serving until a new one is ready; a failed rollout never drops capacity.
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {
+            "metadata": {"labels": _labels(config, SERVING), "annotations": annotations},
+            "spec": {
+                "serviceAccountName": SERVING, "automountServiceAccountToken": False,
+                "securityContext": _pod_security(),
+                "nodeSelector": dict(_system_pool(config).labels),
+                "topologySpreadConstraints": [
+                    {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector}}
+                    for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+                ],
+                "terminationGracePeriodSeconds": 30,
+                "containers": [container],
+                "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+            },
+        },
+    }
+    if not serving.autoscaling.enabled:
+        spec["replicas"] = serving.replicas  # with an HPA, replicas belong to the HPA (server-side apply would fight it)
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": _meta(config, SERVING, SERVING, ns, annotations), "spec": spec}
+
+
+def service(config) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(config, SERVING, SERVING, config.workloads.namespace),
+            "spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": SERVING, OWNER_LABEL: config.name},
+                     "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
+
+
+def horizontal_pod_autoscaler(config) -> dict:
+    scaling = config.serving.autoscaling
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": _meta(config, SERVING, SERVING, config.workloads.namespace),
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": SERVING},
+                     "minReplicas": scaling.min_replicas, "maxReplicas": scaling.max_replicas,
+                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                         "type": "Utilization", "averageUtilization": scaling.target_cpu_utilization}}}]}}
+
+
+def pod_disruption_budget(config) -> dict:
+    serving = config.serving
+    floor = serving.autoscaling.min_replicas if serving.autoscaling.enabled else serving.replicas
+    # One replica: allow a drain to evict it (minAvailable 1 would block node upgrades forever).
+    budget = {"minAvailable": floor - 1} if floor > 1 else {"maxUnavailable": 1}
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": _meta(config, SERVING, SERVING, config.workloads.namespace),
+            "spec": {**budget, "selector": {"matchLabels": {"app.kubernetes.io/name": SERVING, OWNER_LABEL: config.name}}}}
+
+
+_DNS = {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+
+
+def network_policies(config) -> list[dict]:
+    """Default-deny per workload: serving takes HTTP in and only resolves DNS; training reaches
+    HTTPS (S3, STS) and DNS; the device plugin talks to the kubelet over a socket only."""
+    ns = config.workloads.namespace
+
+    def policy(name: str, namespace: str, pod_labels: dict, ingress: list, egress: list) -> dict:
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": _meta(config, name, name if name in (SERVING, TRAINING) else "addon", namespace),
+                "spec": {"podSelector": {"matchLabels": pod_labels}, "policyTypes": ["Ingress", "Egress"],
+                         "ingress": ingress, "egress": egress}}
+
+    policies = [
+        policy(SERVING, ns, {"app.kubernetes.io/name": SERVING, OWNER_LABEL: config.name},
+               [{"ports": [{"protocol": "TCP", "port": "http"}]}], [_DNS]),
+        policy(TRAINING, ns, {"app.kubernetes.io/name": TRAINING, OWNER_LABEL: config.name},
+               [], [_DNS, {"ports": [{"protocol": "TCP", "port": 443}]}]),
+    ]
+    if config.gpu_pools():
+        policies.append(policy("nvidia-device-plugin", "kube-system", {"app.kubernetes.io/name": "nvidia-device-plugin"}, [], []))
+    return policies
+
+
+def environment_config_map(config, environment_yaml: str) -> dict:
+    """The environment file, mounted into training Jobs so `toolkit train --env` reads the same config."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _meta(config, "toolkit-environment", TRAINING, config.workloads.namespace),
+            "data": {f"{config.name}.yaml": environment_yaml}}
+
+
+def device_plugin_daemonset(config) -> dict:
+    """NVIDIA device plugin: advertises `nvidia.com/gpu` on the GPU pools' nodes (a platform add-on)."""
+    name = "nvidia-device-plugin"
+    selector = {"app.kubernetes.io/name": name}
+    gpu_labels = [pool.labels for pool in config.gpu_pools()]
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": key, "operator": "In", "values": [value]} for key, value in labels.items()]}
+        for labels in gpu_labels if labels]}}} if any(gpu_labels) else None
+    meta = _meta(config, name, "addon", "kube-system", {
+        # checkov reads these; each skip says why the add-on needs it.
+        "checkov.io/skip1": "CKV_K8S_23=the plugin must run as root to create its socket in the kubelet's device-plugins dir",
+        "checkov.io/skip2": "CKV_K8S_40=runs as root (see CKV_K8S_23)",
+        "checkov.io/skip3": "CKV_K8S_43=upstream image by tag; set workloads.device_plugin_image to a digest mirrored in your registry",
+        "checkov.io/skip4": "CKV_K8S_22=the plugin writes its socket under the hostPath mount only; root fs stays as shipped by NVIDIA",
+    })
+    meta["labels"]["app.kubernetes.io/name"] = name
+    pod_spec = {
+        "priorityClassName": "system-node-critical",
+        "automountServiceAccountToken": False,
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{
+            "name": "nvidia-device-plugin", "image": config.workloads.device_plugin_image, "imagePullPolicy": "Always",
+            "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            "livenessProbe": {"exec": {"command": ["test", "-S", "/var/lib/kubelet/device-plugins/nvidia-gpu.sock"]},
+                              "initialDelaySeconds": 30, "periodSeconds": 30},
+            "readinessProbe": {"exec": {"command": ["test", "-S", "/var/lib/kubelet/device-plugins/nvidia-gpu.sock"]},
+                               "periodSeconds": 10},
+            "volumeMounts": [{"name": "device-plugins", "mountPath": "/var/lib/kubelet/device-plugins"}],
+        }],
+        "volumes": [{"name": "device-plugins", "hostPath": {"path": "/var/lib/kubelet/device-plugins", "type": "Directory"}}],
+    }
+    if affinity:
+        pod_spec["affinity"] = affinity
+    return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta,
+            "spec": {"selector": {"matchLabels": selector}, "updateStrategy": {"type": "RollingUpdate"},
+                     "template": {"metadata": {"labels": {**meta["labels"]}}, "spec": pod_spec}}}
+
+
+def training_job(config, outputs: dict, release: Release, name: str) -> dict:
+    """A GPU training Job: `toolkit train` in the released image, its artifact uploaded to the S3 store."""
+    remote, ns = config.workloads.remote_training, config.workloads.namespace
+    gpu_pool = config.gpu_pools()[0] if config.gpu_pools() else None
+    bucket = outputs["bucket"]
+    dataset = f"s3://{bucket}/{config.artifact_store.datasets_prefix}{config.training.dataset.rsplit('/', 1)[-1]}"
+    command = ["toolkit", "train", "--env", config.name, "--data", dataset, "--out", "/tmp/artifacts",
+               "--upload", f"s3://{bucket}/{config.artifact_store.models_prefix}{config.name}/"]
+    pod_spec = {
+        "serviceAccountName": TRAINING, "automountServiceAccountToken": False, "restartPolicy": "Never",
+        "securityContext": _pod_security(),
+        "containers": [{
+            "name": "train", "image": release.image, "imagePullPolicy": "Always", "command": command,
+            "env": [{"name": "TOOLKIT_ROOT", "value": "/etc/toolkit"}, {"name": "AWS_REGION", "value": config.aws.region}],
+            "resources": _resources(remote.resources, gpus=remote.gpus if gpu_pool else 0),
+            "securityContext": _restricted_container_security(),
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                             {"name": "environment", "mountPath": "/etc/toolkit/environments", "readOnly": True}],
+        }],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+                    {"name": "environment", "configMap": {"name": "toolkit-environment"}}],
+    }
+    if gpu_pool:
+        pod_spec["nodeSelector"] = dict(gpu_pool.labels)
+        pod_spec["tolerations"] = [{"key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect} for t in gpu_pool.taints]
+    meta = _meta(config, name, TRAINING, ns, {MODEL_VERSION_ANNOTATION: release.model_version, IMAGE_ANNOTATION: release.image})
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+            "spec": {"backoffLimit": remote.backoff_limit, "activeDeadlineSeconds": remote.active_deadline_seconds,
+                     "ttlSecondsAfterFinished": remote.ttl_seconds_after_finished,
+                     "template": {"metadata": {"labels": _labels(config, TRAINING, {"job-name": name})}, "spec": pod_spec}}}
+
+
+def serving_manifests(config, outputs: dict, release: Release) -> list[dict]:
+    """What `toolkit deploy` applies (and prunes against), in apply order."""
+    objects = [namespace(config),
+               service_account(config, SERVING, outputs["serving_role_arn"]),
+               service_account(config, TRAINING, outputs["training_role_arn"]),
+               serving_config_map(config), deployment(config, release), service(config),
+               pod_disruption_budget(config)]
+    if config.serving.autoscaling.enabled:
+        objects.append(horizontal_pod_autoscaler(config))
+    if config.gpu_pools():
+        objects.append(device_plugin_daemonset(config))
+    objects += network_policies(config)
+    return [_in_set(obj, "platform") for obj in objects]
+
+
+def training_manifests(config, outputs: dict, release: Release, name: str, environment_yaml: str) -> list[dict]:
+    return [_in_set(obj, "training") for obj in (environment_config_map(config, environment_yaml),
+                                                training_job(config, outputs, release, name))]
+
+
+def _in_set(obj: dict, apply_set: str) -> dict:
+    obj["metadata"]["labels"][SET_LABEL] = apply_set
+    return obj
+
+
+def to_yaml(objects: list[dict]) -> str:
+    import yaml
+
+    return "".join("---\n" + yaml.safe_dump(obj, sort_keys=False) for obj in objects)

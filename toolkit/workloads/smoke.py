@@ -1,0 +1,44 @@
+"""Smoke test of a released server: a real prediction on a row of the environment's dataset."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from toolkit.errors import ToolkitError
+
+
+def http_json(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def sample_record(config, root: Path, features: list[str], categorical: dict) -> dict:
+    """The first complete row of the training dataset, restricted to the model's features."""
+    from toolkit.data import read_csv, to_float
+
+    table = read_csv(root / config.training.dataset, config.training.delimiter)
+    for i in range(len(table)):
+        record = {}
+        for name in features:
+            cell = table.cells.get(name, [None] * len(table))[i]
+            record[name] = cell if name in categorical else to_float(cell)
+        if all(value is not None for value in record.values()):
+            return record
+    raise ToolkitError(f"{config.training.dataset} has no complete row to smoke-test with.")
+
+
+def smoke_test(call, config, root: Path, where: str) -> dict:
+    """POST one record to /v1/predict through `call(path, body=None) -> dict`."""
+    try:
+        model = call("/v1/model")
+        record = sample_record(config, root, model["features"], model.get("categorical", {}))
+        answer = call("/v1/predict", {"records": [record]})
+    except (urllib.error.URLError, OSError, ValueError, ToolkitError) as exc:
+        detail = exc.read().decode(errors="replace")[:300] if isinstance(exc, urllib.error.HTTPError) else exc
+        raise ToolkitError(f"smoke test against {where} failed: {detail}") from None
+    return {"where": where, "model_version": answer["model_version"], "record": record, "prediction": answer["predictions"][0]}
