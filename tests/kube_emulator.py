@@ -96,16 +96,63 @@ class PlatformEmulator(kmock.KubernetesEmulator):
                 if res.plural == plural and not obj.deleted and (namespace is None or ns == namespace)]
 
     # -- request handling
+    NAMESPACES = references.resource("", "v1", "namespaces")
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock 0.8 cannot parse /api/v1/namespaces[/NAME] (it takes NAME for a namespace scope
+        # and fails on the bare list), so the cluster-scoped Namespace kind is served here.
+        parts = raw_request.path.strip("/").split("/")
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4:
+            return await self._namespaces(raw_request, parts[3] if len(parts) == 4 else None)
+        return await super().__call__(raw_request)
+
+    async def _namespaces(self, raw: aiohttp.web.BaseRequest, name: str | None) -> aiohttp.web.StreamResponse:
+        body = await raw.read()
+        key = self._key(self.NAMESPACES, None, name)
+        async with self._lock:
+            if name is None:
+                items = self.objects_of("namespaces")
+                selector = raw.query.get("labelSelector")
+                items = [o for o in items if not selector or _matches_labels(o, selector)]
+                return aiohttp.web.json_response({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": items})
+            if raw.method == "PATCH":
+                return aiohttp.web.json_response(self._apply_object(key, None, __import__("json").loads(body),
+                                                                    raw.query.get("fieldManager", "")))
+            live = self._live(key)
+            if live is not None and raw.method == "DELETE":
+                self._remove(key)
+        if live is None:
+            return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 404,
+                                              "reason": "NotFound", "message": f'namespaces "{name}" not found'}, status=404)
+        return aiohttp.web.json_response(live)
+
+    @staticmethod
+    def _target(request: kmock.Request) -> tuple[str | None, str | None]:
+        return request.namespace, request.name
+
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is None:
+            return await super()._handle(request)
+        namespace, name = self._target(request)
         content_type = request.headers.get("Content-Type", "")
-        if request.resource is not None and request.method == "PATCH" and "apply-patch" in content_type:
+        if request.method == "PATCH" and "apply-patch" in content_type:
             async with self._lock:
-                obj = self._apply(request)
+                obj = self._apply(request, namespace, name)
             return aiohttp.web.json_response(obj)
-        if request.resource is not None and request.subresource == "log" and request.method == "GET":
-            return aiohttp.web.Response(text=self.pod_logs.get(request.name, ""))
-        if request.resource is not None and request.method == "GET" and request.name is None:
+        if request.subresource == "log" and request.method == "GET":
+            return aiohttp.web.Response(text=self.pod_logs.get(name, ""))
+        if request.method == "GET" and name is None:
             return aiohttp.web.json_response(await self._list(request))
+        if request.method in ("GET", "DELETE") and name is not None and request.subresource is None:
+            key = self._key(request.resource, namespace, name)
+            async with self._lock:
+                live = self._live(key)
+                if live is not None and request.method == "DELETE":
+                    self._remove(key)
+            if live is None:
+                return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 404,
+                                                  "reason": "NotFound", "message": f'"{name}" not found'}, status=404)
+            return aiohttp.web.json_response(live)
         return await super()._handle(request)
 
     async def _list(self, request: kmock.Request) -> dict:
@@ -118,12 +165,18 @@ class PlatformEmulator(kmock.KubernetesEmulator):
             items = [o for o in items if _matches_fields(o, request.params["fieldSelector"])]
         return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": str(next(_counter))}, "items": items}
 
-    def _apply(self, request: kmock.Request) -> dict:
-        applied = copy.deepcopy(request.data)
-        key = self._key(request.resource, request.namespace, request.name)
+    def _apply(self, request: kmock.Request, namespace: str | None, name: str) -> dict:
+        key = self._key(request.resource, namespace, name)
+        return self._apply_object(key, namespace, request.data, request.params.get("fieldManager", ""))
+
+    def _apply_object(self, key, namespace: str | None, body: dict, manager: str) -> dict:
+        """Server-side apply of a complete object by one manager: create, or replace its fields
+        keeping uid, creationTimestamp and status; generation counts spec changes."""
+        applied = copy.deepcopy(body)
         live = self._live(key)
         meta = applied.setdefault("metadata", {})
-        meta.setdefault("namespace", request.namespace) if request.namespace else None
+        if namespace:
+            meta.setdefault("namespace", namespace)
         if live is None:
             meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
             changed = True
@@ -134,7 +187,7 @@ class PlatformEmulator(kmock.KubernetesEmulator):
             meta["generation"] = old_meta.get("generation", 1) + (1 if changed else 0)
             if "status" in live:
                 applied["status"] = live["status"]
-        meta["managedFields"] = [{"manager": request.params.get("fieldManager", ""), "operation": "Apply"}]
+        meta["managedFields"] = [{"manager": manager, "operation": "Apply"}]
         stored = self._store(key, applied)
         if changed and applied.get("kind") == "Deployment":
             asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self._roll(key)))
@@ -249,6 +302,9 @@ class EmulatorThread:
             self.emulator, self.url = emulator, str(server.url).rstrip("/")
             self.ready.set()
             await self._stop.wait()
+            for task in asyncio.all_tasks():  # simulated controllers still sleeping
+                if task is not asyncio.current_task():
+                    task.cancel()
 
     def __enter__(self) -> EmulatorThread:
         self.thread.start()

@@ -1,0 +1,264 @@
+"""Workloads on Kubernetes: manifests against the official schemas and checkov; apply, prune,
+rollout, rollback and training Jobs with the real `kubernetes` client over HTTP against the
+emulator (tests/kube_emulator.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from kubernetes import client
+
+from conftest import REPO
+from kube_emulator import EmulatorThread
+from toolkit.config import load_all_environments, load_environment
+from toolkit.errors import BadInputError, ToolkitError
+from toolkit.workloads import jobs, rollout
+from toolkit.workloads.kube import Kube
+from toolkit.workloads.manifests import Release, serving_manifests, to_yaml, training_manifests
+
+TOOLS = REPO / ".venv-tools" / "bin"
+OUTPUTS = {"serving_role_arn": "arn:aws:iam::111111111111:role/platform-dev-serving",
+           "training_role_arn": "arn:aws:iam::111111111111:role/platform-dev-training", "bucket": "platform-dev-artifacts"}
+V1 = Release("111111111111.dkr.ecr.eu-west-1.amazonaws.com/platform-dev/serving@sha256:" + "1" * 64, "20261124-000001-aaaa")
+V2 = Release("111111111111.dkr.ecr.eu-west-1.amazonaws.com/platform-dev/serving@sha256:" + "2" * 64, "20261124-000002-bbbb")
+V3 = Release("111111111111.dkr.ecr.eu-west-1.amazonaws.com/platform-dev/serving@sha256:" + "3" * 64, "20261124-000003-cccc")
+
+
+# ---------------------------------------------------------------- manifests
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """Every environment's manifests (deploy set + training Job) as one YAML file each."""
+    directory = tmp_path_factory.mktemp("manifests")
+    for env, config in load_all_environments().items():
+        objects = serving_manifests(config, OUTPUTS, V1) + training_manifests(config, OUTPUTS, V1, f"train-{env}", "name: x\n")
+        (directory / f"{env}.yaml").write_text(to_yaml(objects))
+    return directory
+
+
+def test_every_manifest_passes_kubernetes_validate_strict_for_1_29_to_1_32(rendered):
+    files = sorted(str(p) for p in rendered.glob("*.yaml"))
+    assert len(files) == 4
+    versions = [arg for v in ("1.29.0", "1.30.0", "1.31.0", "1.32.0") for arg in ("-k", v)]
+    result = subprocess.run([str(TOOLS / "kubernetes-validate"), "--strict", *versions, *files], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    objects = sum(p.read_text().count("\n---\n") + 1 for p in rendered.glob("*.yaml"))
+    for version in ("1.29", "1.30", "1.31", "1.32"):  # every object was checked against every version
+        assert result.stdout.count(f"against version {version}\n") == objects, version
+    assert result.stdout.count(" passed for resource ") == 4 * objects
+
+
+def test_the_validator_does_reject_a_bad_manifest(rendered, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((rendered / "dev.yaml").read_text().replace("revisionHistoryLimit", "revisionHistoryLimitt"))
+    result = subprocess.run([str(TOOLS / "kubernetes-validate"), "--strict", "-k", "1.31.0", str(bad)], capture_output=True, text=True)
+    assert result.returncode != 0 and "revisionHistoryLimitt" in result.stdout + result.stderr
+
+
+def test_checkov_reports_no_failed_check_and_every_skip_has_a_reason(rendered):
+    result = subprocess.run([str(TOOLS / "checkov"), "-d", str(rendered), "--framework", "kubernetes", "--output", "json", "--quiet"],
+                            capture_output=True, text=True)
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    failed = [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"]]
+    assert failed == []
+    assert report["summary"]["passed"] > 500
+    for skipped in report["results"].get("skipped_checks", []):
+        assert len(skipped.get("suppress_comment", "")) > 20, skipped["check_id"]
+
+
+def test_deployment_is_pinned_hardened_and_probed():
+    config = load_environment("prod")
+    objects = {o["kind"]: o for o in serving_manifests(config, OUTPUTS, V1)}
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == V1.image and "@sha256:" in container["image"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["limits"] and container["resources"]["requests"]
+    assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    assert objects["Deployment"]["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert objects["ServiceAccount"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    if config.serving.autoscaling.enabled:
+        assert "replicas" not in objects["Deployment"]["spec"]  # the HPA owns it
+        assert objects["HorizontalPodAutoscaler"]["apiVersion"] == "autoscaling/v2"
+
+
+def test_training_job_targets_the_gpu_pool():
+    config = load_environment("dev")
+    job = training_manifests(config, OUTPUTS, V1, "train-x", "name: dev\n")[1]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {"workload": "gpu-training"}
+    assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"} in pod["tolerations"]
+    assert job["spec"]["backoffLimit"] >= 0 and job["spec"]["activeDeadlineSeconds"] and job["spec"]["ttlSecondsAfterFinished"]
+    assert "s3://platform-dev-artifacts/models/dev/" in pod["containers"][0]["command"]
+
+
+def test_an_image_not_pinned_by_digest_is_refused():
+    with pytest.raises(BadInputError, match="not pinned by digest"):
+        Release("registry/serving:latest", "v1")
+
+
+# ---------------------------------------------------------------- against the emulator
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with EmulatorThread() as thread:
+        yield thread
+
+
+@pytest.fixture
+def kube(emulator):
+    emulator.reset()
+    configuration = client.Configuration()
+    configuration.host = emulator.url
+    return Kube(client.ApiClient(configuration))
+
+
+@pytest.fixture
+def dev():
+    config = load_environment("dev")
+    return config.model_copy(update={"workloads": config.workloads.model_copy(update={"rollout_timeout_seconds": 10})})
+
+
+def _deploy(kube, config, release, timeout=10.0):
+    return rollout.deploy(kube, config, OUTPUTS, release, timeout, poll=0.1)
+
+
+def test_first_apply_creates_everything(kube, dev):
+    result = _deploy(kube, dev, V1)
+    rendered = serving_manifests(dev, OUTPUTS, V1)
+    assert len(result.applied) == len(rendered) and result.pruned == []
+    for obj in rendered:
+        live = kube.get(obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace"))
+        assert live is not None, obj["kind"]
+        assert live["metadata"]["managedFields"][0]["manager"] == "toolkit"
+    deployment = kube.get("Deployment", "serving", "ml-platform")
+    assert deployment["metadata"]["generation"] == 1 and deployment["status"]["availableReplicas"] == 1
+    assert rollout.status(kube, dev)["image"] == V1.image
+
+
+def test_second_apply_with_a_new_image_bumps_the_generation_and_waits(kube, dev):
+    _deploy(kube, dev, V1)
+    seen = []
+    rollout.deploy(kube, dev, OUTPUTS, V2, 10.0, on_progress=seen.append, poll=0.05)
+    deployment = kube.get("Deployment", "serving", "ml-platform")
+    assert deployment["metadata"]["generation"] == 2
+    assert deployment["status"]["observedGeneration"] == 2
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == V2.image
+    assert not seen[0]["done"] and seen[-1]["done"]  # it did wait for the controller
+    assert [r.image for r in rollout.read_history(kube, dev)] == [V1.image, V2.image]
+
+
+def test_reapplying_the_same_release_changes_nothing(kube, dev):
+    _deploy(kube, dev, V1)
+    _deploy(kube, dev, V1)
+    assert kube.get("Deployment", "serving", "ml-platform")["metadata"]["generation"] == 1
+
+
+@pytest.mark.parametrize("mode, reason", [("crash", "CrashLoopBackOff"), ("pull-error", "ImagePullBackOff"),
+                                          ("stall", "Readiness probe failed")])
+def test_a_failed_rollout_is_rolled_back_and_the_old_pods_keep_serving(kube, emulator, dev, mode, reason):
+    _deploy(kube, dev, V1)
+    old_pods = {p["metadata"]["name"] for p in emulator.call(emulator.emulator.objects_of, "pods", "ml-platform")}
+    emulator.call(emulator.emulator.behaviour.__setitem__, V2.image, mode)
+    with pytest.raises(rollout.RolloutError) as failure:
+        rollout.deploy(kube, dev, OUTPUTS, V2, timeout=2.0, poll=0.1)
+    message = str(failure.value)
+    assert reason in message and f"rolled back to {V1.image}" in message
+    deployment = kube.get("Deployment", "serving", "ml-platform")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == V1.image
+    assert deployment["metadata"]["annotations"]["toolkit.dev/model-version"] == V1.model_version
+    assert deployment["status"]["availableReplicas"] >= 1
+    deleted = {p["metadata"]["name"] for p in emulator.emulator.deleted_pods}
+    assert old_pods and not old_pods & deleted  # the pods of V1 were never taken down
+    assert [r.image for r in rollout.read_history(kube, dev)] == [V1.image]
+
+
+def test_a_failed_first_rollout_says_there_is_nothing_to_roll_back_to(kube, emulator, dev):
+    emulator.call(emulator.emulator.behaviour.__setitem__, V1.image, "crash")
+    with pytest.raises(rollout.RolloutError, match="no previous release"):
+        rollout.deploy(kube, dev, OUTPUTS, V1, timeout=1.0, poll=0.1)
+
+
+def test_rollback_returns_to_the_previous_release(kube, dev):
+    _deploy(kube, dev, V1)
+    _deploy(kube, dev, V2)
+    result = rollout.rollback(kube, dev, OUTPUTS, 10.0, poll=0.1)
+    assert result.release == V1
+    assert rollout.live_release(kube, dev) == V1
+    assert [r.image for r in rollout.read_history(kube, dev)] == [V1.image]
+    with pytest.raises(ToolkitError, match="nothing to roll back to"):
+        rollout.rollback(kube, dev, OUTPUTS, 10.0, poll=0.1)
+
+
+def test_prune_removes_a_dropped_object_and_nothing_else(kube, dev):
+    scaled = dev.model_copy(update={"serving": dev.serving.model_copy(update={
+        "autoscaling": dev.serving.autoscaling.model_copy(update={"enabled": True})})})
+    _deploy(kube, scaled, V1)
+    assert kube.get("HorizontalPodAutoscaler", "serving", "ml-platform") is not None
+    foreign = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "someone-elses", "namespace": "ml-platform",
+                                                                     "labels": {"app": "other"}}, "data": {"a": "b"}}
+    kube.apply(foreign)
+    result = _deploy(kube, dev, V2)  # autoscaling disabled: the HPA is no longer rendered
+    assert result.pruned == ["HorizontalPodAutoscaler/ml-platform/serving"]
+    assert kube.get("HorizontalPodAutoscaler", "serving", "ml-platform") is None
+    assert kube.get("ConfigMap", "someone-elses", "ml-platform") is not None
+    assert kube.get("ConfigMap", rollout.HISTORY, "ml-platform") is not None
+    for obj in serving_manifests(dev, OUTPUTS, V2):
+        assert kube.get(obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace")) is not None
+
+
+def test_training_job_completion_is_reported_with_its_logs(kube, emulator, dev):
+    emulator.call(emulator.emulator.pod_logs.__setitem__, "train-ok-x7k2p", "epoch 1 loss 0.69\nepoch 2 loss 0.52\nsaved model")
+    lines = []
+    result = jobs.run_training_job(kube, dev, OUTPUTS, V1, "name: dev\n", timeout=10, on_log=lines.append, poll=0.1, name="train-ok")
+    assert result["outcome"] == "succeeded"
+    assert "[train-ok-x7k2p] saved model" in lines and lines.count("[train-ok-x7k2p] epoch 1 loss 0.69") == 1
+    assert kube.get("ConfigMap", "toolkit-environment", "ml-platform")["data"] == {"dev.yaml": "name: dev\n"}
+
+
+def test_training_job_failure_is_reported(kube, emulator, dev):
+    emulator.call(emulator.emulator.job_behaviour.__setitem__, "train-bad", "fail")
+    with pytest.raises(jobs.JobFailed, match="BackoffLimitExceeded"):
+        jobs.run_training_job(kube, dev, OUTPUTS, V1, "name: dev\n", timeout=10, on_log=lambda line: None, poll=0.1, name="train-bad")
+
+
+def test_a_job_still_running_at_the_timeout_is_reported(kube, emulator, dev):
+    emulator.emulator.delay = 5.0
+    try:
+        with pytest.raises(jobs.JobFailed, match="still running after"):
+            jobs.run_training_job(kube, dev, OUTPUTS, V1, "name: dev\n", timeout=0.5, on_log=lambda line: None, poll=0.1, name="train-slow")
+    finally:
+        emulator.emulator.delay = 0.2
+
+
+def test_cli_deploy_status_and_rollback_through_a_kubeconfig(emulator, kube, dev, run_cli, tmp_path, monkeypatch):
+    """The CLI path: --kubeconfig/--context with the kubernetes client's own kubeconfig loader."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
+        "users": [{"name": "emu", "user": {"token": "t"}}]}))
+    monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda env, root, required=True: OUTPUTS)
+    common = ["--env", "dev", "--kubeconfig", kubeconfig, "--context", "emu", "--timeout", "10", "--no-smoke"]
+    first = run_cli("deploy", *common, "--image", V1.image, "--model-version", V1.model_version)
+    assert first.exit_code == 0, first.output
+    assert f"deployed {V1.image}" in first.stdout
+    assert run_cli("deploy", *common, "--image", V2.image, "--model-version", V2.model_version).exit_code == 0
+    status = run_cli("status", "--env", "dev", "--kubeconfig", kubeconfig, "--json")
+    assert json.loads(status.stdout)["image"] == V2.image
+    back = run_cli("rollback", "--env", "dev", "--kubeconfig", kubeconfig, "--timeout", "10")
+    assert back.exit_code == 0 and f"rolled back to {V1.image}" in back.stdout
+    emulator.call(emulator.emulator.behaviour.__setitem__, V3.image, "crash")
+    failed = run_cli("deploy", *common[:-3], "--timeout", "2", "--no-smoke", "--image", V3.image)
+    assert failed.exit_code == 1 and "CrashLoopBackOff" in failed.stderr and "rolled back" in failed.stderr
