@@ -17,7 +17,7 @@ TOOLS_STAMP := $(TOOLS)/.installed-stamp
 TF_ENV = env $$($(TOOLKIT) tf-env | xargs)
 CDKTF = $(TF_ENV) npx --no-install cdktf
 
-.PHONY: help setup demo test train bench clean synth deploy destroy local-up local-down lint build push
+.PHONY: help setup demo test train bench clean synth deploy destroy local-up local-down lint build push release render
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,14 +51,14 @@ APT_PACKAGES := docker.io docker-registry debootstrap
 
 setup: $(STAMP) $(NODE_STAMP) $(TOOLS_STAMP) .local/apt-stamp ## Create .venv, .venv-tools, node_modules; install Debian packages (idempotent)
 
-demo: setup ## The main job on the local environment: deploy the local stack, train (5-fold CV), evaluate
+demo: setup ## The main job on the local environment: deploy the stack, train (5-fold CV), evaluate, release and serve
 	$(MAKE) --no-print-directory deploy ENV=local
 	$(TOOLKIT) train --env local --cv 5
 	$(TOOLKIT) evaluate --model artifacts/local/latest --data data/heart-cleveland.csv
 	@echo "model:   $$(readlink -f artifacts/local/latest)"
 	@echo "report:  $$(readlink -f artifacts/local/latest)/metrics.json and training_curves.png"
-	$(TOOLKIT) build --env local
-	$(TOOLKIT) push --env local
+	$(MAKE) --no-print-directory release ENV=local
+	$(TOOLKIT) status --env local
 
 train: setup ## Train on ENV's dataset (make train ENV=dev)
 	$(TOOLKIT) train --env $(ENV)
@@ -77,6 +77,19 @@ build: setup ## Build ENV's serving image with artifacts/ENV/latest baked in (lo
 
 push: setup ## Push the last built image to ENV's registry (ECR login via boto3)
 	$(TOOLKIT) push --env $(ENV)
+
+# Each step is timed; `toolkit deploy` waits for the rollout (rolling back on failure) and then
+# smoke-tests /v1/predict through the Service (local: the Docker runtime's endpoint).
+release: setup ## build → push → deploy → smoke test of ENV's serving image (make release ENV=dev)
+	@set -e; total=$$(date +%s%N); \
+	for step in build push deploy; do \
+	  start=$$(date +%s%N); $(TOOLKIT) $$step --env $(ENV); \
+	  echo "release: $$step took $$(( ($$(date +%s%N) - start) / 1000000 )) ms" >&2; \
+	done; \
+	echo "release: $(ENV) done in $$(( ($$(date +%s%N) - total) / 1000000 )) ms" >&2
+
+render: setup ## Print ENV's Kubernetes manifests (YAML)
+	@$(TOOLKIT) render --env $(ENV)
 
 synth: setup ## Synthesize every stack into cdktf.out/ (JSON; `npx cdktf synth --hcl` for HCL)
 	$(TOOLKIT) config validate

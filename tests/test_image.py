@@ -74,13 +74,20 @@ def test_build_push_pull_by_digest_run_and_compare(engine, local, model_dir):
 
     digest = push_image(REPO, image.reference, local, on_line=lambda line: None)
     assert digest.startswith("sha256:")
-    with pytest.raises(BadInputError, match="already exists and tags are immutable"):
-        push_image(REPO, image.reference, local, on_line=lambda line: None)
+    assert push_image(REPO, image.reference, local, on_line=lambda line: None) == digest  # same content: a no-op
+    login = registry_login(local)
+    other = f"{local.registry.name}:{image.tag}-other"
+    engine.images.get(image.image_id).tag(other)
+    assert push_image(REPO, other, local, on_line=lambda line: None) == digest
+    engine.images.get(local.serving.base_image).tag(other)  # the same tag, now other content
+    with pytest.raises(BadInputError, match="already exists with other content .* tags are immutable"):
+        push_image(REPO, other, local, on_line=lambda line: None)
+    for ref in (other, f"{login.host}/{other}"):
+        engine.images.remove(ref)
     with pytest.raises(BadInputError, match="never 'latest'"):
         push_image(REPO, f"{local.registry.name}:latest", local)
 
     # Remove every local copy, then pull back by digest with the ECR login.
-    login = registry_login(local)
     remote = f"{login.host}/{local.registry.name}"
     engine.images.remove(image.image_id, force=True)
     pulled = engine.images.pull(f"{remote}@{digest}", auth_config=login.auth_config())

@@ -65,11 +65,11 @@ def _hammer(url: str, stop: threading.Event, results: list) -> None:
             results.append(repr(exc))
 
 
-def test_deploy_refuse_a_broken_release_then_upgrade_and_roll_back(engine, runtime, model_dir, tmp_path):
+def test_deploy_refuse_a_broken_release_then_upgrade_and_roll_back(engine, runtime, tmp_path):
     config, root = runtime
     login = registry_login(config)
     quiet = lambda line: None  # noqa: E731
-    first = _release(engine, config, model_dir)
+    first = _release(engine, config, train_small_model(tmp_path / "first", seed=5))
     url = f"http://127.0.0.1:{config.serving.port}"
 
     result = deploy_local(root, config, first, login, on_line=quiet)
@@ -80,6 +80,7 @@ def test_deploy_refuse_a_broken_release_then_upgrade_and_roll_back(engine, runti
     assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
     assert container.attrs["HostConfig"]["CapDrop"] == ["ALL"]
     assert container.attrs["Config"]["User"] == "10001:10001"
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"  # back after `local up`
 
     # A release whose container exits: refused, and the old one answers every request meanwhile.
     broken = _broken_release(engine, config, first)
@@ -99,7 +100,7 @@ def test_deploy_refuse_a_broken_release_then_upgrade_and_roll_back(engine, runti
         engine.containers.get(container_name(config.name) + "-candidate")
 
     # A good new release replaces it; rollback brings the first one back.
-    second = _release(engine, config, train_small_model(tmp_path, seed=11))
+    second = _release(engine, config, train_small_model(tmp_path / "second", seed=11))
     assert deploy_local(root, config, second, login, on_line=quiet)["replaced"] == first.image
     assert http_json(f"{url}/v1/model")["model_version"] == second.model_version
     rollback_local(root, config, login, on_line=quiet)

@@ -196,18 +196,27 @@ def registry_login(config) -> RegistryLogin:
     return RegistryLogin(host, username, password)
 
 
-def tag_exists(docker, reference: str, login: RegistryLogin) -> bool:
+def remote_digest(docker, reference: str, login: RegistryLogin) -> str | None:
+    """The digest `reference` (repo:tag) has in the registry; None when the tag is not there."""
     import docker as docker_sdk
 
     try:
-        docker.api.inspect_distribution(reference, auth_config=login.auth_config())
-        return True
+        return docker.api.inspect_distribution(reference, auth_config=login.auth_config())["Descriptor"]["digest"]
     except docker_sdk.errors.NotFound:
-        return False
+        return None
     except docker_sdk.errors.APIError as exc:
         if "manifest unknown" in str(exc) or "not found" in str(exc).lower():
-            return False
+            return None
         raise ToolkitError(f"cannot check whether {reference} exists: {exc.explanation or exc}") from None
+
+
+def _local_digest(docker, image_ref: str, remote: str) -> str | None:
+    """The digest this local image already has in `remote` (from an earlier push or pull)."""
+    for repo_digest in docker.images.get(image_ref).attrs.get("RepoDigests", []):
+        repository, _, digest = repo_digest.partition("@")
+        if repository == remote:
+            return digest
+    return None
 
 
 TRANSIENT = ("timeout", "connection reset", "connection refused", "503", "502", "504", "TLS handshake", "EOF")
@@ -217,8 +226,8 @@ def push_image(root: Path, image_ref: str, config, on_line: Progress = print, at
                on_event: Callable[[dict], None] | None = None) -> str:
     """Push a local image to the environment's registry; returns the pushed digest.
 
-    Refuses `latest` and any tag already in an immutable registry; retries transient errors
-    with exponential backoff."""
+    Refuses `latest`, and a tag an immutable registry already holds with other content (pushing
+    the very same image again is a no-op); retries transient errors with exponential backoff."""
     import time
 
     docker = docker_client(root)
@@ -227,12 +236,18 @@ def push_image(root: Path, image_ref: str, config, on_line: Progress = print, at
         raise BadInputError(f"refusing to push {image_ref!r}: give an explicit release tag, never 'latest'.")
     login = registry_login(config)
     remote = f"{login.host}/{config.registry.name}"
-    if config.registry.tag_immutability and tag_exists(docker, f"{remote}:{tag}", login):
-        raise BadInputError(f"{remote}:{tag} already exists and tags are immutable: build a new version instead.")
     try:
         docker.images.get(image_ref).tag(remote, tag)
     except Exception as exc:
         raise ToolkitError(f"no local image {image_ref}: {exc}") from None
+    existing = remote_digest(docker, f"{remote}:{tag}", login) if config.registry.tag_immutability else None
+    if existing is not None:
+        # The same image pushed again (a re-run release) is a no-op; other content under the tag is refused.
+        if existing == _local_digest(docker, image_ref, remote):
+            on_line(f"{remote}:{tag} is already in the registry with this content ({existing})")
+            return existing
+        raise BadInputError(f"{remote}:{tag} already exists with other content ({existing}) and tags are immutable: "
+                            "build a new version instead.")
     for attempt in range(1, attempts + 1):
         digest, error = None, None
         for chunk in docker.api.push(remote, tag, auth_config=login.auth_config(), stream=True, decode=True):

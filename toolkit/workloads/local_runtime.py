@@ -53,14 +53,15 @@ def _logs_tail(container, lines: int = 15) -> str:
         return ""
 
 
-def _run(docker, config, release: Release, name: str, port: int):
+def _run(docker, config, release: Release, name: str, port: int, serving: bool = False):
     """Start the image like the Deployment's pod: non-root, read-only root fs, no capabilities,
-    a tmpfs /tmp, the ConfigMap's environment; host network on 127.0.0.1 (DESIGN.md)."""
+    a tmpfs /tmp, the ConfigMap's environment; host network on 127.0.0.1 (DESIGN.md).
+    The serving container comes back with the engine (`toolkit local down` / `up`)."""
     environment = {**serving_environment(config), "TOOLKIT_HOST": "127.0.0.1", "TOOLKIT_PORT": str(port)}
     return docker.containers.run(
         release.image, name=name, detach=True, network_mode="host", environment=environment,
         user=f"{RUN_AS_USER}:{RUN_AS_USER}", read_only=True, tmpfs={"/tmp": "size=64m"}, cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
+        security_opt=["no-new-privileges"], restart_policy={"Name": "unless-stopped"} if serving else None,
         mem_limit=_bytes(config.serving.resources.limits.memory),
         labels={"io.toolkit.environment": config.name, IMAGE_ANNOTATION: release.image,
                 MODEL_VERSION_ANNOTATION: release.model_version, "io.toolkit.port": str(port)},
@@ -155,7 +156,7 @@ def _swap(docker, config, release: Release, name: str, timeout: float, on_line: 
         old.stop(timeout=10)
         old.rename(f"{name}-previous-{int(time.time())}")
     on_line(f"serving {release.image} on {service_url(config)}")
-    new = _run(docker, config, release, name, config.serving.port)
+    new = _run(docker, config, release, name, config.serving.port, serving=True)
     try:
         wait_ready(new, config.serving.port, timeout)
     except RolloutError:
