@@ -262,3 +262,37 @@ def test_cli_deploy_status_and_rollback_through_a_kubeconfig(emulator, kube, dev
     emulator.call(emulator.emulator.behaviour.__setitem__, V3.image, "crash")
     failed = run_cli("deploy", *common[:-3], "--timeout", "2", "--no-smoke", "--image", V3.image)
     assert failed.exit_code == 1 and "CrashLoopBackOff" in failed.stderr and "rolled back" in failed.stderr
+
+
+def test_cli_train_remote_uploads_the_dataset_and_streams_the_job(emulator, kube, local, repo_copy, run_cli, tmp_path, monkeypatch):
+    """`toolkit train --env local --remote --kubeconfig …`: dataset to the artifact store (moto S3), Job on the cluster."""
+    from toolkit.aws import client as aws_client
+    from toolkit.workloads.target import save_last_push
+
+    env_file = repo_copy / "environments" / "local.yaml"
+    env_file.write_text(env_file.read_text().replace("http://127.0.0.1:4566", local.aws.endpoint_url))
+    aws_client("s3", local).create_bucket(Bucket="remote-training-test")
+    outputs = {**OUTPUTS, "bucket": "remote-training-test"}
+    monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda env, root, required=True: outputs)
+    save_last_push(repo_copy, "local", V1)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}], "users": [{"name": "emu", "user": {}}]}))
+    emulator.call(emulator.emulator.pod_logs.__setitem__, "train-local-x7k2p", "epoch 1/300 loss 0.69")
+    monkeypatch.setattr("toolkit.workloads.jobs.job_name", lambda env: f"train-{env}")
+    result = run_cli("train", "--env", "local", "--remote", "--kubeconfig", kubeconfig, "--timeout", "20")
+    assert result.exit_code == 0, result.output
+    assert "uploaded heart-cleveland.csv to s3://remote-training-test/datasets/heart-cleveland.csv" in result.stderr
+    assert "[train-local-x7k2p] epoch 1/300 loss 0.69" in result.stderr
+    assert "training Job train-local completed" in result.stdout
+    job = kube.get("Job", "train-local", "ml-platform")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == V1.image
+    keys = aws_client("s3", local).list_objects_v2(Bucket="remote-training-test")["Contents"]
+    assert [k["Key"] for k in keys] == ["datasets/heart-cleveland.csv"]
+
+
+def test_train_remote_on_the_local_environment_explains_there_is_no_cluster(run_cli):
+    result = run_cli("train", "--env", "local", "--remote")
+    assert result.exit_code == 2 and "has no Kubernetes cluster" in result.stderr

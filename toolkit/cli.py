@@ -198,7 +198,8 @@ class _EpochProgress:
             self.close()
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.epochs, desc="train", unit="epoch", file=sys.stderr, leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=self.epochs, desc="train", unit="epoch", file=sys.stderr, leave=False, dynamic_ncols=True,
+                             disable=None)  # no bar in non-TTY logs
         self.bar.set_postfix(
             loss=f"{record['loss']:.4f}", val_loss=f"{record.get('val_loss', float('nan')):.4f}",
             val_acc=f"{record.get('val_accuracy', float('nan')):.3f}", val_auc=f"{record.get('val_roc_auc', float('nan')):.3f}",
@@ -451,7 +452,7 @@ class _PushProgress:
         from tqdm import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=0, desc="push", unit="B", unit_scale=True, file=sys.stderr, leave=True)
+            self.bar = tqdm(total=0, desc="push", unit="B", unit_scale=True, file=sys.stderr, leave=True, disable=None)
         layer, status = event["id"], event["status"]
         detail = event.get("progressDetail") or {}
         if "total" in detail:

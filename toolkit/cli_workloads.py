@@ -69,6 +69,8 @@ def render(env: str, image: str | None, model_version: str | None, job: bool) ->
 
     config, root = _context(env)
     outputs = outputs_for(env, root, required=False)
+    if any(str(value).startswith("<") for value in outputs.values()):
+        _err(f"note: platform-{env} is not deployed; values from its stack outputs are placeholders.")
     release = release_for(root, env, image, model_version)
     objects = serving_manifests(config, outputs, release)
     if job:
