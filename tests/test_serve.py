@@ -4,7 +4,6 @@ named 4xx, metrics count, and schemathesis finds no 5xx from the server's own Op
 from __future__ import annotations
 
 import json
-import math
 import shutil
 
 import pytest

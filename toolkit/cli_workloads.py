@@ -5,7 +5,6 @@ Each is a thin function over toolkit.workloads; registered on the main group in 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click

@@ -74,7 +74,7 @@ def eks_api_client(config, endpoint: str, ca_data_b64: str, cluster_name: str, c
 
 def kubeconfig_api_client(kubeconfig: str | None, context: str | None):
     """Any other cluster: a kubeconfig file and context (the kubernetes client's own loader)."""
-    from kubernetes import client, config as kube_config
+    from kubernetes import config as kube_config
 
     from toolkit.errors import BadInputError
 

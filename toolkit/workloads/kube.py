@@ -72,7 +72,7 @@ class Kube:
         try:
             response = self.api.call_api(*params, _request_timeout=30)
             response.read()
-        except HTTPError as exc:
+        except (HTTPError, ApiException) as exc:  # connection and TLS failures
             raise KubeError(f"cannot reach the Kubernetes API at {self.api.configuration.host}: {exc}") from None
         if response.status >= 400:
             raise KubeError(_status_message(method, path, response), response.status)

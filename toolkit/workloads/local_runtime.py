@@ -192,11 +192,14 @@ def read_history(root: Path, config) -> list[Release]:
     return [Release(e["image"], e["model_version"]) for e in entries]
 
 
-def _record(root: Path, config, release: Release, drop: Release | None = None) -> None:
-    history = [r for r in read_history(root, config) if r not in (release, drop)] + [release]
+def _write_history(root: Path, config, history: list[Release]) -> None:
     path = _history_file(root, config)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([{"image": r.image, "model_version": r.model_version} for r in history[-HISTORY_LIMIT:]]))
+
+
+def _record(root: Path, config, release: Release) -> None:
+    _write_history(root, config, [r for r in read_history(root, config) if r != release] + [release])
 
 
 def rollback_local(root: Path, config, login=None, timeout: float | None = None, on_line: Progress = print) -> dict:
@@ -205,9 +208,8 @@ def rollback_local(root: Path, config, login=None, timeout: float | None = None,
     if not earlier:
         raise ToolkitError(f"nothing to roll back to: no earlier release of {config.name} was deployed here.")
     result = deploy_local(root, config, earlier[-1], login, timeout, on_line)
-    if current is not None:
-        history = [r for r in read_history(root, config) if r != current]
-        _history_file(root, config).write_text(json.dumps([{"image": r.image, "model_version": r.model_version} for r in history]))
+    if current is not None:  # the rolled-back release leaves the history
+        _write_history(root, config, [r for r in read_history(root, config) if r != current])
     return result
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from toolkit.errors import ToolkitError
-from toolkit.workloads.kube import KINDS, PRUNABLE, Kube, KubeError, selector
+from toolkit.workloads.kube import PRUNABLE, Kube, selector
 from toolkit.workloads.manifests import (
     IMAGE_ANNOTATION, MODEL_VERSION_ANNOTATION, OWNER_LABEL, SERVING, SET_LABEL, Release, serving_manifests,
 )
