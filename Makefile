@@ -17,7 +17,7 @@ TOOLS_STAMP := $(TOOLS)/.installed-stamp
 TF_ENV = env $$($(TOOLKIT) tf-env | xargs)
 CDKTF = $(TF_ENV) npx --no-install cdktf
 
-.PHONY: help setup demo test train bench clean synth deploy destroy local-up local-down lint build push release render
+.PHONY: help setup demo test train bench clean synth deploy destroy local-up local-down lint build push release render plan
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -91,6 +91,9 @@ release: setup ## build → push → deploy → smoke test of ENV's serving imag
 render: setup ## Print ENV's Kubernetes manifests (YAML)
 	@$(TOOLKIT) render --env $(ENV)
 
+plan: setup ## Review ENV's Terraform plan as PR markdown (.cache/plan-ENV.md; exit 3 = protected resources destroyed)
+	$(TOOLKIT) plan --env $(ENV) --out .cache/plan-$(ENV).md
+
 synth: setup ## Synthesize every stack into cdktf.out/ (JSON; `npx cdktf synth --hcl` for HCL)
 	$(TOOLKIT) config validate
 	$(CDKTF) synth
@@ -105,7 +108,7 @@ destroy: setup ## cdktf destroy platform-ENV
 	$(TOOLKIT) config validate $(ENV)
 	$(CDKTF) destroy platform-$(ENV) --auto-approve --skip-provider-lock
 
-lint: setup ## checkov on the synthesized prod stack (skips and their reasons: infra/checkov_skips.py)
+lint: setup ## checkov on the synthesized prod stack (skips and their reasons: toolkit/checkov_skips.py)
 	$(BIN)/pytest -q tests/test_checkov.py
 
 local-up: setup ## Start the local services (moto) and show them

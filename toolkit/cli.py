@@ -510,6 +510,50 @@ def outputs(env: str, as_json: bool) -> None:
         click.echo(f"{key:<20} {shown}")
 
 
+@cli.command()
+@ENV_OPTION
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
+              help="markdown: the PR comment; json: the review as data.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the review to this file.")
+@click.option("--destroy", is_flag=True, help="Review a destroy plan.")
+@click.option("--no-checkov", is_flag=True, help="Skip checkov on the plan.")
+def plan(env: str, fmt: str, out: Path | None, destroy: bool, no_checkov: bool) -> None:
+    """Plan ENV's stack and print a review for the pull request.
+
+    \b
+    Synthesizes platform-ENV, runs terraform init, plan and show, checkov on the plan, and writes:
+    a headline (+create ~update -delete ±replace), resources by action under their construct
+    paths with changed attributes and what forces a replacement, the node-pool cost delta, the
+    checkov summary and the full plan folded away, under GitHub's 65,536-character limit.
+    Sensitive values and credential-like strings are masked.
+
+    \b
+    Exit codes: 0 reviewed, 3 the plan deletes or replaces a protected resource (cluster, node
+    group, registry, bucket, KMS key), 1 failure, 2 bad input."""
+    from toolkit.config import load_environment, project_root
+    from toolkit.plan import plan_review
+
+    config = load_environment(env)
+    root = project_root()
+    if config.aws.endpoint_url:  # the emulator and its state bucket (an empty state plans a full create)
+        from toolkit.local import start_moto
+        from toolkit.state import bootstrap_state_bucket
+
+        start_moto(root, config.aws.endpoint_url)
+        bootstrap_state_bucket(config)
+    result = plan_review(config, root, destroy=destroy, checkov=not no_checkov, on_step=lambda s: _echo_err(f"plan: {s}"))
+    text = result.markdown if fmt == "markdown" else json.dumps({**result.review.to_dict(), "timings": result.timings}, indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    click.echo(text)
+    timing = ", ".join(f"{k.removesuffix('_s')} {v} s" for k, v in result.timings.items())
+    _echo_err(f"plan: {result.review.headline()} ({timing})")
+    if result.exit_code:
+        _echo_err("plan: protected resources would be deleted or replaced (exit 3)")
+        sys.exit(result.exit_code)
+
+
 @cli.command("tf-env", hidden=True)
 def tf_env() -> None:
     """KEY=VALUE lines for terraform/cdktf (used by the Makefile)."""

@@ -100,6 +100,21 @@ class Workspace:
         self._check("plan", result, ok=(0, 2))
         return code == 2
 
+    def plan(self, out: Path, destroy: bool = False) -> bool:
+        """`terraform plan -out FILE [-destroy]`; True when it has changes."""
+        options = dict(detailed_exitcode=IsFlagged, input=False, no_color=IsFlagged, capture_output=True, out=str(out))
+        if destroy:
+            options["destroy"] = IsFlagged
+        code, _, _ = result = self.tf.plan(**options)
+        self._check("plan", result, ok=(0, 2))
+        return code == 2
+
+    def show_json(self, planfile: Path) -> dict:
+        return json.loads(self._check("show", self.tf.cmd("show", str(planfile), json=IsFlagged, no_color=IsFlagged, capture_output=True)))
+
+    def show_text(self, planfile: Path) -> str:
+        return self._check("show", self.tf.cmd("show", str(planfile), no_color=IsFlagged, capture_output=True))
+
     def destroy(self) -> None:
         self._check("destroy", self.tf.destroy(force=IsNotFlagged, auto_approve=IsFlagged, input=False, no_color=IsFlagged, capture_output=True))
 

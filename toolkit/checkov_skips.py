@@ -1,6 +1,7 @@
 """checkov checks we skip on the synthesized stacks, each with its reason.
 
-Used by `make lint` and tests/test_checkov.py; anything not listed here must pass.
+Used by `make lint`, `toolkit plan` (checkov on the plan) and tests/test_checkov.py; anything not
+listed here must pass. (In toolkit/ so `toolkit plan` needs no import from infra/.)
 """
 
 SKIPS = {

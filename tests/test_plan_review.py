@@ -1,0 +1,171 @@
+"""`toolkit plan` on real plans: Terraform plans the local stack against a real moto server
+(empty → full create, no change, a node-pool resize, a replacement of a protected resource,
+a destroy), and a plan holding a sensitive value and credential-like strings shows neither."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import REPO, free_port
+from toolkit.config import load_environment
+from toolkit.local import start_moto, stop_moto
+from toolkit.plan import EXIT_PROTECTED, plan_review
+from toolkit.review import COMMENT_LIMIT, MARKER, build_review, mask_secrets, render_markdown
+from toolkit.state import bootstrap_state_bucket
+from toolkit.terraform import Workspace
+
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+
+
+def _synth(config, outdir):
+    from infra.app import build_app
+
+    build_app({config.name: config}, outdir=str(outdir)).synth()
+    return outdir / "stacks" / f"platform-{config.name}"
+
+
+def _with_pool(config, name: str, **changes):
+    pools = [p.model_copy(update=changes) if p.name == name else p for p in config.node_pools]
+    return config.model_copy(update={"node_pools": pools})
+
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory):
+    """Every plan of the story, made once: {name: PlanResult}."""
+    root = tmp_path_factory.mktemp("plan-moto")
+    url = f"http://127.0.0.1:{free_port()}"
+    start_moto(root, url)
+    config = load_environment("local")
+    config = config.model_copy(update={"aws": config.aws.model_copy(update={"endpoint_url": url})})
+    bootstrap_state_bucket(config)
+    out = tmp_path_factory.mktemp("plan-stacks")
+    try:
+        base = _synth(config, out / "base")
+        results = {"create": plan_review(config, REPO, base, checkov=True)}
+        Workspace(base, REPO).apply()
+        results["same"] = plan_review(config, REPO, base, checkov=False)
+        # desired_size belongs to the cluster autoscaler (ignore_changes); a resize moves min and max.
+        resized = _with_pool(config, "system", min_size=2, desired_size=2, max_size=3, labels={"workload": "system", "owner": AWS_KEY})
+        results["resize"] = plan_review(resized, REPO, _synth(resized, out / "resize"), checkov=False)
+        renamed = config.model_copy(update={"registry": config.registry.model_copy(update={"name": "platform-local/serving-v2"})})
+        results["replace"] = plan_review(renamed, REPO, _synth(renamed, out / "replace"), checkov=False)
+        results["destroy"] = plan_review(config, REPO, base, destroy=True, checkov=False)
+        results["secrets"] = plan_review(config, REPO, _secrets_stack(base, out / "secrets"), checkov=False)
+        yield results
+    finally:
+        stop_moto(root)
+
+
+def _secrets_stack(base, directory):
+    """A tiny Terraform JSON config with the same provider (moto): a SecureString parameter (the
+    provider marks its value sensitive) and tags that look like credentials."""
+    synth = json.loads((base / "cdk.tf.json").read_text())
+    directory.mkdir(parents=True)
+    (directory / "cdk.tf.json").write_text(json.dumps({
+        "terraform": {"required_providers": synth["terraform"]["required_providers"]},
+        "provider": synth["provider"],
+        "resource": {"aws_ssm_parameter": {"db": {
+            "name": "/platform/db-password", "type": "SecureString", "value": "Sup3r-Secret-Value-42",
+            "tags": {"dsn": "postgres://app:hunter2hunter2@db.internal:5432/app", "token": "ghp_" + "a1B2" * 9,
+                     "key": AWS_KEY}}}},
+    }))
+    return directory
+
+
+def test_empty_to_full_create(plans):
+    review = plans["create"].review
+    creates = review.count("create")
+    assert creates > 40 and review.count("update") == review.count("delete") == review.count("replace") == 0
+    assert review.headline() == f"+{creates} ~0 -0 ±0"
+    assert plans["create"].exit_code == 0  # creating protected resources is fine
+    text = plans["create"].markdown
+    assert text.startswith(MARKER.format(env="local"))
+    assert f"`+{creates} ~0 -0 ±0`" in text and f"#### + create ({creates})" in text
+    assert "`cluster/cluster` <sub>`aws_eks_cluster.cluster_" in text  # construct path, then the address
+    assert re.search(r"\| `platform-local-system` \| \$0 → \$61 \| \$0 → \$61 \| \+\$61 / \+\$61 \|", text), text[:3000]
+    assert "**checkov** on the plan:" in text and plans["create"].review.checkov["passed"] > 50
+    assert "<details><summary>Full plan" in text and len(text) <= COMMENT_LIMIT
+
+
+def test_no_change_plan_says_so_and_nothing_more(plans):
+    assert plans["same"].review.has_changes is False
+    assert plans["same"].markdown == f"{MARKER.format(env='local')}\n### `platform-local`: no changes\n"
+
+
+def test_node_pool_resize_is_an_update_with_its_cost(plans):
+    result = plans["resize"]
+    [change] = result.review.changes
+    assert change.action == "update" and change.type == "aws_eks_node_group"
+    assert change.construct == "pool-system/node-group"
+    assert {"scaling_config[0].min_size: 1 → 2", "scaling_config[0].max_size: 2 → 3"} <= set(change.attributes)
+    assert result.exit_code == 0 and result.review.headline() == "+0 ~1 -0 ±0"
+    assert re.search(r"\| `platform-local-system` \| \$61 → \$121 \| \$61 → \$61 \| \+\$61 / ±\$0 \|", result.markdown)
+    assert "**total**" in result.markdown
+
+
+def test_replacing_a_protected_resource_warns_and_exits_3(plans):
+    result = plans["replace"]
+    assert result.exit_code == EXIT_PROTECTED
+    replaced = {c.type: c for c in result.review.changes if c.action == "replace"}
+    assert "aws_ecr_repository" in replaced and replaced["aws_ecr_repository"].forced_by == ["name"]
+    assert [c.type for c in result.review.dangerous] == ["aws_ecr_repository"]  # its lifecycle policy and key alias are not protected
+    text = result.markdown
+    assert "> [!CAUTION]" in text and "**replace** registry `registry/repository`" in text and "forced by `name`" in text
+
+
+def test_destroy_plan_lists_every_protected_resource(plans):
+    result = plans["destroy"]
+    review = result.review
+    assert review.count("delete") == plans["create"].review.count("create")
+    assert result.exit_code == EXIT_PROTECTED
+    kinds = {c.type for c in review.dangerous}
+    assert {"aws_eks_cluster", "aws_eks_node_group", "aws_ecr_repository", "aws_s3_bucket"} <= kinds
+
+
+def test_sensitive_values_and_credentials_never_appear(plans):
+    for name in ("resize", "secrets"):
+        text = plans[name].markdown
+        assert AWS_KEY not in text, name
+    text = plans["secrets"].markdown
+    assert "Sup3r-Secret-Value-42" not in text and "hunter2hunter2" not in text and "ghp_a1B2" not in text
+    assert "postgres://app:****@db.internal" in text  # the URL stays readable, the password does not
+    assert "(sensitive value)" in text  # terraform's own marker in the folded plan
+
+
+def test_a_huge_plan_is_truncated_keeping_headline_warnings_and_costs(plans):
+    result = plans["destroy"]
+    review = result.review
+    show = "\n".join(f"  # resource line {i} " + "x" * 80 for i in range(2000))  # ~200 kB of plan text
+    text = render_markdown(review, show)
+    assert len(text) <= COMMENT_LIMIT
+    assert "Truncated to fit GitHub's 65,536-character comment limit" in text
+    assert text.count("<details>") == text.count("</details>") == 1 and text.count("```") == 2
+    for must in (review.headline(), "> [!CAUTION]", "**total**"):
+        assert must in text
+    # Even a resource list too long for the limit keeps the head and closes cleanly.
+    many = build_review("local", "us-east-1", {"resource_changes": [
+        {"address": f"aws_s3_bucket.b{i}", "type": "aws_s3_bucket", "change": {"actions": ["delete"], "before": {}, "after": None}}
+        for i in range(3000)]})
+    text = render_markdown(many, show)
+    assert len(text) <= COMMENT_LIMIT and many.headline() in text and "> [!CAUTION]" in text
+    assert "resource list cut" in text
+
+
+def test_masking_covers_the_usual_credential_shapes():
+    samples = {
+        "aws key id": f"id={AWS_KEY}",
+        "private key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+        "github token": "token ghp_" + "Z" * 36,
+        "password in url": "https://user:pa55word@example.com/x",
+        "assignment": 'client_secret = "abcdEFGH12345678"',
+        "eks token": "k8s-aws-v1." + "a" * 40,
+    }
+    for what, sample in samples.items():
+        masked = mask_secrets(sample)
+        assert masked != sample, what
+    assert "pa55word" not in mask_secrets(samples["password in url"])
+    assert mask_secrets("+ name = \"platform-local\"") == "+ name = \"platform-local\""  # ordinary text untouched
+    assert mask_secrets("sha 3f786850e387550fdab836ed7e6dc881de23001b") == "sha 3f786850e387550fdab836ed7e6dc881de23001b"

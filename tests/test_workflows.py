@@ -1,0 +1,53 @@
+"""The GitHub workflows: valid against the GitHub workflow schema (check-jsonschema's vendored
+copy, offline), and the plan review never applies anything."""
+
+from __future__ import annotations
+
+import subprocess
+
+import yaml
+
+from conftest import REPO
+from toolkit.review import MARKER
+
+CHECK = REPO / ".venv-tools" / "bin" / "check-jsonschema"
+WORKFLOWS = REPO / ".github" / "workflows"
+
+
+def _validate(*paths) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CHECK), "--builtin-schema", "vendor.github-workflows", *map(str, paths)],
+                          capture_output=True, text=True)
+
+
+def test_workflows_validate_against_the_github_schema():
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    assert [f.name for f in files] == ["ci.yml", "plan-review.yml"]
+    result = _validate(*files)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_rejects_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text((WORKFLOWS / "ci.yml").read_text().replace("runs-on: ubuntu-24.04", "runs-onn: ubuntu-24.04"))
+    assert _validate(broken).returncode != 0
+
+
+def test_plan_review_plans_every_real_environment_and_never_applies():
+    workflow = yaml.safe_load((WORKFLOWS / "plan-review.yml").read_text())
+    triggers = workflow[True]["pull_request"]  # YAML 1.1 reads the key `on` as True
+    assert {"infra/**", "modules/**", "environments/**", "pyproject.toml", "constraints.txt"} <= set(triggers["paths"])
+    job = workflow["jobs"]["plan"]
+    assert job["strategy"]["matrix"]["env"] == ["dev", "staging", "prod"]
+    runs = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "make plan" in runs
+    for forbidden in ("terraform apply", "make deploy", "cdktf deploy", "make destroy", "cdktf destroy", "toolkit deploy"):
+        assert forbidden not in runs
+    script = next(step["with"]["script"] for step in job["steps"] if "github-script" in step.get("uses", ""))
+    assert MARKER.format(env="${env}") in script  # the comment is found again by the review's own marker
+    assert "updateComment" in script and "createComment" in script
+
+
+def test_ci_runs_make_test():
+    workflow = yaml.safe_load((WORKFLOWS / "ci.yml").read_text())
+    runs = [step.get("run", "") for step in workflow["jobs"]["test"]["steps"]]
+    assert any("make test" in run for run in runs)
