@@ -169,3 +169,24 @@ def test_masking_covers_the_usual_credential_shapes():
     assert "pa55word" not in mask_secrets(samples["password in url"])
     assert mask_secrets("+ name = \"platform-local\"") == "+ name = \"platform-local\""  # ordinary text untouched
     assert mask_secrets("sha 3f786850e387550fdab836ed7e6dc881de23001b") == "sha 3f786850e387550fdab836ed7e6dc881de23001b"
+
+
+def test_cli_plan_writes_the_review_and_reports_synthesis_time(repo_copy, run_cli, tmp_path):
+    """`toolkit plan` end to end: synthesis in its own process, init, plan, show; JSON to --out."""
+    for name in ("infra", "modules", "cdktf.json"):
+        (repo_copy / name).symlink_to(REPO / name)
+    (repo_copy / ".cache").mkdir()
+    (repo_copy / ".cache" / "jsii").symlink_to(REPO / ".cache" / "jsii")  # the unpacked jsii packages, shared
+    env_file = repo_copy / "environments" / "local.yaml"
+    env_file.write_text(env_file.read_text().replace("http://127.0.0.1:4566", f"http://127.0.0.1:{free_port()}"))
+    try:
+        result = run_cli("plan", "--env", "local", "--format", "json", "--out", tmp_path / "review.json", "--no-checkov")
+    finally:
+        stop_moto(repo_copy)
+    assert result.exit_code == 0, result.output
+    review = json.loads(result.stdout)
+    assert review == json.loads((tmp_path / "review.json").read_text())
+    assert review["has_changes"] and review["headline"].startswith("+") and review["headline"].endswith("~0 -0 ±0")
+    assert review["protected_destroyed"] == []
+    assert {"synth_s", "terraform_s", "total_s"} <= set(review["timings"])
+    assert "plan: synth" in result.stderr and "plan: +" in result.stderr
