@@ -113,3 +113,32 @@ def test_build_push_pull_by_digest_run_and_compare(engine, local, model_dir):
     finally:
         container.remove(force=True)
         engine.images.remove(pulled.id, force=True)
+
+
+def test_training_image_trains_from_s3_and_uploads_the_artifact(engine, local, model_dir, tmp_path):
+    """What the GPU Job's container does, run for real: the training image reads the dataset from
+    the artifact store (moto S3), trains, and uploads the verified artifact."""
+    from toolkit.artifact_store import upload_file
+    from toolkit.aws import client
+
+    image = build_image(REPO, model_dir, local.registry.name, local.serving.base_image, on_line=lambda line: None,
+                        target="training")
+    assert image.tag.startswith("training-")
+    bucket = "training-image-test"
+    s3 = client("s3", local)
+    s3.create_bucket(Bucket=bucket)
+    upload_file(local, HEART, f"s3://{bucket}/datasets/heart-cleveland.csv")
+    environments = tmp_path / "environments"
+    environments.mkdir()
+    (environments / "local.yaml").write_text(
+        (REPO / "environments" / "local.yaml").read_text().replace("http://127.0.0.1:4566", local.aws.endpoint_url))
+    command = ["train", "--env", "local", "--epochs", "5", "--data", f"s3://{bucket}/datasets/heart-cleveland.csv",
+               "--out", "/tmp/artifacts", "--upload", f"s3://{bucket}/models/local/"]
+    logs = engine.containers.run(image.image_id, command, network_mode="host", remove=True, read_only=True,
+                                 tmpfs={"/tmp": "size=256m"}, environment={"TOOLKIT_ROOT": "/etc/toolkit"},
+                                 volumes={str(environments): {"bind": "/etc/toolkit/environments", "mode": "ro"}}).decode()
+    assert "uploaded s3://training-image-test/models/local/" in logs, logs
+    assert "matplotlib not installed" in logs
+    keys = {o["Key"].rsplit("/", 1)[-1] for o in s3.list_objects_v2(Bucket=bucket, Prefix="models/local/")["Contents"]}
+    assert keys == {"manifest.json", "metrics.json", "weights.npz"}
+    engine.images.remove(image.image_id, force=True)

@@ -274,7 +274,7 @@ def test_cli_train_remote_uploads_the_dataset_and_streams_the_job(emulator, kube
     aws_client("s3", local).create_bucket(Bucket="remote-training-test")
     outputs = {**OUTPUTS, "bucket": "remote-training-test"}
     monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda env, root, required=True: outputs)
-    save_last_push(repo_copy, "local", V1)
+    save_last_push(repo_copy, "local", V1, training_image=V2.image)
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "emu",
@@ -288,7 +288,7 @@ def test_cli_train_remote_uploads_the_dataset_and_streams_the_job(emulator, kube
     assert "[train-local-x7k2p] epoch 1/300 loss 0.69" in result.stderr
     assert "training Job train-local completed" in result.stdout
     job = kube.get("Job", "train-local", "ml-platform")
-    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == V1.image
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == V2.image  # the training image
     keys = aws_client("s3", local).list_objects_v2(Bucket="remote-training-test")["Contents"]
     assert [k["Key"] for k in keys] == ["datasets/heart-cleveland.csv"]
 

@@ -180,7 +180,7 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
         click.echo(f"cv({cv['folds']})    " + "  ".join(parts))
     click.echo(f"artifact {result.artifact_dir}")
     click.echo(f"metrics  {result.metrics_path}")
-    click.echo(f"curves   {result.curves_path}")
+    click.echo(f"curves   {result.curves_path or '(matplotlib not installed: no plot; the history is in metrics.json)'}")
     if upload:
         click.echo(f"uploaded {summary['uploaded']}")
 
@@ -393,11 +393,17 @@ def build(env: str, model_dir: Path | None, as_json: bool) -> None:
     root = project_root()
     _ensure_emulated_services(root, config)
     model_dir = model_dir or root / "artifacts" / env / "latest"
-    image = build_image(root, model_dir, config.registry.name, config.serving.base_image,
-                        on_line=(lambda line: None) if as_json else _echo_err)
-    save_last_build(root, env, image)
-    result = {"image": image.reference, "id": image.image_id, "size_mb": round(image.size_bytes / 1e6, 1)}
-    _emit_json(result) if as_json else click.echo(f"built {image.reference} ({result['size_mb']} MB)")
+    quiet = (lambda line: None) if as_json else _echo_err
+    image = build_image(root, model_dir, config.registry.name, config.serving.base_image, on_line=quiet)
+    training = build_image(root, model_dir, config.registry.name, config.serving.base_image, on_line=quiet, target="training")
+    save_last_build(root, env, image, training)
+    result = {"image": image.reference, "id": image.image_id, "size_mb": round(image.size_bytes / 1e6, 1),
+              "training_image": training.reference, "training_size_mb": round(training.size_bytes / 1e6, 1)}
+    if as_json:
+        _emit_json(result)
+        return
+    click.echo(f"built {image.reference} ({result['size_mb']} MB)")
+    click.echo(f"built {training.reference} ({result['training_size_mb']} MB, for training Jobs)")
 
 
 @cli.command()
@@ -405,30 +411,37 @@ def build(env: str, model_dir: Path | None, as_json: bool) -> None:
 @click.option("--image", "image_ref", help="Local image to push (default: the last `toolkit build --env ENV`).")
 @JSON_OPTION
 def push(env: str, image_ref: str | None, as_json: bool) -> None:
-    """Push the serving image to ENV's registry with an ECR login (boto3 get_authorization_token).
+    """Push the serving and training images to ENV's registry with an ECR login (boto3
+    get_authorization_token), with a progress bar and retries.
 
-    Refuses 'latest' and tags that already exist in an immutable registry; prints the digest."""
+    Refuses 'latest' and a tag the immutable registry holds with other content (pushing the same
+    image again is a no-op); prints the digests."""
     from toolkit.config import load_environment, project_root
     from toolkit.images import last_build, push_image
 
     config = load_environment(env)
     root = project_root()
     _ensure_emulated_services(root, config)
-    image_ref = image_ref or last_build(root, env)
-    progress = _PushProgress(enabled=not as_json)
-    try:
-        digest = push_image(root, image_ref, config, on_line=_echo_err, on_event=progress.update if not as_json else None)
-    finally:
-        progress.close()
-    from toolkit.images import registry_login
-
-    from toolkit.images import image_model_version
+    from toolkit.images import image_model_version, registry_login
     from toolkit.workloads.manifests import Release
     from toolkit.workloads.target import save_last_push
 
-    remote = f"{registry_login(config).host}/{config.registry.name}@{digest}"
-    save_last_push(root, env, Release(remote, image_model_version(root, image_ref)))
-    _emit_json({"image": image_ref, "pushed": remote, "digest": digest}) if as_json else click.echo(f"pushed {remote}")
+    # The serving image and (from `toolkit build`) the training image the GPU Jobs run.
+    refs = [image_ref] if image_ref else [last_build(root, env), last_build(root, env, "training_image")]
+    pushed = []
+    for ref in filter(None, refs):
+        progress = _PushProgress(enabled=not as_json)
+        try:
+            digest = push_image(root, ref, config, on_line=_echo_err, on_event=progress.update if not as_json else None)
+        finally:
+            progress.close()
+        pushed.append(f"{registry_login(config).host}/{config.registry.name}@{digest}")
+        if not as_json:
+            click.echo(f"pushed {pushed[-1]}  ({ref})")
+    training = pushed[1] if len(pushed) > 1 else None
+    save_last_push(root, env, Release(pushed[0], image_model_version(root, refs[0])), training)
+    if as_json:
+        _emit_json({"image": refs[0], "pushed": pushed[0], "digest": pushed[0].rpartition("@")[2], "training_image": training})
 
 
 def _ensure_emulated_services(root: Path, config) -> None:

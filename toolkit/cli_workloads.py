@@ -73,7 +73,14 @@ def render(env: str, image: str | None, model_version: str | None, job: bool) ->
     release = release_for(root, env, image, model_version)
     objects = serving_manifests(config, outputs, release)
     if job:
-        objects += training_manifests(config, outputs, release, "train-" + env, environment_yaml(config, root))
+        from toolkit.errors import BadInputError
+        from toolkit.workloads.target import training_release
+
+        try:
+            trainer = training_release(root, env)
+        except BadInputError:
+            trainer = release  # nothing pushed yet: show the Job with the serving image's reference
+        objects += training_manifests(config, outputs, trainer, "train-" + env, environment_yaml(config, root))
     click.echo(to_yaml(objects), nl=False)
 
 
@@ -231,7 +238,7 @@ def train_remote(env: str, kubeconfig, context, timeout, as_json: bool) -> None:
     """`toolkit train --remote`: the GPU training Job on ENV's cluster, logs streamed."""
     from toolkit.artifact_store import upload_file
     from toolkit.workloads.jobs import run_training_job
-    from toolkit.workloads.target import environment_yaml, release_for, resolve_target
+    from toolkit.workloads.target import environment_yaml, resolve_target, training_release
 
     config, root = _context(env)
     target = resolve_target(config, root, kubeconfig, context)
@@ -240,7 +247,7 @@ def train_remote(env: str, kubeconfig, context, timeout, as_json: bool) -> None:
 
         raise BadInputError(f"{env} has no Kubernetes cluster (its EKS is emulated): train locally with "
                             f"`toolkit train --env {env}`, or give --kubeconfig/--context for a real cluster.")
-    release = release_for(root, env, None)
+    release = training_release(root, env)
     dataset = root / config.training.dataset
     url = f"s3://{target.outputs['bucket']}/{config.artifact_store.datasets_prefix}{dataset.name}"
     if upload_file(config, dataset, url) and not as_json:

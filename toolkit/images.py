@@ -19,6 +19,8 @@ from toolkit.errors import BadInputError, ToolkitError
 from toolkit.version import git_short_sha
 
 SERVE_REQUIREMENTS = ["numpy", "pydantic", "PyYAML", "click", "fastapi", "uvicorn", "prometheus-client"]
+# The training image adds the S3 client and the progress bar (no matplotlib: curves are skipped there).
+TRAINING_REQUIREMENTS = ["boto3", "tqdm"]
 DOCKERFILE = Path(__file__).resolve().parent / "serve" / "Dockerfile"
 Progress = Callable[[str], None]
 
@@ -45,14 +47,15 @@ def build_wheelhouse(root: Path, on_line: Progress = print) -> Path:
     wheelhouse.mkdir(parents=True, exist_ok=True)
     pins = {line.split("==")[0].lower().replace("_", "-"): line.strip()
             for line in (root / "constraints.txt").read_text().splitlines() if "==" in line}
-    requirements = "\n".join(pins.get(name.lower(), name) for name in SERVE_REQUIREMENTS) + "\n"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    if _changed(wheelhouse / ".requirements.sha256", requirements.encode()):
-        on_line("wheelhouse: serving dependencies")
-        (wheelhouse / "requirements.txt").write_text(requirements)
-        _run(pip + ["download", "--only-binary=:all:", "--dest", str(wheelhouse), "-c", str(root / "constraints.txt"),
-                    "-r", str(wheelhouse / "requirements.txt")], "pip download")
-        _remember(wheelhouse / ".requirements.sha256", requirements.encode())
+    for name, wanted in (("requirements.txt", SERVE_REQUIREMENTS), ("requirements-training.txt", TRAINING_REQUIREMENTS)):
+        requirements = "\n".join(pins.get(n.lower(), n) for n in wanted) + "\n"
+        if _changed(wheelhouse / f".{name}.sha256", requirements.encode()):
+            on_line(f"wheelhouse: {name}")
+            (wheelhouse / name).write_text(requirements)
+            _run(pip + ["download", "--only-binary=:all:", "--dest", str(wheelhouse), "-c", str(root / "constraints.txt"),
+                        "-r", str(wheelhouse / name)], "pip download")
+            _remember(wheelhouse / f".{name}.sha256", requirements.encode())
     sources = b"".join(p.read_bytes() for p in sorted(root.glob("toolkit/**/*")) if p.is_file() and "__pycache__" not in p.parts)
     sources += (root / "pyproject.toml").read_bytes()
     if _changed(wheelhouse / ".toolkit.sha256", sources) or not list(wheelhouse.glob("toolkit-*.whl")):
@@ -109,8 +112,10 @@ class BuiltImage:
         return f"{self.repository}:{self.tag}"
 
 
-def build_image(root: Path, model_dir: Path, repository: str, base_image: str, on_line: Progress = print) -> BuiltImage:
-    """Build the serving image for a verified model; tag `<model version>-<git short sha>`."""
+def build_image(root: Path, model_dir: Path, repository: str, base_image: str, on_line: Progress = print,
+                target: str = "serving") -> BuiltImage:
+    """Build the serving image for a verified model, tag `<model version>-<git short sha>`; or
+    (target "training") the training image, tag `training-<git short sha>`."""
     model = load_artifact(model_dir)  # refuses a model whose checksums fail
     client = docker_client(root)
     if base_image.startswith("toolkit-base:"):
@@ -118,7 +123,7 @@ def build_image(root: Path, model_dir: Path, repository: str, base_image: str, o
 
         ensure_base_image(client, root, base_image, on_line)
     commit = (git_short_sha(root) or "nogit").replace(".dirty", "-dirty")
-    tag = f"{model.version}-{commit}"
+    tag = f"{model.version}-{commit}" if target == "serving" else f"{target}-{commit}"
     context = build_context(root, model.path, build_wheelhouse(root, on_line))
     buildargs = {
         "BASE_IMAGE": base_image, "SOURCE": "toolkit", "REVISION": commit,
@@ -126,7 +131,7 @@ def build_image(root: Path, model_dir: Path, repository: str, base_image: str, o
     }
     image_id = None
     for chunk in client.api.build(path=str(context), tag=f"{repository}:{tag}", buildargs=buildargs, rm=True,
-                                  forcerm=True, decode=True, pull=False):
+                                  forcerm=True, decode=True, pull=False, target=target):
         if "error" in chunk:
             raise ToolkitError(f"docker build failed: {chunk['error'].strip()}")
         if chunk.get("stream", "").strip():
@@ -141,19 +146,21 @@ def _last_build_file(root: Path, env: str) -> Path:
     return root / ".local" / f"last-build-{env}.json"
 
 
-def save_last_build(root: Path, env: str, image: BuiltImage) -> None:
+def save_last_build(root: Path, env: str, image: BuiltImage, training: BuiltImage | None = None) -> None:
     import json
 
-    _last_build_file(root, env).write_text(json.dumps({"image": image.reference, "id": image.image_id}))
+    record = {"image": image.reference, "id": image.image_id, "training_image": training.reference if training else None}
+    _last_build_file(root, env).write_text(json.dumps(record))
 
 
-def last_build(root: Path, env: str) -> str:
+def last_build(root: Path, env: str, key: str = "image") -> str | None:
+    """The last `toolkit build --env ENV`'s serving image (key "image") or training image."""
     import json
 
     path = _last_build_file(root, env)
     if not path.exists():
         raise ToolkitError(f"no image built for {env} yet: run `toolkit build --env {env}` or pass --image.")
-    return json.loads(path.read_text())["image"]
+    return json.loads(path.read_text()).get(key)
 
 
 def image_model_version(root: Path, image_ref: str) -> str:

@@ -143,7 +143,7 @@ class TrainResult:
     artifact_dir: Path
     metrics: dict
     metrics_path: Path
-    curves_path: Path
+    curves_path: Path | None  # None without matplotlib
     version: str
 
 
@@ -187,6 +187,10 @@ def train_and_save(
     }
 
     def write_curves(directory: Path) -> None:
+        try:
+            import matplotlib  # noqa: F401  (absent in the training image: no plot there, the history is in metrics.json)
+        except ImportError:
+            return
         from toolkit.plots import plot_training_curves
 
         plot_training_curves(fitted.history, directory / artifacts.CURVES, f"{env}: {choice.path.name} → {choice.label}")
@@ -200,7 +204,8 @@ def train_and_save(
         training=settings.model_dump(mode="json") | {"categorical": choice.categorical, "drop_columns": choice.drop_columns},
         code_version=code_version(), write_extras=write_curves,
     )
-    return TrainResult(directory, metrics, directory / artifacts.METRICS, directory / artifacts.CURVES, directory.name)
+    curves = directory / artifacts.CURVES
+    return TrainResult(directory, metrics, directory / artifacts.METRICS, curves if curves.exists() else None, directory.name)
 
 
 # ---------------------------------------------------------------- using a saved model

@@ -62,10 +62,19 @@ def _last_push_file(root: Path, env: str) -> Path:
     return root / ".local" / f"last-push-{env}.json"
 
 
-def save_last_push(root: Path, env: str, release: Release) -> None:
+def save_last_push(root: Path, env: str, release: Release, training_image: str | None = None) -> None:
     path = _last_push_file(root, env)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"image": release.image, "model_version": release.model_version}))
+    path.write_text(json.dumps({"image": release.image, "model_version": release.model_version, "training_image": training_image}))
+
+
+def training_release(root: Path, env: str) -> Release:
+    """The training image of the last `toolkit push --env ENV` (what the GPU Job runs)."""
+    path = _last_push_file(root, env)
+    image = json.loads(path.read_text()).get("training_image") if path.exists() else None
+    if not image:
+        raise BadInputError(f"no training image pushed for {env} yet: run `make build push ENV={env}` first.")
+    return Release(image, "training")
 
 
 def release_for(root: Path, env: str, image: str | None, model_version: str | None = None) -> Release:
