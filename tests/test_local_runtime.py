@@ -5,6 +5,7 @@ replace the healthy one (which keeps answering throughout), a second release, ro
 from __future__ import annotations
 
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -56,6 +57,13 @@ def _broken_release(engine, config, good: Release) -> Release:
     return Release(f"{registry_login(config).host}/{config.registry.name}@{digest}", "broken")
 
 
+def _answers(port: int) -> bool:
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200
+    except OSError:
+        return False
+
+
 def _hammer(url: str, stop: threading.Event, results: list) -> None:
     while not stop.is_set():
         try:
@@ -99,8 +107,28 @@ def test_deploy_refuse_a_broken_release_then_upgrade_and_roll_back(engine, runti
     with pytest.raises(Exception):
         engine.containers.get(container_name(config.name) + "-candidate")
 
-    # A good new release replaces it; rollback brings the first one back.
+    # Another server already on the service port answers /readyz: a swap must not mistake it for ours.
     second = _release(engine, config, train_small_model(tmp_path / "second", seed=11))
+    foreign = config.model_copy(update={"name": "runtime-foreign", "serving": config.serving.model_copy(update={"port": free_port()})})
+    squatter = engine.containers.run(first.image, detach=True, network_mode="host", name=f"squatter-{foreign.serving.port}",
+                                     environment={"TOOLKIT_HOST": "127.0.0.1", "TOOLKIT_PORT": str(foreign.serving.port)})
+    try:
+        deadline = time.monotonic() + 30
+        while not _answers(foreign.serving.port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with pytest.raises(RolloutError, match="exited with code|not ready"):
+            deploy_local(root, foreign, second, login, timeout=15, on_line=quiet)
+        assert http_json(f"http://127.0.0.1:{foreign.serving.port}/v1/model")["model_version"] == first.model_version
+    finally:
+        squatter.remove(force=True)
+        (root / ".local" / f"releases-{foreign.name}.json").unlink(missing_ok=True)
+        for suffix in ("", "-candidate"):
+            try:
+                engine.containers.get(container_name(foreign.name) + suffix).remove(force=True)
+            except Exception:
+                pass
+
+    # A good new release replaces it; rollback brings the first one back.
     assert deploy_local(root, config, second, login, on_line=quiet)["replaced"] == first.image
     assert http_json(f"{url}/v1/model")["model_version"] == second.model_version
     rollback_local(root, config, login, on_line=quiet)

@@ -38,11 +38,14 @@ def service_url(config) -> str:
     return f"http://127.0.0.1:{config.serving.port}"
 
 
-def _ready(port: int) -> bool:
+def _ready(port: int, model_version: str | None = None) -> bool:
+    """/readyz answers 200 (and, when given, for this model version: another server on the port does not count)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
-            return response.status == 200
-    except OSError:
+            if response.status != 200:
+                return False
+            return model_version is None or json.loads(response.read()).get("model_version") == model_version
+    except (OSError, ValueError):
         return False
 
 
@@ -77,14 +80,16 @@ def _bytes(quantity: str) -> int:
 
 
 def wait_ready(container, port: int, timeout: float) -> None:
-    """Until /readyz answers 200; RolloutError with the container's last log lines if it exits or times out."""
+    """Until the container's own server answers /readyz (the model version its image is labelled
+    with); RolloutError with the container's last log lines if it exits or times out."""
+    expected = container.image.labels.get("io.toolkit.model.version")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         container.reload()
         if container.status in ("exited", "dead"):
             code = container.attrs["State"].get("ExitCode")
             raise RolloutError(f"container {container.name} exited with code {code}:\n{_logs_tail(container)}", "CrashLoopBackOff")
-        if _ready(port):
+        if _ready(port, expected):
             return
         time.sleep(0.2)
     raise RolloutError(f"container {container.name} not ready on port {port} after {timeout:.0f} s (readiness probe "
@@ -226,4 +231,5 @@ def status_local(root: Path, config) -> dict:
     return {"deployed": True, "runtime": "docker", "container": container.name, "url": service_url(config),
             "image": container.labels.get(IMAGE_ANNOTATION), "model_version": container.labels.get(MODEL_VERSION_ANNOTATION),
             "state": state.get("Status"), "health": state.get("Health", {}).get("Status"), "started_at": state.get("StartedAt"),
-            "ready": _ready(config.serving.port), "history": [r.image for r in read_history(root, config)]}
+            "ready": _ready(config.serving.port, container.image.labels.get("io.toolkit.model.version")),
+            "history": [r.image for r in read_history(root, config)]}
