@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from toolkit.errors import ToolkitError
@@ -41,8 +41,6 @@ class DeployResult:
     applied: list[str]
     pruned: list[str]
     seconds: float
-    rolled_back_to: Release | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _ref(obj: dict) -> str:
