@@ -1,6 +1,7 @@
 """`toolkit plan` on real plans: Terraform plans the local stack against a real moto server
 (empty → full create, no change, a node-pool resize, a replacement of a protected resource,
-a destroy), and a plan holding a sensitive value and credential-like strings shows neither."""
+a destroy, a move, an import and a forget), and a plan holding a sensitive value and credential-like
+strings shows neither."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import pytest
 
 from conftest import REPO, free_port
+from toolkit.aws import client
 from toolkit.config import load_environment
 from toolkit.local import start_moto, stop_moto
 from toolkit.plan import EXIT_PROTECTED, plan_review
@@ -54,25 +56,41 @@ def plans(tmp_path_factory):
         results["replace"] = plan_review(renamed, REPO, _synth(renamed, out / "replace"), checkov=False)
         results["destroy"] = plan_review(config, REPO, base, destroy=True, checkov=False)
         results["secrets"] = plan_review(config, REPO, _secrets_stack(base, out / "secrets"), checkov=False)
+        results["moves"] = plan_review(config, REPO, _moves_stack(config, base, out / "moves"), checkov=False)
         yield results
     finally:
         stop_moto(root)
 
 
-def _secrets_stack(base, directory):
-    """A tiny Terraform JSON config with the same provider (moto): a SecureString parameter (the
-    provider marks its value sensitive) and tags that look like credentials."""
+def _write_stack(base, directory, body: dict):
+    """A tiny Terraform JSON config with the synthesized stack's provider (moto) and local state."""
     synth = json.loads((base / "cdk.tf.json").read_text())
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / "cdk.tf.json").write_text(json.dumps({
-        "terraform": {"required_providers": synth["terraform"]["required_providers"]},
-        "provider": synth["provider"],
-        "resource": {"aws_ssm_parameter": {"db": {
-            "name": "/platform/db-password", "type": "SecureString", "value": "Sup3r-Secret-Value-42",
-            "tags": {"dsn": "postgres://app:hunter2hunter2@db.internal:5432/app", "token": "ghp_" + "a1B2" * 9,
-                     "key": AWS_KEY}}}},
-    }))
+        "terraform": {"required_providers": synth["terraform"]["required_providers"]}, "provider": synth["provider"], **body}))
     return directory
+
+
+def _secrets_stack(base, directory):
+    """A SecureString parameter (the provider marks its value sensitive) and tags that look like credentials."""
+    return _write_stack(base, directory, {"resource": {"aws_ssm_parameter": {"db": {
+        "name": "/platform/db-password", "type": "SecureString", "value": "Sup3r-Secret-Value-42",
+        "tags": {"dsn": "postgres://app:hunter2hunter2@db.internal:5432/app", "token": "ghp_" + "a1B2" * 9, "key": AWS_KEY}}}}})
+
+
+def _moves_stack(config, base, directory):
+    """Two applied buckets, then a config that moves one (`moved`), forgets the other (`removed`,
+    destroy = false) and adopts a bucket made outside Terraform (`import`)."""
+    _write_stack(base, directory, {"resource": {"aws_s3_bucket": {"old": {"bucket": "review-moved"}, "kept": {"bucket": "review-forgotten"}}}})
+    workspace = Workspace(directory, REPO)
+    workspace.init()
+    workspace.apply()
+    client("s3", config).create_bucket(Bucket="review-imported")
+    return _write_stack(base, directory, {
+        "resource": {"aws_s3_bucket": {"renamed": {"bucket": "review-moved"}, "adopted": {"bucket": "review-imported"}}},
+        "moved": [{"from": "aws_s3_bucket.old", "to": "aws_s3_bucket.renamed"}],
+        "import": [{"to": "aws_s3_bucket.adopted", "id": "review-imported"}],
+        "removed": [{"from": "aws_s3_bucket.kept", "lifecycle": {"destroy": False}}]})
 
 
 def test_empty_to_full_create(plans):
@@ -123,6 +141,22 @@ def test_destroy_plan_lists_every_protected_resource(plans):
     assert result.exit_code == EXIT_PROTECTED
     kinds = {c.type for c in review.dangerous}
     assert {"aws_eks_cluster", "aws_eks_node_group", "aws_ecr_repository", "aws_s3_bucket"} <= kinds
+
+
+def test_moves_imports_and_forgets_are_grouped_and_none_is_a_destroy(plans):
+    result = plans["moves"]
+    by_action = {c.action: c for c in result.review.changes}
+    assert sorted(by_action) == ["forget", "import", "move"]
+    assert by_action["move"].address == "aws_s3_bucket.renamed" and by_action["move"].previous_address == "aws_s3_bucket.old"
+    assert by_action["forget"].address == "aws_s3_bucket.kept"
+    # the provider fills in default tags on import: that update is shown, not hidden behind "import"
+    assert by_action["import"].address == "aws_s3_bucket.adopted"
+    assert any(a.startswith("tags_all.managed-by: null →") for a in by_action["import"].attributes), by_action["import"].attributes
+    assert result.review.headline() == "+0 ~0 -0 ±0 ⊘1 →1 ⇐1" and result.exit_code == 0 and not result.review.dangerous
+    text = result.markdown
+    assert "#### ⊘ forget (1) — leaves Terraform's state, stays in AWS" in text
+    assert "- `aws_s3_bucket.renamed` <sub>`aws_s3_bucket.renamed`</sub> (from `aws_s3_bucket.old`)" in text
+    assert "#### ⇐ import (1)" in text
 
 
 def test_sensitive_values_and_credentials_never_appear(plans):

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 COMMENT_LIMIT = 65_536
-ACTIONS = ["create", "update", "replace", "delete", "move", "import", "read"]
-SYMBOL = {"create": "+", "update": "~", "replace": "±", "delete": "-", "move": "→", "import": "⇐", "read": "≡"}
+# "forget": a `removed` block with destroy = false; the object stays in AWS but leaves Terraform's care.
+ACTIONS = ["create", "update", "replace", "delete", "forget", "move", "import", "read"]
+SYMBOL = {"create": "+", "update": "~", "replace": "±", "delete": "-", "forget": "⊘", "move": "→", "import": "⇐", "read": "≡"}
 # Losing one of these loses the platform or its data: cluster, node groups, registry, artifact store.
 PROTECTED_TYPES = {"aws_eks_cluster": "EKS cluster", "aws_eks_node_group": "node group", "aws_ecr_repository": "registry",
                    "aws_s3_bucket": "S3 bucket", "aws_kms_key": "KMS key (encrypts the above)"}
+HINT = {"forget": " — leaves Terraform's state, stays in AWS", "read": " — data sources"}
 MARKER = "<!-- toolkit-plan-review:{env} -->"
 PRICES = Path(__file__).resolve().parent / "data" / "node_prices.json"
 
@@ -95,7 +97,7 @@ class Review:
 
     def headline(self) -> str:
         counts = f"+{self.count('create')} ~{self.count('update')} -{self.count('delete')} ±{self.count('replace')}"
-        extra = "".join(f" {SYMBOL[a]}{self.count(a)}" for a in ("move", "import") if self.count(a))
+        extra = "".join(f" {SYMBOL[a]}{self.count(a)}" for a in ("forget", "move", "import") if self.count(a))
         return counts + extra
 
     def to_dict(self) -> dict:
@@ -182,7 +184,7 @@ def changes_from_plan(plan: dict, synth: dict | None = None) -> list[Change]:
         change = rc["change"]
         item = Change(rc["address"], rc["type"], action, constructs.get(rc["address"], rc["address"]),
                       previous_address=rc.get("previous_address"))
-        if action in ("update", "replace"):
+        if action in ("update", "replace") or change["actions"] == ["update"]:  # also an import that changes attributes
             item.attributes = attribute_changes(change.get("before") or {}, change.get("after") or {},
                                                 change.get("after_unknown") or {}, change.get("before_sensitive") or {},
                                                 change.get("after_sensitive") or {})
@@ -284,7 +286,7 @@ def render_markdown(review: Review, show_text: str = "", limit: int = COMMENT_LI
         group = [c for c in review.changes if c.action == action]
         if not group:
             continue
-        body += [f"#### {SYMBOL[action]} {action} ({len(group)})", ""]
+        body += [f"#### {SYMBOL[action]} {action} ({len(group)}){HINT.get(action, '')}", ""]
         for c in group:
             line = f"- `{c.construct}` <sub>`{c.address}`</sub>"
             if c.previous_address:
