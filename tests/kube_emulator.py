@@ -5,6 +5,9 @@ kmock (by the kopf author) stores objects and serves the REST verbs. We add:
   manager's fields, keeps uid/creationTimestamp/status, bumps generation on a spec change;
 - uid, resourceVersion, generation, creationTimestamp on every write;
 - label and field selectors on lists; pod logs; events;
+- the service proxy (/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH) as the API server does
+  it: the Service and its named port must exist and a ready pod must match its selector (else 503
+  "no endpoints available"), then the request goes to `service_backends[(NS, NAME)]`, a real server;
 - a controller simulator: Deployments roll out (succeed), crash-loop, fail to pull or stall by
   image, as the real controller reports it (status, pods, events); Jobs complete or fail.
 It runs on 127.0.0.1 in a background thread so the synchronous `kubernetes` client can talk to it.
@@ -28,6 +31,11 @@ _counter = itertools.count(1)
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
+    return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code,
+                                      "reason": reason, "message": message}, status=code)
 
 
 def _matches_labels(obj: dict, selector: str) -> bool:
@@ -68,6 +76,7 @@ class PlatformEmulator(kmock.KubernetesEmulator):
         self.pod_logs: dict[str, str] = {}
         self.delay = 0.2
         self.deleted_pods: list[dict] = []
+        self.service_backends: dict[tuple[str, str], str] = {}  # (namespace, service) → http://host:port
 
     # -- storage helpers (call with self._lock held, or from the loop thread)
     def _key(self, resource, namespace, name):
@@ -104,7 +113,30 @@ class PlatformEmulator(kmock.KubernetesEmulator):
         parts = raw_request.path.strip("/").split("/")
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4:
             return await self._namespaces(raw_request, parts[3] if len(parts) == 4 else None)
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) >= 7 and parts[4] == "services" and parts[6] == "proxy":
+            return await self._service_proxy(raw_request, parts[3], parts[5], "/" + "/".join(parts[7:]))
         return await super().__call__(raw_request)
+
+    async def _service_proxy(self, raw: aiohttp.web.BaseRequest, namespace: str, target: str, path: str) -> aiohttp.web.StreamResponse:
+        name, _, port = target.partition(":")
+        async with self._lock:
+            service = self._live(self._key(references.resource("", "v1", "services"), namespace, name))
+            if service is None:
+                return _status(404, "NotFound", f'services "{name}" not found')
+            ports = service["spec"].get("ports", [])
+            selector = ",".join(f"{k}={v}" for k, v in service["spec"].get("selector", {}).items())
+            ready = [p for p in self.objects_of("pods", namespace) if _matches_labels(p, selector)
+                     and {"type": "Ready", "status": "True"} in p["status"].get("conditions", [])]
+        if not ready or not any(port in ("", p.get("name"), str(p.get("port"))) for p in ports):
+            return _status(503, "ServiceUnavailable", f'no endpoints available for service "{target}"')
+        backend = self.service_backends.get((namespace, name))
+        if backend is None:
+            return _status(503, "ServiceUnavailable", "error trying to reach service: dial tcp: connect: connection refused")
+        async with aiohttp.ClientSession() as session:
+            async with session.request(raw.method, backend + path, data=await raw.read(), params=raw.query,
+                                       headers={"Content-Type": raw.headers.get("Content-Type", "application/octet-stream")}) as answer:
+                return aiohttp.web.Response(status=answer.status, body=await answer.read(),
+                                            content_type=answer.content_type or "application/octet-stream")
 
     async def _namespaces(self, raw: aiohttp.web.BaseRequest, name: str | None) -> aiohttp.web.StreamResponse:
         body = await raw.read()
@@ -122,8 +154,7 @@ class PlatformEmulator(kmock.KubernetesEmulator):
             if live is not None and raw.method == "DELETE":
                 self._remove(key)
         if live is None:
-            return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 404,
-                                              "reason": "NotFound", "message": f'namespaces "{name}" not found'}, status=404)
+            return _status(404, "NotFound", f'namespaces "{name}" not found')
         return aiohttp.web.json_response(live)
 
     @staticmethod
@@ -150,8 +181,7 @@ class PlatformEmulator(kmock.KubernetesEmulator):
                 if live is not None and request.method == "DELETE":
                     self._remove(key)
             if live is None:
-                return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 404,
-                                                  "reason": "NotFound", "message": f'"{name}" not found'}, status=404)
+                return _status(404, "NotFound", f'"{name}" not found')
             return aiohttp.web.json_response(live)
         return await super()._handle(request)
 
@@ -331,4 +361,5 @@ class EmulatorThread:
             self.emulator.job_behaviour.clear()
             self.emulator.pod_logs.clear()
             self.emulator.deleted_pods.clear()
+            self.emulator.service_backends.clear()
         self.call(clear)

@@ -5,12 +5,15 @@ emulator (tests/kube_emulator.py)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import time
+import urllib.request
 
 import pytest
 from kubernetes import client
 
-from conftest import REPO
+from conftest import REPO, free_port
 from kube_emulator import EmulatorThread
 from toolkit.config import load_all_environments, load_environment
 from toolkit.errors import BadInputError, ToolkitError
@@ -243,12 +246,7 @@ def test_a_job_still_running_at_the_timeout_is_reported(kube, emulator, dev):
 
 def test_cli_deploy_status_and_rollback_through_a_kubeconfig(emulator, kube, dev, run_cli, tmp_path, monkeypatch):
     """The CLI path: --kubeconfig/--context with the kubernetes client's own kubeconfig loader."""
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
-        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
-        "users": [{"name": "emu", "user": {"token": "t"}}]}))
+    kubeconfig = _kubeconfig(tmp_path, emulator)
     monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda env, root, required=True: OUTPUTS)
     common = ["--env", "dev", "--kubeconfig", kubeconfig, "--context", "emu", "--timeout", "10", "--no-smoke"]
     first = run_cli("deploy", *common, "--image", V1.image, "--model-version", V1.model_version)
@@ -264,6 +262,71 @@ def test_cli_deploy_status_and_rollback_through_a_kubeconfig(emulator, kube, dev
     assert failed.exit_code == 1 and "CrashLoopBackOff" in failed.stderr and "rolled back" in failed.stderr
 
 
+@pytest.fixture
+def served_model(model_dir):
+    """`toolkit serve` of a trained model on a port of its own: the backend behind the Service."""
+    port = free_port()
+    server = subprocess.Popen([str(REPO / ".venv" / "bin" / "toolkit"), "serve", "--model", str(model_dir), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/readyz", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_cli_deploy_smoke_tests_through_the_service_proxy(emulator, kube, run_cli, tmp_path, monkeypatch, served_model):
+    """`deploy` ends with a real /v1/predict through the API server's service proxy to the Service."""
+    kubeconfig = _kubeconfig(tmp_path, emulator)
+    monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda env, root, required=True: OUTPUTS)
+    common = ["--env", "dev", "--kubeconfig", kubeconfig, "--context", "emu", "--timeout", "10"]
+    emulator.call(emulator.emulator.service_backends.__setitem__, ("ml-platform", "serving"), served_model)
+    result = run_cli("deploy", *common, "--image", V1.image, "--model-version", V1.model_version)
+    assert result.exit_code == 0, result.output
+    served = json.loads(urllib.request.urlopen(served_model + "/v1/model").read())["model_version"]
+    assert re.search(rf"smoke    service/serving/v1/predict → label [01]  p\(0\)=0\.\d{{3}}  p\(1\)=0\.\d{{3}}  \(model {served}\)", result.stdout)
+    answer = json.loads(run_cli("smoke", "--env", "dev", "--kubeconfig", kubeconfig, "--json").stdout)
+    assert answer["where"] == "service/serving" and set(answer["prediction"]["probabilities"]) == {"0", "1"}
+
+    # No backend answers behind the Service: the smoke test fails with the API server's reason,
+    # and the message says the release is deployed and how to roll back.
+    emulator.call(emulator.emulator.service_backends.clear)
+    failed = run_cli("deploy", *common, "--image", V2.image, "--model-version", V2.model_version)
+    assert failed.exit_code == 1
+    assert "smoke test against service/serving failed" in failed.stderr and "error trying to reach service" in failed.stderr
+    assert "`toolkit rollback --env dev` returns to the previous one" in failed.stderr
+
+
+def test_the_service_proxy_needs_a_ready_pod(emulator, kube, dev, served_model):
+    emulator.call(emulator.emulator.service_backends.__setitem__, ("ml-platform", "serving"), served_model)
+    proxy = "/api/v1/namespaces/ml-platform/services/serving:http/proxy/v1/model"
+    with pytest.raises(ToolkitError, match='services "serving" not found'):
+        kube.proxy_json(proxy)
+    emulator.call(emulator.emulator.behaviour.__setitem__, V1.image, "crash")
+    with pytest.raises(ToolkitError):
+        _deploy(kube, dev, V1, timeout=1.0)
+    with pytest.raises(ToolkitError, match='no endpoints available for service "serving:http"'):
+        kube.proxy_json(proxy)
+
+
+def _kubeconfig(tmp_path, emulator):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
+        "users": [{"name": "emu", "user": {"token": "t"}}]}))
+    return kubeconfig
+
+
 def test_cli_train_remote_uploads_the_dataset_and_streams_the_job(emulator, kube, local, repo_copy, run_cli, tmp_path, monkeypatch):
     """`toolkit train --env local --remote --kubeconfig …`: dataset to the artifact store (moto S3), Job on the cluster."""
     from toolkit.aws import client as aws_client
@@ -275,11 +338,7 @@ def test_cli_train_remote_uploads_the_dataset_and_streams_the_job(emulator, kube
     outputs = {**OUTPUTS, "bucket": "remote-training-test"}
     monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda env, root, required=True: outputs)
     save_last_push(repo_copy, "local", V1, training_image=V2.image)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
-        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}], "users": [{"name": "emu", "user": {}}]}))
+    kubeconfig = _kubeconfig(tmp_path, emulator)
     emulator.call(emulator.emulator.pod_logs.__setitem__, "train-local-x7k2p", "epoch 1/300 loss 0.69")
     monkeypatch.setattr("toolkit.workloads.jobs.job_name", lambda env: f"train-{env}")
     result = run_cli("train", "--env", "local", "--remote", "--kubeconfig", kubeconfig, "--timeout", "20")

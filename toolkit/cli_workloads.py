@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from toolkit.errors import ToolkitError
+
 ENV_OPTION = click.option("--env", "env", required=True, metavar="ENV", help="Environment: a file in environments/.")
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 
@@ -126,7 +128,11 @@ def deploy(env, image, model_version, kubeconfig, context, timeout, smoke, as_js
                   "pruned": outcome.pruned, "seconds": round(outcome.seconds, 1)}
         base = None
     if smoke:
-        result["smoke"] = _smoke(config, root, target, base)
+        try:
+            result["smoke"] = _smoke(config, root, target, base)
+        except ToolkitError as exc:
+            # The rollout's probes passed, so this is not rolled back by itself: say how.
+            raise type(exc)(f"{exc}\nThe release is deployed; `toolkit rollback --env {env}` returns to the previous one.") from None
     if as_json:
         _emit_json(result)
         return
