@@ -11,9 +11,11 @@ import hmac
 import urllib.parse
 
 import boto3
+import pytest
 
 from kube_emulator import EmulatorThread
 from toolkit.config import load_environment
+from toolkit.errors import ToolkitError
 from toolkit.workloads import eks_auth
 from toolkit.workloads.kube import Kube
 
@@ -100,3 +102,20 @@ def test_the_api_client_sends_the_current_token_on_every_request(monkeypatch):
         kube.get("ConfigMap", "any", "default")
         sent = [r.headers.get("Authorization") for r in emulator.emulator._requests]
     assert sent[-2:] == ["Bearer k8s-aws-v1.token1", "Bearer k8s-aws-v1.token2"]
+
+
+def test_endpoint_and_ca_come_from_describe_cluster_when_the_outputs_lack_them(local):
+    from toolkit.aws import client
+
+    eks = client("eks", local)
+    made = eks.create_cluster(name="describe-me", roleArn="arn:aws:iam::123456789012:role/eks",
+                              resourcesVpcConfig={"subnetIds": []})["cluster"]
+    config = local.model_copy(update={"cluster": local.cluster.model_copy(update={"name": "describe-me"})})
+    endpoint, ca, name = eks_auth.cluster_access(config, {})
+    assert (endpoint, ca, name) == (made["endpoint"], made["certificateAuthority"]["data"], "describe-me")
+    assert endpoint.startswith("https://") and base64.b64decode(ca)
+    outputs = {"cluster_endpoint": "https://from.outputs", "cluster_ca": "Q0E=", "cluster_name": "describe-me"}
+    assert eks_auth.cluster_access(config, outputs) == ("https://from.outputs", "Q0E=", "describe-me")  # outputs first
+    missing = local.model_copy(update={"cluster": local.cluster.model_copy(update={"name": "never-made"})})
+    with pytest.raises(ToolkitError, match=r"EKS cluster never-made .*describe-cluster failed.*ResourceNotFound.*cdktf deploy platform-local"):
+        eks_auth.cluster_access(missing, {})

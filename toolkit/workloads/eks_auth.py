@@ -49,6 +49,27 @@ class TokenSource:
         return self.token
 
 
+def cluster_access(config, outputs: dict) -> tuple[str, str, str]:
+    """(endpoint, base64 CA, name) of the environment's EKS cluster: from the stack outputs when they
+    have them, else from `eks describe-cluster` (a stack applied before these outputs existed)."""
+    name = outputs.get("cluster_name") or config.cluster.name
+    if outputs.get("cluster_endpoint") and outputs.get("cluster_ca"):
+        return outputs["cluster_endpoint"], outputs["cluster_ca"], name
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from toolkit.aws import client as aws_client
+    from toolkit.errors import ToolkitError
+
+    try:
+        cluster = aws_client("eks", config).describe_cluster(name=name)["cluster"]
+    except (ClientError, BotoCoreError) as exc:
+        raise ToolkitError(f"EKS cluster {name} ({config.aws.region}): the stack outputs have no endpoint and "
+                           f"describe-cluster failed: {exc}. Run `cdktf deploy platform-{config.name}` first.") from None
+    if cluster.get("status") != "ACTIVE" or not cluster.get("endpoint"):
+        raise ToolkitError(f"EKS cluster {name} is {cluster.get('status', 'not ready')}; wait until it is ACTIVE.")
+    return cluster["endpoint"], cluster["certificateAuthority"]["data"], name
+
+
 def eks_api_client(config, endpoint: str, ca_data_b64: str, cluster_name: str, clock: Callable[[], float] = time.time):
     """A kubernetes ApiClient for an EKS cluster from the stack outputs (endpoint, CA) and boto3 credentials."""
     from kubernetes import client

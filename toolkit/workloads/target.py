@@ -49,9 +49,9 @@ def resolve_target(config, root: Path, kubeconfig: str | None = None, context: s
     if config.aws.endpoint_url:
         return Target(None, {})  # the emulated EKS has no API server: run on the local Docker engine
     outputs = outputs_for(config.name, root)
-    from toolkit.workloads.eks_auth import eks_api_client
+    from toolkit.workloads.eks_auth import cluster_access, eks_api_client
 
-    api = eks_api_client(config, outputs["cluster_endpoint"], outputs["cluster_ca"], outputs["cluster_name"])
+    api = eks_api_client(config, *cluster_access(config, outputs))
     return Target(Kube(api), outputs)
 
 
