@@ -220,6 +220,15 @@ def test_prune_removes_a_dropped_object_and_nothing_else(kube, dev):
         assert kube.get(obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace")) is not None
 
 
+def test_dropping_the_last_gpu_pool_prunes_the_device_plugin(kube, dev):
+    _deploy(kube, dev, V1)
+    assert kube.get("DaemonSet", "nvidia-device-plugin", "kube-system") is not None
+    cpu_only = dev.model_copy(update={"node_pools": [p for p in dev.node_pools if not p.gpu]})
+    result = _deploy(kube, cpu_only, V1)
+    assert sorted(result.pruned) == ["DaemonSet/kube-system/nvidia-device-plugin", "NetworkPolicy/kube-system/nvidia-device-plugin"]
+    assert kube.get("DaemonSet", "nvidia-device-plugin", "kube-system") is None
+
+
 def test_training_job_completion_is_reported_with_its_logs(kube, emulator, dev):
     emulator.call(emulator.emulator.pod_logs.__setitem__, "train-ok-x7k2p", "epoch 1 loss 0.69\nepoch 2 loss 0.52\nsaved model")
     lines = []

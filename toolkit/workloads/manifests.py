@@ -19,6 +19,7 @@ MODEL_VERSION_ANNOTATION = "toolkit.dev/model-version"
 IMAGE_ANNOTATION = "toolkit.dev/image"
 SERVING = "serving"
 TRAINING = "training"
+ADDON_NAMESPACE = "kube-system"  # platform add-ons (the NVIDIA device plugin)
 RUN_AS_USER = 10001  # the serving image's user (toolkit/serve/Dockerfile)
 
 
@@ -192,7 +193,7 @@ def network_policies(config) -> list[dict]:
                [], [_DNS, {"ports": [{"protocol": "TCP", "port": 443}]}]),
     ]
     if config.gpu_pools():
-        policies.append(policy("nvidia-device-plugin", "kube-system", {"app.kubernetes.io/name": "nvidia-device-plugin"}, [], []))
+        policies.append(policy("nvidia-device-plugin", ADDON_NAMESPACE, {"app.kubernetes.io/name": "nvidia-device-plugin"}, [], []))
     return policies
 
 
@@ -211,7 +212,7 @@ def device_plugin_daemonset(config) -> dict:
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": key, "operator": "In", "values": [value]} for key, value in labels.items()]}
         for labels in gpu_labels if labels]}}} if any(gpu_labels) else None
-    meta = _meta(config, name, "addon", "kube-system", {
+    meta = _meta(config, name, "addon", ADDON_NAMESPACE, {
         # checkov reads these; each skip says why the add-on needs it.
         "checkov.io/skip1": "CKV_K8S_23=the plugin must run as root to create its socket in the kubelet's device-plugins dir",
         "checkov.io/skip2": "CKV_K8S_40=runs as root (see CKV_K8S_23)",

@@ -15,7 +15,7 @@ from typing import Callable
 from toolkit.errors import ToolkitError
 from toolkit.workloads.kube import PRUNABLE, Kube, selector
 from toolkit.workloads.manifests import (
-    IMAGE_ANNOTATION, MODEL_VERSION_ANNOTATION, OWNER_LABEL, SERVING, SET_LABEL, Release, serving_manifests,
+    ADDON_NAMESPACE, IMAGE_ANNOTATION, MODEL_VERSION_ANNOTATION, OWNER_LABEL, SERVING, SET_LABEL, Release, serving_manifests,
 )
 
 HISTORY = "toolkit-release-history"
@@ -58,7 +58,9 @@ def prune(kube: Kube, config, keep: list[dict]) -> list[str]:
     """Delete objects of this environment's apply set that are no longer rendered; nothing else."""
     wanted = {_ref(obj) for obj in keep}
     labels = selector({OWNER_LABEL: config.name, SET_LABEL: "platform"})
-    namespaces = sorted({obj["metadata"]["namespace"] for obj in keep if obj["metadata"].get("namespace")})
+    # The add-on namespace too: dropping the last GPU pool drops the device plugin from the render.
+    namespaces = sorted({obj["metadata"]["namespace"] for obj in keep if obj["metadata"].get("namespace")}
+                        | {config.workloads.namespace, ADDON_NAMESPACE})
     pruned = []
     for kind in PRUNABLE:
         for namespace in namespaces:
