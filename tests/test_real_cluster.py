@@ -1,0 +1,69 @@
+"""Deploy, smoke-test and roll back on a real Kubernetes cluster (marker `real_cluster`).
+
+Skipped unless TOOLKIT_TEST_KUBECONFIG names a kubeconfig: never $KUBECONFIG, so `make test`
+cannot touch a cluster by accident. TOOLKIT_TEST_IMAGE must be a serving image pinned by digest
+that the cluster can pull; TOOLKIT_TEST_ENV picks the environment's settings (default dev) and a
+node must carry its system pool's labels. Each run works in a namespace of its own and deletes it.
+
+    TOOLKIT_TEST_KUBECONFIG=~/.kube/kind TOOLKIT_TEST_IMAGE=registry/serving@sha256:… \\
+        .venv/bin/pytest -m real_cluster tests/test_real_cluster.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+
+import pytest
+
+from conftest import REPO
+from toolkit.config import load_environment
+from toolkit.workloads import rollout
+from toolkit.workloads.eks_auth import kubeconfig_api_client
+from toolkit.workloads.kube import Kube
+from toolkit.workloads.manifests import SERVING, Release
+from toolkit.workloads.smoke import smoke_test
+
+KUBECONFIG = os.environ.get("TOOLKIT_TEST_KUBECONFIG")
+IMAGE = os.environ.get("TOOLKIT_TEST_IMAGE")
+OUTPUTS = {"serving_role_arn": "", "training_role_arn": "", "bucket": ""}  # the serving image needs no AWS access
+
+pytestmark = [
+    pytest.mark.real_cluster,
+    pytest.mark.skipif(not (KUBECONFIG and IMAGE), reason="needs TOOLKIT_TEST_KUBECONFIG and TOOLKIT_TEST_IMAGE (a real cluster)"),
+]
+
+
+@pytest.fixture
+def cluster():
+    """(Kube, config) for a throwaway namespace, without GPU pools (no add-on in kube-system)."""
+    config = load_environment(os.environ.get("TOOLKIT_TEST_ENV", "dev"))
+    config = config.model_copy(update={
+        "node_pools": [p for p in config.node_pools if not p.gpu],
+        "workloads": config.workloads.model_copy(update={"namespace": f"toolkit-test-{uuid.uuid4().hex[:8]}",
+                                                         "rollout_timeout_seconds": 180})})
+    kube = Kube(kubeconfig_api_client(KUBECONFIG, os.environ.get("TOOLKIT_TEST_CONTEXT")))
+    try:
+        yield kube, config
+    finally:
+        kube.delete("Namespace", config.workloads.namespace)
+
+
+def test_deploy_smoke_and_a_failed_rollout_rolled_back(cluster):
+    kube, config = cluster
+    namespace = config.workloads.namespace
+    good = Release(IMAGE, "real-cluster-good")
+    rollout.deploy(kube, config, OUTPUTS, good, timeout=180, poll=2)
+    proxy = f"/api/v1/namespaces/{namespace}/services/{SERVING}:http/proxy"
+    answer = smoke_test(lambda path, body=None: kube.proxy_json(proxy + path, body), config, REPO, "service")
+    assert set(answer["prediction"]["probabilities"]) == {"0", "1"}
+
+    # A digest that does not exist in the repository: ImagePullBackOff, then a rollback.
+    missing = Release(IMAGE.split("@")[0] + "@sha256:" + "0" * 64, "real-cluster-missing")
+    with pytest.raises(rollout.RolloutError) as failure:
+        rollout.deploy(kube, config, OUTPUTS, missing, timeout=60, poll=2)
+    assert re.search("ErrImagePull|ImagePullBackOff", failure.value.reason) and "rolled back" in str(failure.value)
+    live = kube.get("Deployment", SERVING, namespace)
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    assert smoke_test(lambda path, body=None: kube.proxy_json(proxy + path, body), config, REPO, "service")["prediction"]
