@@ -37,12 +37,13 @@ pytestmark = [
 
 @pytest.fixture
 def cluster():
-    """(Kube, config) for a throwaway namespace, without GPU pools (no add-on in kube-system)."""
+    """(Kube, config) for a throwaway namespace, without GPU pools (no add-on in kube-system), under a
+    name of its own: prune only touches objects labelled with that name, never the real environment's."""
     config = load_environment(os.environ.get("TOOLKIT_TEST_ENV", "dev"))
+    scratch = f"toolkit-test-{uuid.uuid4().hex[:8]}"
     config = config.model_copy(update={
-        "node_pools": [p for p in config.node_pools if not p.gpu],
-        "workloads": config.workloads.model_copy(update={"namespace": f"toolkit-test-{uuid.uuid4().hex[:8]}",
-                                                         "rollout_timeout_seconds": 180})})
+        "name": scratch, "node_pools": [p for p in config.node_pools if not p.gpu],
+        "workloads": config.workloads.model_copy(update={"namespace": scratch, "rollout_timeout_seconds": 180})})
     kube = Kube(kubeconfig_api_client(KUBECONFIG, os.environ.get("TOOLKIT_TEST_CONTEXT")))
     try:
         yield kube, config
