@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO, free_port
 from toolkit.aws import client
 from toolkit.config import load_all_environments, load_environment
+from toolkit.infra_outputs import stack_dir, stack_outputs
 from toolkit.local import start_moto, stop_moto
 from toolkit.state import bootstrap_state_bucket
 from toolkit.terraform import Workspace
@@ -54,6 +55,13 @@ def test_apply_read_back_and_destroy_on_moto(local_config, tmp_path):
         outputs = workspace.outputs()
         assert outputs["cluster_name"] == config.cluster.name
         assert outputs["registry_url"].endswith(config.registry.name)
+
+        # A checkout that never deployed reads the same outputs from the remote state (init on demand).
+        elsewhere = tmp_path / "other-checkout"
+        copy = stack_dir("local", elsewhere)
+        copy.mkdir(parents=True)
+        (copy / "cdk.tf.json").write_text((workspace.directory / "cdk.tf.json").read_text())
+        assert stack_outputs("local", elsewhere) == outputs
 
         eks = client("eks", config)
         cluster = eks.describe_cluster(name=config.cluster.name)["cluster"]

@@ -1,4 +1,7 @@
-"""Stack outputs of a deployed environment, read with `terraform output` from its synthesized stack."""
+"""Stack outputs of a deployed environment, read with `terraform output` from its synthesized stack.
+
+A checkout that never deployed (a CI job releasing to a stack deployed elsewhere) synthesizes the
+stack and initializes its backend first, so the outputs come from the remote state."""
 
 from __future__ import annotations
 
@@ -14,8 +17,26 @@ def stack_dir(env: str, root: Path) -> Path:
 
 def stack_outputs(env: str, root: Path) -> dict:
     load_environment(env)  # unknown environment: the clear config error
-    workspace = Workspace(stack_dir(env, root), root)
-    values = workspace.outputs()
+    directory = stack_dir(env, root)
+    if not (directory / "cdk.tf.json").exists():
+        from toolkit.plan import synthesize
+
+        synthesize(env, root, root / "cdktf.out")
+    workspace = Workspace(directory, root)
+    try:
+        values = workspace.outputs()
+    except TerraformError as exc:
+        if "Backend initialization required" not in str(exc):
+            raise
+        _init(workspace, env)  # never initialized here, or the backend settings changed since
+        values = workspace.outputs()
     if not values:
         raise TerraformError(f"platform-{env} has no outputs: it is not deployed yet (run `make deploy ENV={env}`).")
     return values
+
+
+def _init(workspace: Workspace, env: str) -> None:
+    try:
+        workspace.init()
+    except TerraformError as exc:
+        raise TerraformError(f"reading the platform-{env} outputs needs its remote state: {exc}") from None
