@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,20 @@ HEART = REPO / "data" / "heart-cleveland.csv"
 
 # jsii cache in the repo, offline provider mirror, no checkpoint calls: as the Makefile does.
 os.environ.update(terraform_environment(REPO))
+
+
+def wait_ready(url: str, timeout: float = 30.0, process=None) -> None:
+    """Until `url` answers; fails at the timeout, or at once when `process` (a Popen) has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            if process is not None and process.poll() is not None:
+                raise AssertionError(f"{url}: the server exited with {process.returncode}: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {timeout} s")
 
 
 def free_port() -> int:

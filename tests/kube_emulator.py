@@ -38,6 +38,10 @@ def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
                                       "reason": reason, "message": message}, status=code)
 
 
+def _selector(labels: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
 def _matches_labels(obj: dict, selector: str) -> bool:
     labels = obj.get("metadata", {}).get("labels", {}) or {}
     for term in filter(None, selector.split(",")):
@@ -124,7 +128,7 @@ class PlatformEmulator(kmock.KubernetesEmulator):
             if service is None:
                 return _status(404, "NotFound", f'services "{name}" not found')
             ports = service["spec"].get("ports", [])
-            selector = ",".join(f"{k}={v}" for k, v in service["spec"].get("selector", {}).items())
+            selector = _selector(service["spec"].get("selector", {}))
             ready = [p for p in self.objects_of("pods", namespace) if _matches_labels(p, selector)
                      and {"type": "Ready", "status": "True"} in p["status"].get("conditions", [])]
         if not ready or not any(port in ("", p.get("name"), str(p.get("port"))) for p in ports):
@@ -258,7 +262,7 @@ class PlatformEmulator(kmock.KubernetesEmulator):
             labels = template["metadata"]["labels"]
             wanted = spec.get("replicas", 1)
             revision = meta["generation"]
-            pods = [p for p in self.objects_of("pods", namespace) if _matches_labels(p, ",".join(f"{k}={v}" for k, v in spec["selector"]["matchLabels"].items()))]
+            pods = [p for p in self.objects_of("pods", namespace) if _matches_labels(p, _selector(spec["selector"]["matchLabels"]))]
             old = [p for p in pods if p["spec"]["containers"][0]["image"] != image]
             mode = self.behaviour.get(image, "succeed")
             status = {"observedGeneration": revision}

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import urllib.request
 
 import pytest
 
-from conftest import HEART, REPO, free_port
+from conftest import HEART, REPO, free_port, wait_ready
 from toolkit.artifacts import load_artifact
 from toolkit.config import load_environment
 from toolkit.data import read_csv
@@ -23,17 +22,6 @@ def _records(n: int) -> list[dict]:
     table = read_csv(HEART)
     features = [c for c in table.columns if c != "num"]
     return [{f: (None if table.cells[f][i] is None else float(table.cells[f][i])) for f in features} for i in range(n)]
-
-
-def _wait_ready(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} not ready within {timeout} s")
 
 
 def test_ecr_login_from_moto(local):
@@ -98,7 +86,7 @@ def test_build_push_pull_by_digest_run_and_compare(engine, local, model_dir):
                                       environment={"TOOLKIT_HOST": "127.0.0.1", "TOOLKIT_PORT": str(port)})
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(f"{base}/readyz")
+        wait_ready(f"{base}/readyz")
         records = _records(16)
         request = urllib.request.Request(f"{base}/v1/predict", json.dumps({"records": records}).encode(),
                                          {"content-type": "application/json"})

@@ -15,7 +15,7 @@ from toolkit.images import build_image, push_image, registry_login
 from toolkit.workloads.local_runtime import container_name, deploy_local, rollback_local, status_local
 from toolkit.workloads.manifests import Release
 from toolkit.workloads.rollout import RolloutError
-from toolkit.workloads.smoke import http_json, smoke_test
+from toolkit.workloads.smoke import http_json, smoke_test_url
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_deploy_refuse_a_broken_release_then_upgrade_and_roll_back(engine, runti
 
     result = deploy_local(root, config, first, login, on_line=quiet)
     assert result["replaced"] is None
-    smoke = smoke_test(lambda path, body=None: http_json(url + path, body), config, REPO, url)
+    smoke = smoke_test_url(url, config, REPO)
     assert smoke["model_version"] == first.model_version
     container = engine.containers.get(container_name(config.name))
     assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True

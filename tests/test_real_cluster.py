@@ -23,7 +23,7 @@ from toolkit.workloads import rollout
 from toolkit.workloads.eks_auth import kubeconfig_api_client
 from toolkit.workloads.kube import Kube
 from toolkit.workloads.manifests import SERVING, Release
-from toolkit.workloads.smoke import smoke_test
+from toolkit.workloads.smoke import smoke_test_service
 
 KUBECONFIG = os.environ.get("TOOLKIT_TEST_KUBECONFIG")
 IMAGE = os.environ.get("TOOLKIT_TEST_IMAGE")
@@ -56,8 +56,7 @@ def test_deploy_smoke_and_a_failed_rollout_rolled_back(cluster):
     namespace = config.workloads.namespace
     good = Release(IMAGE, "real-cluster-good")
     rollout.deploy(kube, config, OUTPUTS, good, timeout=180, poll=2)
-    proxy = f"/api/v1/namespaces/{namespace}/services/{SERVING}:http/proxy"
-    answer = smoke_test(lambda path, body=None: kube.proxy_json(proxy + path, body), config, REPO, "service")
+    answer = smoke_test_service(kube, config, REPO)
     assert set(answer["prediction"]["probabilities"]) == {"0", "1"}
 
     # A digest that does not exist in the repository: ImagePullBackOff, then a rollback.
@@ -67,4 +66,4 @@ def test_deploy_smoke_and_a_failed_rollout_rolled_back(cluster):
     assert re.search("ErrImagePull|ImagePullBackOff", failure.value.reason) and "rolled back" in str(failure.value)
     live = kube.get("Deployment", SERVING, namespace)
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
-    assert smoke_test(lambda path, body=None: kube.proxy_json(proxy + path, body), config, REPO, "service")["prediction"]
+    assert smoke_test_service(kube, config, REPO)["prediction"]

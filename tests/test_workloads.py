@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 import urllib.request
 
 import pytest
 from kubernetes import client
 
-from conftest import REPO, free_port
+from conftest import REPO, free_port, wait_ready
 from kube_emulator import EmulatorThread
 from toolkit.config import load_all_environments, load_environment
 from toolkit.errors import BadInputError, ToolkitError
@@ -279,13 +278,7 @@ def served_model(model_dir):
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/readyz", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()
-                time.sleep(0.1)
+        wait_ready(url + "/readyz", process=server)
         yield url
     finally:
         server.terminate()

@@ -144,14 +144,9 @@ def deploy(env, image, model_version, kubeconfig, context, timeout, smoke, as_js
 
 
 def _smoke(config, root: Path, target, base_url: str | None) -> dict:
-    from toolkit.workloads.smoke import http_json, smoke_test
+    from toolkit.workloads.smoke import smoke_test_service, smoke_test_url
 
-    if base_url is not None:
-        return smoke_test(lambda path, body=None: http_json(base_url + path, body), config, root, base_url)
-    from toolkit.workloads.manifests import SERVING
-
-    proxy = f"/api/v1/namespaces/{config.workloads.namespace}/services/{SERVING}:http/proxy"
-    return smoke_test(lambda path, body=None: target.kube.proxy_json(proxy + path, body), config, root, f"service/{SERVING}")
+    return smoke_test_url(base_url, config, root) if base_url is not None else smoke_test_service(target.kube, config, root)
 
 
 def _print_smoke(smoke: dict) -> None:

@@ -42,3 +42,16 @@ def smoke_test(call, config, root: Path, where: str) -> dict:
         detail = exc.read().decode(errors="replace")[:300] if isinstance(exc, urllib.error.HTTPError) else exc
         raise ToolkitError(f"smoke test against {where} failed: {detail}") from None
     return {"where": where, "model_version": answer["model_version"], "record": record, "prediction": answer["predictions"][0]}
+
+
+def smoke_test_url(base_url: str, config, root: Path) -> dict:
+    """Straight to a server (the local runtime's endpoint)."""
+    return smoke_test(lambda path, body=None: http_json(base_url + path, body), config, root, base_url)
+
+
+def smoke_test_service(kube, config, root: Path) -> dict:
+    """Through the API server's service proxy to the serving Service (no port-forward or ingress needed)."""
+    from toolkit.workloads.manifests import SERVING
+
+    proxy = f"/api/v1/namespaces/{config.workloads.namespace}/services/{SERVING}:http/proxy"
+    return smoke_test(lambda path, body=None: kube.proxy_json(proxy + path, body), config, root, f"service/{SERVING}")
