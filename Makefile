@@ -16,8 +16,12 @@ TOOLS_STAMP := $(TOOLS)/.installed-stamp
 # Terraform/cdktf environment (offline provider mirror, jsii cache in the repo) from the toolkit.
 TF_ENV = env $$($(TOOLKIT) tf-env | xargs)
 CDKTF = $(TF_ENV) npx --no-install cdktf
+# Each step's whole output goes to .local/logs/<step>.log; one line with its time is printed.
+# VERBOSE=1 (or V=1) shows everything as it happens.
+STEP := scripts/step
+export VERBOSE V
 
-.PHONY: help setup demo test train bench clean synth deploy destroy local-up local-down lint build push release render plan
+.PHONY: help setup demo test train bench clean synth deploy destroy local-up local-down lint lint-code build push release render plan
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,46 +29,49 @@ help: ## List every target
 
 # The venv is rebuilt only when pyproject.toml changes, so a second run is instant.
 $(STAMP): pyproject.toml constraints.txt
-	@$(PYTHON) -m venv --help >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv)
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || $(STEP) setup-apt-venv bash -c 'apt-get update -qq && apt-get install -y -qq python3-venv'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,infra]'
+	@$(STEP) setup-venv $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,infra]'
 	@touch $@
 
 # cdktf-cli pinned in package.json / package-lock.json.
 $(NODE_STAMP): package.json package-lock.json
-	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
-	npm ci --no-audit --no-fund --loglevel=error
+	@command -v npm >/dev/null || $(STEP) setup-apt-npm bash -c 'apt-get update -qq && apt-get install -y -qq nodejs npm'
+	@$(STEP) setup-npm npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(TOOLS_STAMP): tools-requirements.txt
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r tools-requirements.txt
+	@$(STEP) setup-tools-venv $(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r tools-requirements.txt
 	@touch $@
 
 # Debian packages for the local environment: Docker engine, OCI registry, debootstrap (base image).
 APT_PACKAGES := docker.io docker-registry debootstrap
 .local/apt-stamp:
 	@if ! (command -v dockerd && command -v docker-registry && command -v debootstrap) >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
+	  if [ "$$(id -u)" = 0 ]; then $(STEP) setup-apt bash -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES)'; \
 	  else echo "install the Debian packages: sudo apt-get install $(APT_PACKAGES)"; exit 1; fi; fi
 	@mkdir -p .local && touch $@
 
 setup: $(STAMP) $(NODE_STAMP) $(TOOLS_STAMP) .local/apt-stamp ## Create .venv, .venv-tools, node_modules; install Debian packages (idempotent)
 
+# One line per step (full logs in .local/logs/), then what was trained and what serves.
 demo: setup ## The main job on the local environment: deploy the stack, train (5-fold CV), evaluate, release and serve
-	$(MAKE) --no-print-directory deploy ENV=local
-	$(TOOLKIT) train --env local --cv 5
-	$(TOOLKIT) evaluate --model artifacts/local/latest --data data/heart-cleveland.csv
-	@echo "model:   $$(readlink -f artifacts/local/latest)"
-	@echo "report:  $$(readlink -f artifacts/local/latest)/metrics.json and training_curves.png"
-	$(MAKE) --no-print-directory release ENV=local
-	$(TOOLKIT) status --env local
+	@$(STEP) demo-stack $(MAKE) --no-print-directory deploy ENV=local
+	@$(STEP) --tail 7 demo-train $(TOOLKIT) train --env local --cv 5
+	@$(STEP) --tail 5 demo-evaluate $(TOOLKIT) evaluate --model artifacts/local/latest --data data/heart-cleveland.csv
+	$(call release_steps,demo,local)
+	@$(TOOLKIT) status --env local
 
 train: setup ## Train on ENV's dataset (make train ENV=dev)
 	$(TOOLKIT) train --env $(ENV)
 
-test: setup ## Run the whole test suite
+test: lint-code ## Run the whole test suite (after ruff and the import-layer contracts)
 	$(BIN)/pytest -q
+
+lint-code: setup ## ruff, and the import-layer contracts of toolkit/ (lint-imports; see pyproject.toml)
+	@$(STEP) ruff $(BIN)/ruff check .
+	@$(STEP) lint-imports $(BIN)/lint-imports
 
 bench: setup ## Benchmarks: training (ours vs PyTorch vs scikit-learn), serving (ours vs bare FastAPI)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
@@ -78,15 +85,16 @@ build: setup ## Build ENV's serving image with artifacts/ENV/latest baked in (lo
 push: setup ## Push the last built image to ENV's registry (ECR login via boto3)
 	$(TOOLKIT) push --env $(ENV)
 
-# Each step is timed; `toolkit deploy` waits for the rollout (rolling back on failure) and then
-# smoke-tests /v1/predict through the Service (local: the Docker runtime's endpoint).
+# $(call release_steps,LOG_PREFIX,ENV): build → push → deploy, one timed line each; deploy waits for
+# the rollout (rolling back on failure), smoke-tests /v1/predict and shows the prediction.
+define release_steps
+	@$(STEP) --tail 2 $(1)-build $(TOOLKIT) build --env $(2)
+	@$(STEP) --tail 2 $(1)-push $(TOOLKIT) push --env $(2)
+	@$(STEP) --tail 2 $(1)-deploy $(TOOLKIT) deploy --env $(2)
+endef
+
 release: setup ## build → push → deploy → smoke test of ENV's serving image (make release ENV=dev)
-	@set -e; total=$$(date +%s%N); \
-	for step in build push deploy; do \
-	  start=$$(date +%s%N); $(TOOLKIT) $$step --env $(ENV); \
-	  echo "release: $$step took $$(( ($$(date +%s%N) - start) / 1000000 )) ms" >&2; \
-	done; \
-	echo "release: $(ENV) done in $$(( ($$(date +%s%N) - total) / 1000000 )) ms" >&2
+	$(call release_steps,release-$(ENV),$(ENV))
 
 render: setup ## Print ENV's Kubernetes manifests (YAML)
 	@$(TOOLKIT) render --env $(ENV)
@@ -95,20 +103,20 @@ plan: setup ## Review ENV's Terraform plan as PR markdown (.cache/plan-ENV.md; e
 	$(TOOLKIT) plan --env $(ENV) --out .cache/plan-$(ENV).md
 
 synth: setup ## Synthesize every stack into cdktf.out/ (JSON; `npx cdktf synth --hcl` for HCL)
-	$(TOOLKIT) config validate
-	$(CDKTF) synth
+	@$(STEP) validate $(TOOLKIT) config validate
+	@$(STEP) synth $(CDKTF) synth
 
 deploy: setup ## cdktf deploy platform-ENV (local: starts moto and bootstraps the state bucket first)
-	$(TOOLKIT) config validate $(ENV)
-	$(TOOLKIT) state bootstrap --env $(ENV)
-	$(CDKTF) deploy platform-$(ENV) --auto-approve --skip-provider-lock --outputs-file .cache/outputs-$(ENV).json
-	$(TOOLKIT) outputs --env $(ENV)
+	@$(STEP) deploy-$(ENV)-validate $(TOOLKIT) config validate $(ENV)
+	@$(STEP) --tail 1 deploy-$(ENV)-state $(TOOLKIT) state bootstrap --env $(ENV)
+	@$(STEP) --tail 1 deploy-$(ENV)-cdktf $(CDKTF) deploy platform-$(ENV) --auto-approve --skip-provider-lock --outputs-file .cache/outputs-$(ENV).json
+	@$(TOOLKIT) outputs --env $(ENV)
 
 destroy: setup ## cdktf destroy platform-ENV
-	$(TOOLKIT) config validate $(ENV)
-	$(CDKTF) destroy platform-$(ENV) --auto-approve --skip-provider-lock
+	@$(STEP) destroy-$(ENV)-validate $(TOOLKIT) config validate $(ENV)
+	@$(STEP) --tail 1 destroy-$(ENV)-cdktf $(CDKTF) destroy platform-$(ENV) --auto-approve --skip-provider-lock
 
-lint: setup ## checkov on the synthesized prod stack (skips and their reasons: toolkit/checkov_skips.py)
+lint: lint-code ## ruff, import-layer contracts, and checkov on the synthesized prod stack (skips: toolkit/terraform/checkov_skips.py)
 	$(BIN)/pytest -q tests/test_checkov.py
 
 local-up: setup ## Start the local services (moto) and show them

@@ -7,7 +7,7 @@ import os
 import numpy as np
 from fastapi import FastAPI, Request
 
-from toolkit.artifacts import load_artifact
+from toolkit.ml.artifacts import load_artifact
 
 model = load_artifact(os.environ["MODEL_DIR"])
 app = FastAPI()

@@ -42,7 +42,7 @@ def start(command: list[str], port: int, ready_path: str, env: dict) -> subproce
             return process
         except OSError:
             if process.poll() is not None:
-                raise SystemExit(f"server exited: {process.stderr.read().decode()[-2000:]}")
+                raise SystemExit(f"server exited: {process.stderr.read().decode()[-2000:]}") from None
             time.sleep(0.2)
     process.kill()
     raise SystemExit(f"server on port {port} did not become ready")
@@ -92,8 +92,8 @@ def main() -> None:
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
 
-    from toolkit.artifacts import load_artifact
-    from toolkit.data import read_csv
+    from toolkit.ml.artifacts import load_artifact
+    from toolkit.ml.data import read_csv
 
     model = load_artifact(args.model)
     table = read_csv(ROOT / "data" / "heart-cleveland.csv")

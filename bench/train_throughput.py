@@ -15,6 +15,7 @@ pool never competes with another's, and each worker does a short untimed warm-up
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -28,7 +29,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from toolkit.nn import Adam, Sequential, SoftmaxCrossEntropy, fit, mlp_spec  # noqa: E402
+from toolkit.ml.nn.losses import SoftmaxCrossEntropy  # noqa: E402
+from toolkit.ml.nn.model import Sequential, mlp_spec  # noqa: E402
+from toolkit.ml.nn.optimizers import Adam  # noqa: E402
+from toolkit.ml.nn.training import fit  # noqa: E402
 
 IN, HIDDEN, CLASSES, BATCH, LR = 64, (256, 256), 10, 256, 1e-3
 
@@ -48,7 +52,7 @@ def flops_per_sample() -> int:
     """Forward MACs×2, backward (weight grads for all layers, input grads for all but the
     first) ×2: what every one of the three implementations has to compute."""
     dims = [IN, *HIDDEN, CLASSES]
-    macs = [a * b for a, b in zip(dims, dims[1:])]
+    macs = [a * b for a, b in itertools.pairwise(dims)]
     return 2 * (sum(macs) + sum(macs) + sum(macs[1:]))
 
 

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from cdktf import S3Backend, TerraformOutput, TerraformStack
-from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints
+from cdktf import Aspects, S3Backend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
 
+from infra import emulator
 from modules.artifact_store import ArtifactStore
 from modules.cluster import Cluster
 from modules.identity import WorkloadRole
 from modules.network import Network
 from modules.node_pool import NodePool, NodeRole
 from modules.registry import Registry
-from toolkit.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 from toolkit.config import EnvironmentConfig
-
-# Every AWS API the stack (and its backend) calls; all of them go to `aws.endpoint_url` when set.
-ENDPOINT_SERVICES = ("ec2", "eks", "ecr", "iam", "kms", "s3", "sts", "cloudwatchlogs", "dynamodb")
-# Fake keys for an emulator endpoint; real AWS uses the normal credential chain.
-EMULATOR_CREDENTIALS = {"access_key": EMULATOR_ACCESS_KEY, "secret_key": EMULATOR_SECRET_KEY}
-
-
-def stack_name(env: str) -> str:
-    return f"platform-{env}"
+from toolkit.paths import Output, stack_name
 
 
 class PlatformStack(TerraformStack):
@@ -41,8 +33,7 @@ class PlatformStack(TerraformStack):
         node_role = NodeRole(self, "node-role", cluster_name=config.cluster.name)
         pools = [
             NodePool(self, f"pool-{pool.name}", name=f"{config.cluster.name}-{pool.name}", config=pool, cluster_name=cluster.name, node_role=node_role,
-                     subnet_ids=network.private_subnet_ids, prevent_destroy=protect,
-                     emulator=config.aws.endpoint_url is not None)
+                     subnet_ids=network.private_subnet_ids, prevent_destroy=protect)
             for pool in config.node_pools
         ]
         registry = Registry(self, "registry", config=config.registry, account_id=account, prevent_destroy=protect)
@@ -56,44 +47,35 @@ class PlatformStack(TerraformStack):
                                read_prefixes=[models], repository_arn=registry.arn, **identity)
 
         outputs = {
-            "cluster_name": cluster.name,
-            "cluster_endpoint": cluster.cluster.endpoint,
-            "cluster_ca": cluster.cluster.certificate_authority.get(0).data,
-            "oidc_issuer": cluster.oidc_issuer,
-            "registry_url": registry.url,
-            "bucket": store.name,
-            "node_pools": [p.name for p in pools],
-            "training_role_arn": training.arn,
-            "serving_role_arn": serving.arn,
-            "region": config.aws.region,
+            Output.CLUSTER_NAME: cluster.name,
+            Output.CLUSTER_ENDPOINT: cluster.cluster.endpoint,
+            Output.CLUSTER_CA: cluster.cluster.certificate_authority.get(0).data,
+            Output.OIDC_ISSUER: cluster.oidc_issuer,
+            Output.REGISTRY_URL: registry.url,
+            Output.BUCKET: store.name,
+            Output.NODE_POOLS: [p.name for p in pools],
+            Output.TRAINING_ROLE_ARN: training.arn,
+            Output.SERVING_ROLE_ARN: serving.arn,
+            Output.REGION: config.aws.region,
         }
         for key, value in outputs.items():
-            TerraformOutput(self, key, value=value)
+            TerraformOutput(self, str(key), value=value)
+        if config.aws.endpoint_url:
+            Aspects.of(self).add(emulator.IgnoreInventedAttributes())
 
     def _provider(self, config: EnvironmentConfig) -> None:
         # Real AWS: refuse to touch any account but the configured one.
-        emulator: dict = {"allowed_account_ids": [config.aws.account_id]}
+        target: dict = {"allowed_account_ids": [config.aws.account_id]}
         if config.aws.endpoint_url:
-            url = config.aws.endpoint_url
-            # An emulator has no account lookup, so the account guard cannot apply.
-            emulator = dict(
-                **EMULATOR_CREDENTIALS, skip_credentials_validation=True, skip_requesting_account_id=True,
-                skip_metadata_api_check="true", s3_use_path_style=True,
-                endpoints=[AwsProviderEndpoints(**{service: url for service in ENDPOINT_SERVICES})],
-            )
+            target = emulator.provider_settings(config.aws.endpoint_url)
         AwsProvider(self, "aws", region=config.aws.region,
                     default_tags=[AwsProviderDefaultTags(tags={"environment": config.name, "managed-by": "toolkit"})],
-                    **emulator)
+                    **target)
 
     def _backend(self, config: EnvironmentConfig) -> None:
         S3Backend(self, bucket=config.state.bucket, key=config.state.key, region=config.aws.region, encrypt=True)
         # cdktf 0.21's S3Backend has no use_lockfile; DynamoDB locking is deprecated in Terraform 1.11.
         self.add_override("terraform.backend.s3.use_lockfile", True)
         if config.aws.endpoint_url:
-            url = config.aws.endpoint_url
-            for key, value in {
-                "endpoints": {"s3": url, "sts": url, "iam": url},
-                "use_path_style": True, "skip_credentials_validation": True, "skip_requesting_account_id": True,
-                "skip_metadata_api_check": True, **EMULATOR_CREDENTIALS,
-            }.items():
+            for key, value in emulator.backend_overrides(config.aws.endpoint_url).items():
                 self.add_override(f"terraform.backend.s3.{key}", value)

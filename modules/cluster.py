@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.eks_cluster import (
-    EksCluster, EksClusterEncryptionConfig, EksClusterEncryptionConfigProvider, EksClusterVpcConfig,
+    EksCluster,
+    EksClusterEncryptionConfig,
+    EksClusterEncryptionConfigProvider,
+    EksClusterVpcConfig,
 )
 from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from constructs import Construct
 
-from modules.lifecycle import protect
-
 from modules.iam import assume_role_policy, managed_policy
 from modules.kms import EncryptionKey
+from modules.lifecycle import protect
 from toolkit.config import ClusterConfig
 
 # Root CA thumbprint of the EKS OIDC endpoints; IAM no longer checks it for EKS issuers,

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from cdktf import TerraformResourceLifecycle, Token
 from cdktf_cdktf_provider_aws.eks_node_group import (
-    EksNodeGroup, EksNodeGroupLaunchTemplate, EksNodeGroupScalingConfig, EksNodeGroupTaint,
+    EksNodeGroup,
+    EksNodeGroupLaunchTemplate,
+    EksNodeGroupScalingConfig,
+    EksNodeGroupTaint,
 )
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.launch_template import (
-    LaunchTemplate, LaunchTemplateBlockDeviceMappings, LaunchTemplateBlockDeviceMappingsEbs,
-    LaunchTemplateMetadataOptions, LaunchTemplateTagSpecifications,
+    LaunchTemplate,
+    LaunchTemplateBlockDeviceMappings,
+    LaunchTemplateBlockDeviceMappingsEbs,
+    LaunchTemplateMetadataOptions,
+    LaunchTemplateTagSpecifications,
 )
-from cdktf import TerraformResourceLifecycle, Token
 from constructs import Construct
 
 from modules.iam import assume_role_policy, managed_policy
@@ -45,14 +51,11 @@ class NodePool(Construct):
         node_role: the shared node IAM role.
         subnet_ids: private subnets for the instances.
         prevent_destroy: protect the node group from `terraform destroy`.
-        emulator: the stack targets an AWS emulator (moto). Moto invents a `remote_access` block
-            (ec2SshKey "eksKeypair") on every node group and a launch-template tag specification;
-            both are ignored so that a second deploy against moto is a no-op, as on real AWS.
     """
 
     def __init__(
         self, scope: Construct, id: str, *, name: str, config: NodePoolConfig, cluster_name: str, node_role: NodeRole,
-        subnet_ids: list[str], prevent_destroy: bool = False, emulator: bool = False,
+        subnet_ids: list[str], prevent_destroy: bool = False,
     ) -> None:
         super().__init__(scope, id)
         self.launch_template = LaunchTemplate(
@@ -67,7 +70,6 @@ class NodePool(Construct):
                                                          encrypted="true", delete_on_termination="true"),
             )],
             tag_specifications=[LaunchTemplateTagSpecifications(resource_type="instance", tags={"Name": name})],
-            lifecycle=TerraformResourceLifecycle(ignore_changes=["tag_specifications"]) if emulator else None,
         )
         self.node_group = EksNodeGroup(
             self, "node-group", cluster_name=cluster_name, node_group_name=name, node_role_arn=node_role.role.arn,
@@ -82,7 +84,7 @@ class NodePool(Construct):
             depends_on=node_role.attachments,
             # The autoscaler owns desired_size once the pool runs.
             lifecycle=TerraformResourceLifecycle(
-                ignore_changes=["scaling_config[0].desired_size", *(["remote_access"] if emulator else [])],
+                ignore_changes=["scaling_config[0].desired_size"],
                 prevent_destroy=prevent_destroy or None,
             ),
         )

@@ -13,13 +13,16 @@ import pytest
 from click.testing import CliRunner
 
 from toolkit.cli import cli
-from toolkit.terraform import terraform_environment
+from toolkit.context import Context
+from toolkit.paths import ProjectPaths
+from toolkit.terraform.adapter import terraform_environment
 
 REPO = Path(__file__).resolve().parent.parent
+PATHS = ProjectPaths(REPO)
 HEART = REPO / "data" / "heart-cleveland.csv"
 
 # jsii cache in the repo, offline provider mirror, no checkpoint calls: as the Makefile does.
-os.environ.update(terraform_environment(REPO))
+os.environ.update(terraform_environment(PATHS))
 
 
 def wait_ready(url: str, timeout: float = 30.0, process=None) -> None:
@@ -31,7 +34,7 @@ def wait_ready(url: str, timeout: float = 30.0, process=None) -> None:
             return
         except OSError:
             if process is not None and process.poll() is not None:
-                raise AssertionError(f"{url}: the server exited with {process.returncode}: {process.stderr.read().decode()[-2000:]}")
+                raise AssertionError(f"{url}: the server exited with {process.returncode}: {process.stderr.read().decode()[-2000:]}") from None
             time.sleep(0.1)
     raise AssertionError(f"{url} not ready within {timeout} s")
 
@@ -68,7 +71,6 @@ def run_cli():
 def synthesized():
     """Every shipped environment's stack, synthesized once per session: {env: synth JSON}."""
     from infra_helpers import synth_stack
-
     from toolkit.config import load_all_environments
 
     return {env: synth_stack(config) for env, config in load_all_environments().items()}
@@ -81,35 +83,42 @@ def synthesized():
 def engine():
     """The Docker engine (an existing one, else dockerd under the repo's .local, stopped afterwards).
     The offline base image it builds stays cached there between runs."""
-    from toolkit.images import docker_client
-    from toolkit.local import docker_status, start_dockerd, stop_dockerd
+    from toolkit.images.docker import docker_client
+    from toolkit.local.dockerd import docker_status, start_dockerd, stop_dockerd
 
-    was_running = docker_status(REPO).running
-    start_dockerd(REPO)
-    yield docker_client(REPO)
+    was_running = docker_status(PATHS).running
+    start_dockerd(PATHS)
+    yield docker_client(PATHS)
     if not was_running:
-        stop_dockerd(REPO)
+        stop_dockerd(PATHS)
 
 
 @pytest.fixture(scope="session")
 def local(tmp_path_factory):
-    """The local config with moto and the registry on ports of this test's own."""
-    from toolkit.config import load_environment
-    from toolkit.images import registry_login
-    from toolkit.local import start_moto, start_registry, stop_moto, stop_registry
+    """The local config with moto and the registry on ports of this test's own (their state in a
+    directory of its own)."""
+    from toolkit.images.registry import registry_login
+    from toolkit.local.moto import start_moto, stop_moto
+    from toolkit.local.registry import start_registry, stop_registry
 
-    root = tmp_path_factory.mktemp("image-services")
-    config = load_environment("local")
-    config = config.model_copy(update={
-        "aws": config.aws.model_copy(update={"endpoint_url": f"http://127.0.0.1:{free_port()}"}),
-        "registry": config.registry.model_copy(update={"endpoint": f"127.0.0.1:{free_port()}"}),
+    services = ProjectPaths(tmp_path_factory.mktemp("image-services"))
+    ctx = Context.load("local", REPO)
+    config = ctx.config.model_copy(update={
+        "aws": ctx.config.aws.model_copy(update={"endpoint_url": f"http://127.0.0.1:{free_port()}"}),
+        "registry": ctx.config.registry.model_copy(update={"endpoint": f"127.0.0.1:{free_port()}"}),
     })
-    start_moto(root, config.aws.endpoint_url)
+    start_moto(services, config.aws.endpoint_url)
     login = registry_login(config)
-    start_registry(root, config.registry.endpoint, login.username, login.password)
+    start_registry(services, config.registry.endpoint, login.username, login.password)
     yield config
-    stop_registry(root)
-    stop_moto(root)
+    stop_registry(services)
+    stop_moto(services)
+
+
+@pytest.fixture(scope="session")
+def local_ctx(local) -> Context:
+    """`local` as the context of this checkout (its .local/ holds the wheelhouse, records and builds)."""
+    return Context(local, PATHS)
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +129,7 @@ def model_dir(tmp_path_factory):
 def train_small_model(root, seed: int):
     """A quickly trained model artifact (15 epochs) of the local environment's training settings."""
     from toolkit.config import load_environment
-    from toolkit.train import DatasetChoice, train_and_save
+    from toolkit.ml.train import DatasetChoice, train_and_save
 
     settings = load_environment("local").training.model_copy(update={"epochs": 15, "seed": seed})
     return train_and_save(DatasetChoice.from_config(settings), settings, root, env="test").artifact_dir

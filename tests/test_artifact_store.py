@@ -8,9 +8,9 @@ import boto3
 import pytest
 
 from conftest import HEART
-from toolkit.artifact_store import download_file, upload_artifact, upload_file
 from toolkit.aws import client
 from toolkit.errors import ToolkitError
+from toolkit.ml.artifact_store import download_file, upload_artifact, upload_file
 
 
 @pytest.fixture

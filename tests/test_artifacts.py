@@ -6,12 +6,11 @@ import shutil
 import numpy as np
 import pytest
 
-from toolkit.artifacts import load_artifact, verify_artifact
+from conftest import HEART
 from toolkit.config import load_environment
 from toolkit.errors import ArtifactError
-from toolkit.train import DatasetChoice, train_and_save
-
-from conftest import HEART
+from toolkit.ml.artifacts import load_artifact, verify_artifact
+from toolkit.ml.train import DatasetChoice, train_and_save
 
 
 @pytest.fixture(scope="module")

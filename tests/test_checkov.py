@@ -1,4 +1,4 @@
-"""checkov on the synthesized prod stack: 0 failed checks; the only skips are in toolkit/checkov_skips.py."""
+"""checkov on the synthesized prod stack: 0 failed checks; the only skips are in toolkit/terraform/checkov_skips.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from conftest import REPO
-from toolkit.checkov_skips import SKIPS
+from toolkit.terraform.checkov_skips import SKIPS
 
 CHECKOV = REPO / ".venv-tools" / "bin" / "checkov"
 

@@ -71,11 +71,11 @@ def test_evaluate_and_predict_agree(repo_copy, run_cli, tmp_path):
     csv_input.write_text("\n".join(lines[:6]) + "\n")
     from_csv = _json(run_cli("predict", "--model", model, "--input", csv_input, "--json"))
     header = lines[0].split(",")
-    records = [dict(zip(header, (None if v == "?" else float(v) for v in line.split(",")))) for line in lines[1:6]]
+    records = [dict(zip(header, (None if v == "?" else float(v) for v in line.split(",")), strict=True)) for line in lines[1:6]]
     from_json = _json(run_cli("predict", "--model", model, "--json", input=json.dumps({"records": records})))
     assert from_csv["model_version"] == summary["version"]
     assert len(from_csv["predictions"]) == 5
-    for a, b in zip(from_csv["predictions"], from_json["predictions"]):
+    for a, b in zip(from_csv["predictions"], from_json["predictions"], strict=True):
         assert a["label"] == b["label"]
         assert a["probabilities"]["1"] == pytest.approx(b["probabilities"]["1"], abs=1e-9)
     table = run_cli("predict", "--model", model, "--input", csv_input)
@@ -131,3 +131,12 @@ def test_console_script_help_and_exit_codes():
     assert bad.returncode == 2 and "--env" in bad.stderr
     unknown = subprocess.run([exe, "train", "--env", "qa"], capture_output=True, text=True, cwd=REPO)
     assert unknown.returncode == 2 and "Known environments: dev, local, prod, staging" in unknown.stderr
+
+
+def test_help_loads_no_heavy_library():
+    """`toolkit --help` stays instant: the command modules import their libraries inside the commands."""
+    code = ("import sys; from toolkit.cli import cli; "
+            "print(sorted(m for m in ('numpy', 'pydantic', 'yaml', 'boto3', 'docker', 'kubernetes', 'fastapi', 'tqdm') "
+            "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

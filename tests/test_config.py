@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from toolkit.config import EnvironmentConfig, known_environments, load_all_environments, load_environment
 from toolkit.errors import ConfigError
@@ -88,7 +89,7 @@ def test_unknown_environment_lists_known_ones(repo_copy):
 
 def test_config_is_immutable():
     config = load_environment("local")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         config.training.seed = 3  # type: ignore[misc]
 
 

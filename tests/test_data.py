@@ -3,12 +3,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toolkit.data import (
-    Preprocessor, category_key, parse_csv, prepare_dataset, read_csv, stratified_kfold, stratified_split,
-)
-from toolkit.errors import DataError
-
 from conftest import HEART
+from toolkit.errors import DataError
+from toolkit.ml.data import (
+    Preprocessor,
+    category_key,
+    parse_csv,
+    prepare_dataset,
+    read_csv,
+    stratified_kfold,
+    stratified_split,
+)
 
 
 def test_heart_csv_loads_with_six_missing_cells():

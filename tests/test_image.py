@@ -4,18 +4,21 @@ login from moto: build, push, remove, pull by digest, run, and compare predictio
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import urllib.request
 
 import pytest
 
 from conftest import HEART, REPO, free_port, wait_ready
-from toolkit.artifacts import load_artifact
 from toolkit.config import load_environment
-from toolkit.data import read_csv
+from toolkit.context import Context
 from toolkit.errors import ArtifactError, BadInputError, ToolkitError
-from toolkit.images import build_image, push_image, registry_login
-from toolkit.train import predict_records
+from toolkit.images.build import build_image
+from toolkit.images.registry import push_image, registry_login
+from toolkit.ml.artifacts import load_artifact
+from toolkit.ml.data import read_csv
+from toolkit.ml.predict import predict_records
 
 
 def _records(n: int) -> list[dict]:
@@ -48,11 +51,11 @@ def test_build_refuses_a_corrupt_model(model_dir, tmp_path):
     shutil.copytree(model_dir, damaged)
     (damaged / "metrics.json").write_text("{}")
     with pytest.raises(ArtifactError, match="metrics.json"):
-        build_image(REPO, damaged, "platform-local/serving", "toolkit-base:bookworm")
+        build_image(Context.load("local", REPO), damaged)
 
 
-def test_build_push_pull_by_digest_run_and_compare(engine, local, model_dir):
-    image = build_image(REPO, model_dir, local.registry.name, local.serving.base_image, on_line=lambda line: None)
+def test_build_push_pull_by_digest_run_and_compare(engine, local, local_ctx, model_dir):
+    image = build_image(local_ctx, model_dir, on_line=lambda line: None)
     model = load_artifact(model_dir)
     assert image.tag.startswith(model.version + "-")
     labels = engine.images.get(image.image_id).labels
@@ -60,20 +63,20 @@ def test_build_push_pull_by_digest_run_and_compare(engine, local, model_dir):
     assert labels["io.toolkit.model.weights-sha256"] == model.manifest["files"]["weights.npz"]["sha256"]
     assert image.size_bytes < 250e6
 
-    digest = push_image(REPO, image.reference, local, on_line=lambda line: None)
+    digest = push_image(local_ctx, image.reference, on_line=lambda line: None)
     assert digest.startswith("sha256:")
-    assert push_image(REPO, image.reference, local, on_line=lambda line: None) == digest  # same content: a no-op
+    assert push_image(local_ctx, image.reference, on_line=lambda line: None) == digest  # same content: a no-op
     login = registry_login(local)
     other = f"{local.registry.name}:{image.tag}-other"
     engine.images.get(image.image_id).tag(other)
-    assert push_image(REPO, other, local, on_line=lambda line: None) == digest
+    assert push_image(local_ctx, other, on_line=lambda line: None) == digest
     engine.images.get(local.serving.base_image).tag(other)  # the same tag, now other content
     with pytest.raises(BadInputError, match="already exists with other content .* tags are immutable"):
-        push_image(REPO, other, local, on_line=lambda line: None)
+        push_image(local_ctx, other, on_line=lambda line: None)
     for ref in (other, f"{login.host}/{other}"):
         engine.images.remove(ref)
     with pytest.raises(BadInputError, match="never 'latest'"):
-        push_image(REPO, f"{local.registry.name}:latest", local)
+        push_image(local_ctx, f"{local.registry.name}:latest")
 
     # Remove every local copy, then pull back by digest with the ECR login.
     remote = f"{login.host}/{local.registry.name}"
@@ -82,8 +85,11 @@ def test_build_push_pull_by_digest_run_and_compare(engine, local, model_dir):
     assert pulled.id == image.image_id  # the same image, byte for byte
 
     port = free_port()
+    # The host's OpenBLAS kernel choice too (e.g. OPENBLAS_CORETYPE): float32 matmuls of different
+    # kernels differ in the last bit, and the comparison below is exact.
+    blas = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
     container = engine.containers.run(pulled.id, detach=True, network_mode="host",
-                                      environment={"TOOLKIT_HOST": "127.0.0.1", "TOOLKIT_PORT": str(port)})
+                                      environment={"TOOLKIT_HOST": "127.0.0.1", "TOOLKIT_PORT": str(port), **blas})
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/readyz")
@@ -103,13 +109,13 @@ def test_build_push_pull_by_digest_run_and_compare(engine, local, model_dir):
         engine.images.remove(pulled.id, force=True)
 
 
-def test_training_image_trains_from_s3_and_uploads_the_artifact(engine, local, model_dir, tmp_path):
+def test_training_image_trains_from_s3_and_uploads_the_artifact(engine, local, local_ctx, model_dir, tmp_path):
     """What the GPU Job's container does, run for real: the training image reads the dataset from
     the artifact store (moto S3), trains, and uploads the verified artifact."""
-    from toolkit.artifact_store import upload_file
     from toolkit.aws import client
+    from toolkit.ml.artifact_store import upload_file
 
-    image = build_image(REPO, model_dir, local.registry.name, local.serving.base_image, on_line=lambda line: None,
+    image = build_image(local_ctx, model_dir, on_line=lambda line: None,
                         target="training")
     assert image.tag.startswith("training-")
     bucket = "training-image-test"

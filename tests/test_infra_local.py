@@ -3,22 +3,23 @@ boto3 reads everything back, then destroy leaves nothing behind."""
 
 from __future__ import annotations
 
-
 import pytest
 
-from conftest import REPO, free_port
+from conftest import PATHS, free_port
 from toolkit.aws import client
 from toolkit.config import load_all_environments, load_environment
-from toolkit.infra_outputs import stack_dir, stack_outputs
-from toolkit.local import start_moto, stop_moto
-from toolkit.state import bootstrap_state_bucket
-from toolkit.terraform import Workspace
+from toolkit.context import Context
+from toolkit.local.moto import start_moto, stop_moto
+from toolkit.paths import ProjectPaths
+from toolkit.terraform.adapter import Workspace
+from toolkit.terraform.outputs import stack_outputs
+from toolkit.terraform.state import bootstrap_state_bucket
 
 
 @pytest.fixture(scope="module")
 def local_config(tmp_path_factory):
     """The shipped local config pointed at a moto server of this test's own (its own port and state dir)."""
-    root = tmp_path_factory.mktemp("moto-root")
+    root = ProjectPaths(tmp_path_factory.mktemp("moto-root"))
     url = f"http://127.0.0.1:{free_port()}"
     start_moto(root, url)
     config = load_environment("local")
@@ -37,7 +38,7 @@ def _synth(configs, outdir):
 def test_full_synth_of_every_stack_passes_terraform_validate(tmp_path):
     stacks = _synth(load_all_environments(), tmp_path)
     assert sorted(p.name for p in stacks.iterdir()) == ["platform-dev", "platform-local", "platform-prod", "platform-staging"]
-    workspace = Workspace(stacks / "platform-prod", REPO)
+    workspace = Workspace(stacks / "platform-prod", PATHS)
     workspace.init(backend=False)
     workspace.validate()
 
@@ -46,7 +47,7 @@ def test_apply_read_back_and_destroy_on_moto(local_config, tmp_path):
     config = local_config
     assert bootstrap_state_bucket(config) is True
     assert bootstrap_state_bucket(config) is False  # idempotent
-    workspace = Workspace(_synth({"local": config}, tmp_path) / "platform-local", REPO)
+    workspace = Workspace(_synth({"local": config}, tmp_path) / "platform-local", PATHS)
     workspace.init()
     workspace.apply()
     try:
@@ -57,11 +58,11 @@ def test_apply_read_back_and_destroy_on_moto(local_config, tmp_path):
         assert outputs["registry_url"].endswith(config.registry.name)
 
         # A checkout that never deployed reads the same outputs from the remote state (init on demand).
-        elsewhere = tmp_path / "other-checkout"
-        copy = stack_dir("local", elsewhere)
+        elsewhere = ProjectPaths(tmp_path / "other-checkout")
+        copy = elsewhere.stack_dir("local")
         copy.mkdir(parents=True)
         (copy / "cdk.tf.json").write_text((workspace.directory / "cdk.tf.json").read_text())
-        assert stack_outputs("local", elsewhere) == outputs
+        assert stack_outputs(Context(config, elsewhere)) == outputs
 
         eks = client("eks", config)
         cluster = eks.describe_cluster(name=config.cluster.name)["cluster"]

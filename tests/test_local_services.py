@@ -8,7 +8,6 @@ import os
 import yaml
 
 from conftest import free_port
-
 from toolkit.aws import client
 from toolkit.config import load_environment
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toolkit.nn import (
-    SGD, Adam, BinaryCrossEntropy, Dense, MeanSquaredError, ReLU, Sequential, Sigmoid, Softmax,
-    SoftmaxCrossEntropy, Tanh, fit, mlp_spec, sigmoid,
-)
-from toolkit.nn.metrics import classification_report, roc_auc
+from toolkit.ml.nn.layers import Dense, ReLU, Sigmoid, Softmax, Tanh, sigmoid
+from toolkit.ml.nn.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
+from toolkit.ml.nn.metrics import classification_report, roc_auc
+from toolkit.ml.nn.model import Sequential, mlp_spec
+from toolkit.ml.nn.optimizers import SGD, Adam
+from toolkit.ml.nn.training import fit
 
 EPS = 1e-6
 

@@ -10,14 +10,16 @@ import re
 
 import pytest
 
-from conftest import REPO, free_port
+from conftest import PATHS, REPO, free_port
 from toolkit.aws import client
 from toolkit.config import load_environment
-from toolkit.local import start_moto, stop_moto
-from toolkit.plan import EXIT_PROTECTED, plan_review
-from toolkit.review import COMMENT_LIMIT, MARKER, build_review, mask_secrets, render_markdown
-from toolkit.state import bootstrap_state_bucket
-from toolkit.terraform import Workspace
+from toolkit.context import Context
+from toolkit.local.moto import start_moto, stop_moto
+from toolkit.paths import ProjectPaths
+from toolkit.terraform.adapter import Workspace
+from toolkit.terraform.plan import EXIT_PROTECTED, plan_review
+from toolkit.terraform.review import COMMENT_LIMIT, MARKER, build_review, mask_secrets, render_markdown
+from toolkit.terraform.state import bootstrap_state_bucket
 
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 
@@ -37,7 +39,7 @@ def _with_pool(config, name: str, **changes):
 @pytest.fixture(scope="module")
 def plans(tmp_path_factory):
     """Every plan of the story, made once: {name: PlanResult}."""
-    root = tmp_path_factory.mktemp("plan-moto")
+    root = ProjectPaths(tmp_path_factory.mktemp("plan-moto"))
     url = f"http://127.0.0.1:{free_port()}"
     start_moto(root, url)
     config = load_environment("local")
@@ -46,17 +48,17 @@ def plans(tmp_path_factory):
     out = tmp_path_factory.mktemp("plan-stacks")
     try:
         base = _synth(config, out / "base")
-        results = {"create": plan_review(config, REPO, base, checkov=True)}
-        Workspace(base, REPO).apply()
-        results["same"] = plan_review(config, REPO, base, checkov=False)
+        results = {"create": plan_review(Context(config, PATHS), base, checkov=True)}
+        Workspace(base, PATHS).apply()
+        results["same"] = plan_review(Context(config, PATHS), base, checkov=False)
         # desired_size belongs to the cluster autoscaler (ignore_changes); a resize moves min and max.
         resized = _with_pool(config, "system", min_size=2, desired_size=2, max_size=3, labels={"workload": "system", "owner": AWS_KEY})
-        results["resize"] = plan_review(resized, REPO, _synth(resized, out / "resize"), checkov=False)
+        results["resize"] = plan_review(Context(resized, PATHS), _synth(resized, out / "resize"), checkov=False)
         renamed = config.model_copy(update={"registry": config.registry.model_copy(update={"name": "platform-local/serving-v2"})})
-        results["replace"] = plan_review(renamed, REPO, _synth(renamed, out / "replace"), checkov=False)
-        results["destroy"] = plan_review(config, REPO, base, destroy=True, checkov=False)
-        results["secrets"] = plan_review(config, REPO, _secrets_stack(base, out / "secrets"), checkov=False)
-        results["moves"] = plan_review(config, REPO, _moves_stack(config, base, out / "moves"), checkov=False)
+        results["replace"] = plan_review(Context(renamed, PATHS), _synth(renamed, out / "replace"), checkov=False)
+        results["destroy"] = plan_review(Context(config, PATHS), base, destroy=True, checkov=False)
+        results["secrets"] = plan_review(Context(config, PATHS), _secrets_stack(base, out / "secrets"), checkov=False)
+        results["moves"] = plan_review(Context(config, PATHS), _moves_stack(config, base, out / "moves"), checkov=False)
         yield results
     finally:
         stop_moto(root)
@@ -82,7 +84,7 @@ def _moves_stack(config, base, directory):
     """Two applied buckets, then a config that moves one (`moved`), forgets the other (`removed`,
     destroy = false) and adopts a bucket made outside Terraform (`import`)."""
     _write_stack(base, directory, {"resource": {"aws_s3_bucket": {"old": {"bucket": "review-moved"}, "kept": {"bucket": "review-forgotten"}}}})
-    workspace = Workspace(directory, REPO)
+    workspace = Workspace(directory, PATHS)
     workspace.init()
     workspace.apply()
     client("s3", config).create_bucket(Bucket="review-imported")
@@ -216,7 +218,7 @@ def test_cli_plan_writes_the_review_and_reports_synthesis_time(repo_copy, run_cl
     try:
         result = run_cli("plan", "--env", "local", "--format", "json", "--out", tmp_path / "review.json", "--no-checkov")
     finally:
-        stop_moto(repo_copy)
+        stop_moto(ProjectPaths(repo_copy))
     assert result.exit_code == 0, result.output
     review = json.loads(result.stdout)
     assert review == json.loads((tmp_path / "review.json").read_text())

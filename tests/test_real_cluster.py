@@ -17,12 +17,15 @@ import uuid
 
 import pytest
 
-from conftest import REPO
+from conftest import PATHS
 from toolkit.config import load_environment
+from toolkit.context import Context
+from toolkit.errors import RolloutError
+from toolkit.images.release import Release
 from toolkit.workloads import rollout
 from toolkit.workloads.eks_auth import kubeconfig_api_client
 from toolkit.workloads.kube import Kube
-from toolkit.workloads.manifests import SERVING, Release
+from toolkit.workloads.manifests import SERVING
 from toolkit.workloads.smoke import smoke_test_service
 
 KUBECONFIG = os.environ.get("TOOLKIT_TEST_KUBECONFIG")
@@ -56,14 +59,14 @@ def test_deploy_smoke_and_a_failed_rollout_rolled_back(cluster):
     namespace = config.workloads.namespace
     good = Release(IMAGE, "real-cluster-good")
     rollout.deploy(kube, config, OUTPUTS, good, timeout=180, poll=2)
-    answer = smoke_test_service(kube, config, REPO)
+    answer = smoke_test_service(kube, Context(config, PATHS))
     assert set(answer["prediction"]["probabilities"]) == {"0", "1"}
 
     # A digest that does not exist in the repository: ImagePullBackOff, then a rollback.
     missing = Release(IMAGE.split("@")[0] + "@sha256:" + "0" * 64, "real-cluster-missing")
-    with pytest.raises(rollout.RolloutError) as failure:
+    with pytest.raises(RolloutError) as failure:
         rollout.deploy(kube, config, OUTPUTS, missing, timeout=60, poll=2)
     assert re.search("ErrImagePull|ImagePullBackOff", failure.value.reason) and "rolled back" in str(failure.value)
     live = kube.get("Deployment", SERVING, namespace)
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
-    assert smoke_test_service(kube, config, REPO)["prediction"]
+    assert smoke_test_service(kube, Context(config, PATHS))["prediction"]

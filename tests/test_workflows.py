@@ -8,7 +8,7 @@ import subprocess
 import yaml
 
 from conftest import REPO
-from toolkit.review import MARKER
+from toolkit.terraform.review import MARKER
 
 CHECK = REPO / ".venv-tools" / "bin" / "check-jsonschema"
 WORKFLOWS = REPO / ".github" / "workflows"

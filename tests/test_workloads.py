@@ -15,10 +15,12 @@ from kubernetes import client
 from conftest import REPO, free_port, wait_ready
 from kube_emulator import EmulatorThread
 from toolkit.config import load_all_environments, load_environment
-from toolkit.errors import BadInputError, ToolkitError
+from toolkit.errors import BadInputError, RolloutError, ToolkitError
+from toolkit.images.release import Release, ReleaseRecords
+from toolkit.paths import ProjectPaths
 from toolkit.workloads import jobs, rollout
 from toolkit.workloads.kube import Kube
-from toolkit.workloads.manifests import Release, serving_manifests, to_yaml, training_manifests
+from toolkit.workloads.manifests import serving_manifests, to_yaml, training_manifests
 
 TOOLS = REPO / ".venv-tools" / "bin"
 OUTPUTS = {"serving_role_arn": "arn:aws:iam::111111111111:role/platform-dev-serving",
@@ -172,7 +174,7 @@ def test_a_failed_rollout_is_rolled_back_and_the_old_pods_keep_serving(kube, emu
     _deploy(kube, dev, V1)
     old_pods = {p["metadata"]["name"] for p in emulator.call(emulator.emulator.objects_of, "pods", "ml-platform")}
     emulator.call(emulator.emulator.behaviour.__setitem__, V2.image, mode)
-    with pytest.raises(rollout.RolloutError) as failure:
+    with pytest.raises(RolloutError) as failure:
         rollout.deploy(kube, dev, OUTPUTS, V2, timeout=2.0, poll=0.1)
     message = str(failure.value)
     assert reason in message and f"rolled back to {V1.image}" in message
@@ -187,7 +189,7 @@ def test_a_failed_rollout_is_rolled_back_and_the_old_pods_keep_serving(kube, emu
 
 def test_a_failed_first_rollout_says_there_is_nothing_to_roll_back_to(kube, emulator, dev):
     emulator.call(emulator.emulator.behaviour.__setitem__, V1.image, "crash")
-    with pytest.raises(rollout.RolloutError, match="no previous release"):
+    with pytest.raises(RolloutError, match="no previous release"):
         rollout.deploy(kube, dev, OUTPUTS, V1, timeout=1.0, poll=0.1)
 
 
@@ -255,7 +257,7 @@ def test_a_job_still_running_at_the_timeout_is_reported(kube, emulator, dev):
 def test_cli_deploy_status_and_rollback_through_a_kubeconfig(emulator, kube, dev, run_cli, tmp_path, monkeypatch):
     """The CLI path: --kubeconfig/--context with the kubernetes client's own kubeconfig loader."""
     kubeconfig = _kubeconfig(tmp_path, emulator)
-    monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda env, root, required=True: OUTPUTS)
+    monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda ctx, required=True: OUTPUTS)
     common = ["--env", "dev", "--kubeconfig", kubeconfig, "--context", "emu", "--timeout", "10", "--no-smoke"]
     first = run_cli("deploy", *common, "--image", V1.image, "--model-version", V1.model_version)
     assert first.exit_code == 0, first.output
@@ -288,7 +290,7 @@ def served_model(model_dir):
 def test_cli_deploy_smoke_tests_through_the_service_proxy(emulator, kube, run_cli, tmp_path, monkeypatch, served_model):
     """`deploy` ends with a real /v1/predict through the API server's service proxy to the Service."""
     kubeconfig = _kubeconfig(tmp_path, emulator)
-    monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda env, root, required=True: OUTPUTS)
+    monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda ctx, required=True: OUTPUTS)
     common = ["--env", "dev", "--kubeconfig", kubeconfig, "--context", "emu", "--timeout", "10"]
     emulator.call(emulator.emulator.service_backends.__setitem__, ("ml-platform", "serving"), served_model)
     result = run_cli("deploy", *common, "--image", V1.image, "--model-version", V1.model_version)
@@ -332,14 +334,13 @@ def _kubeconfig(tmp_path, emulator):
 def test_cli_train_remote_uploads_the_dataset_and_streams_the_job(emulator, kube, local, repo_copy, run_cli, tmp_path, monkeypatch):
     """`toolkit train --env local --remote --kubeconfig …`: dataset to the artifact store (moto S3), Job on the cluster."""
     from toolkit.aws import client as aws_client
-    from toolkit.workloads.target import save_last_push
 
     env_file = repo_copy / "environments" / "local.yaml"
     env_file.write_text(env_file.read_text().replace("http://127.0.0.1:4566", local.aws.endpoint_url))
     aws_client("s3", local).create_bucket(Bucket="remote-training-test")
     outputs = {**OUTPUTS, "bucket": "remote-training-test"}
-    monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda env, root, required=True: outputs)
-    save_last_push(repo_copy, "local", V1, training_image=V2.image)
+    monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda ctx, required=True: outputs)
+    ReleaseRecords(ProjectPaths(repo_copy), "local").save_push(V1, training_image=V2.image)
     kubeconfig = _kubeconfig(tmp_path, emulator)
     emulator.call(emulator.emulator.pod_logs.__setitem__, "train-local-x7k2p", "epoch 1/300 loss 0.69")
     monkeypatch.setattr("toolkit.workloads.jobs.job_name", lambda env: f"train-{env}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import os
 import re
 import types
 import typing
@@ -21,8 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toolkit.errors import ConfigError
-
-ENVIRONMENTS_DIR = "environments"
+from toolkit.paths import ENVIRONMENTS_DIR, project_root
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,39}$", description="lowercase letters, digits and '-'")]
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")]
@@ -302,16 +300,6 @@ class EnvironmentConfig(_Section):
 
 
 # ---------------------------------------------------------------- loading
-
-
-def project_root() -> Path:
-    """The repository root: $TOOLKIT_ROOT, else the nearest ancestor of cwd holding environments/."""
-    if os.environ.get("TOOLKIT_ROOT"):
-        return Path(os.environ["TOOLKIT_ROOT"]).resolve()
-    for candidate in [Path.cwd(), *Path.cwd().parents]:
-        if (candidate / ENVIRONMENTS_DIR).is_dir():
-            return candidate
-    return Path(__file__).resolve().parent.parent
 
 
 def known_environments(root: Path | None = None) -> list[str]:

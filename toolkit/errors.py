@@ -28,3 +28,12 @@ class ArtifactError(ToolkitError):
     """A model artifact is missing, incomplete or fails its checksums."""
 
     exit_code = 2
+
+
+class RolloutError(ToolkitError):
+    """A release did not come up (on Kubernetes or the local runtime); `reason` is what the pods,
+    events or container say (CrashLoopBackOff, ErrImagePull, ReadinessProbeFailed, ...)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -1,1 +1,1 @@
-"""The inference server (FastAPI + uvicorn) and, later, its Dockerfile."""
+"""The inference server (FastAPI + uvicorn) over a verified model artifact; imports `toolkit.ml.predict`, never training code."""

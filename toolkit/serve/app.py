@@ -20,12 +20,12 @@ from typing import Union
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
-from toolkit.artifacts import ModelArtifact, load_artifact
 from toolkit.errors import BadInputError
+from toolkit.ml.artifacts import ModelArtifact, load_artifact
+from toolkit.ml.predict import predict_records
 from toolkit.serve.metrics import ServerMetrics
-from toolkit.train import predict_records
 
 Value = Union[StrictFloat, StrictInt, StrictStr, None]
 
@@ -93,7 +93,7 @@ class MeasureAndLimit:
                 await _problem_response(413, detail)(scope, receive, send_and_note)
             else:
                 await self.app(scope, receive, send_and_note)
-        except Exception:  # a bug must not take the server down; it is counted as a 500
+        except Exception:  # any bug, by design: it must not take the server down; it is counted as a 500
             if not state["sent"]:
                 await _problem_response(500, [{"loc": [], "msg": "internal error", "type": "internal"}])(scope, receive, send_and_note)
         finally:
@@ -132,9 +132,8 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
             raise Problem(413, ["body"], f"body is over the {max_body_bytes}-byte limit")
         try:
             payload = PredictRequest.model_validate_json(body or b"null")
-        except Exception as exc:  # pydantic ValidationError: name the fields
-            errors = getattr(exc, "errors", lambda: [{"loc": (), "msg": str(exc), "type": "value_error"}])()
-            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+        except ValidationError as exc:  # invalid JSON too: name the fields
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
         columns, n = _columns(payload, model, max_batch_size)
         predictions = predict_records(model, columns, n, "request")
         metrics.count_predictions(p["label"] for p in predictions)
@@ -195,7 +194,7 @@ def _columns(payload: PredictRequest, model: ModelArtifact, max_batch_size: int)
             if len(row) != len(features):
                 raise Problem(422, ["body", field, i], f"expected {len(features)} values in the order {features}, got {len(row)}")
             values = row
-        for name, value in zip(features, values):
+        for name, value in zip(features, values, strict=True):
             if isinstance(value, float) and not math.isfinite(value):
                 raise Problem(422, ["body", field, i, name], f"{value} is not a finite number")
             if name in numeric and isinstance(value, str):

@@ -6,7 +6,7 @@ from typing import Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
 
-from toolkit.artifacts import ModelArtifact
+from toolkit.ml.artifacts import ModelArtifact
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

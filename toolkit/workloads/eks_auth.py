@@ -11,6 +11,11 @@ import tempfile
 import time
 from typing import Callable
 
+from toolkit.aws import client as aws_client
+from toolkit.config import EnvironmentConfig
+from toolkit.errors import BadInputError, ToolkitError
+from toolkit.paths import Output, stack_name
+
 TOKEN_PREFIX = "k8s-aws-v1."
 CLUSTER_HEADER = "x-k8s-aws-id"
 PRESIGN_SECONDS = 60  # what aws-cli and aws-iam-authenticator sign with
@@ -49,32 +54,27 @@ class TokenSource:
         return self.token
 
 
-def cluster_access(config, outputs: dict) -> tuple[str, str, str]:
+def cluster_access(config: EnvironmentConfig, outputs: dict) -> tuple[str, str, str]:
     """(endpoint, base64 CA, name) of the environment's EKS cluster: from the stack outputs when they
     have them, else from `eks describe-cluster` (a stack applied before these outputs existed)."""
-    name = outputs.get("cluster_name") or config.cluster.name
-    if outputs.get("cluster_endpoint") and outputs.get("cluster_ca"):
-        return outputs["cluster_endpoint"], outputs["cluster_ca"], name
+    name = outputs.get(Output.CLUSTER_NAME) or config.cluster.name
+    if outputs.get(Output.CLUSTER_ENDPOINT) and outputs.get(Output.CLUSTER_CA):
+        return outputs[Output.CLUSTER_ENDPOINT], outputs[Output.CLUSTER_CA], name
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from toolkit.aws import client as aws_client
-    from toolkit.errors import ToolkitError
 
     try:
         cluster = aws_client("eks", config).describe_cluster(name=name)["cluster"]
     except (ClientError, BotoCoreError) as exc:
         raise ToolkitError(f"EKS cluster {name} ({config.aws.region}): the stack outputs have no endpoint and "
-                           f"describe-cluster failed: {exc}. Run `cdktf deploy platform-{config.name}` first.") from None
+                           f"describe-cluster failed: {exc}. Run `cdktf deploy {stack_name(config.name)}` first.") from None
     if cluster.get("status") != "ACTIVE" or not cluster.get("endpoint"):
         raise ToolkitError(f"EKS cluster {name} is {cluster.get('status', 'not ready')}; wait until it is ACTIVE.")
     return cluster["endpoint"], cluster["certificateAuthority"]["data"], name
 
 
-def eks_api_client(config, endpoint: str, ca_data_b64: str, cluster_name: str, clock: Callable[[], float] = time.time):
+def eks_api_client(config: EnvironmentConfig, endpoint: str, ca_data_b64: str, cluster_name: str, clock: Callable[[], float] = time.time):
     """A kubernetes ApiClient for an EKS cluster from the stack outputs (endpoint, CA) and boto3 credentials."""
     from kubernetes import client
-
-    from toolkit.aws import client as aws_client
 
     source = TokenSource(aws_client("sts", config), cluster_name, clock)
     configuration = client.Configuration()
@@ -96,8 +96,6 @@ def eks_api_client(config, endpoint: str, ca_data_b64: str, cluster_name: str, c
 def kubeconfig_api_client(kubeconfig: str | None, context: str | None):
     """Any other cluster: a kubeconfig file and context (the kubernetes client's own loader)."""
     from kubernetes import config as kube_config
-
-    from toolkit.errors import BadInputError
 
     try:
         return kube_config.new_client_from_config(config_file=kubeconfig, context=context)

@@ -6,9 +6,11 @@ import datetime as dt
 import time
 from typing import Callable
 
+from toolkit.config import EnvironmentConfig
 from toolkit.errors import ToolkitError
+from toolkit.images.release import Release
 from toolkit.workloads.kube import Kube
-from toolkit.workloads.manifests import Release, training_manifests
+from toolkit.workloads.manifests import training_manifests
 
 
 class JobFailed(ToolkitError):
@@ -32,7 +34,7 @@ def job_outcome(job: dict) -> tuple[str | None, str]:
     return None, f"active {job.get('status', {}).get('active', 0)}"
 
 
-def run_training_job(kube: Kube, config, outputs: dict, release: Release, environment_yaml: str, timeout: float,
+def run_training_job(kube: Kube, config: EnvironmentConfig, outputs: dict, release: Release, environment_yaml: str, timeout: float,
                      on_log: Callable[[str], None], poll: float = 2.0, name: str | None = None) -> dict:
     """Apply the Job (and its environment ConfigMap), stream logs, wait; JobFailed on failure or timeout."""
     name = name or job_name(config.name)

@@ -13,15 +13,18 @@ import json
 import socket
 import time
 import urllib.request
-from pathlib import Path
 from typing import Callable
 
-from toolkit.errors import ToolkitError
-from toolkit.workloads.manifests import IMAGE_ANNOTATION, MODEL_VERSION_ANNOTATION, RUN_AS_USER, Release, serving_environment
-from toolkit.workloads.rollout import RolloutError
+from toolkit.config import EnvironmentConfig
+from toolkit.context import Context
+from toolkit.errors import RolloutError
+from toolkit.images.build import MODEL_VERSION_LABEL
+from toolkit.images.docker import docker_client
+from toolkit.images.registry import RegistryLogin
+from toolkit.images.release import Release, ReleaseRecords, rollback_target, with_release, without_release
+from toolkit.workloads.manifests import IMAGE_ANNOTATION, MODEL_VERSION_ANNOTATION, RUN_AS_USER, serving_environment
 
 Progress = Callable[[str], None]
-HISTORY_LIMIT = 20
 
 
 def container_name(env: str) -> str:
@@ -34,7 +37,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def service_url(config) -> str:
+def service_url(config: EnvironmentConfig) -> str:
     return f"http://127.0.0.1:{config.serving.port}"
 
 
@@ -50,13 +53,15 @@ def _ready(port: int, model_version: str | None = None) -> bool:
 
 
 def _logs_tail(container, lines: int = 15) -> str:
+    import docker as docker_sdk
+
     try:
         return container.logs(tail=lines).decode(errors="replace").strip()
-    except Exception:  # the container may be gone already
+    except docker_sdk.errors.APIError:  # the container may be gone already
         return ""
 
 
-def _run(docker, config, release: Release, name: str, port: int, serving: bool = False):
+def _run(docker, config: EnvironmentConfig, release: Release, name: str, port: int, serving: bool = False):
     """Start the image like the Deployment's pod: non-root, read-only root fs, no capabilities,
     a tmpfs /tmp, the ConfigMap's environment; host network on 127.0.0.1 (DESIGN.md).
     The serving container comes back with the engine (`toolkit local down` / `up`)."""
@@ -82,7 +87,7 @@ def _bytes(quantity: str) -> int:
 def wait_ready(container, port: int, timeout: float) -> None:
     """Until the container's own server answers /readyz (the model version its image is labelled
     with); RolloutError with the container's last log lines if it exits or times out."""
-    expected = container.image.labels.get("io.toolkit.model.version")
+    expected = container.image.labels.get(MODEL_VERSION_LABEL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         container.reload()
@@ -105,7 +110,7 @@ def _remove(docker, name: str) -> None:
         pass
 
 
-def _pull(docker, release: Release, login) -> None:
+def _pull(docker, release: Release, login: RegistryLogin | None) -> None:
     import docker as docker_sdk
 
     try:
@@ -120,13 +125,12 @@ def _pull(docker, release: Release, login) -> None:
         raise RolloutError(f"cannot pull {release.image}: {exc.explanation or exc}", "ErrImagePull") from None
 
 
-def deploy_local(root: Path, config, release: Release, login=None, timeout: float | None = None,
+def deploy_local(ctx: Context, release: Release, login: RegistryLogin | None = None, timeout: float | None = None,
                  on_line: Progress = print) -> dict:
     """Replace the serving container with `release` once a candidate of it is ready."""
-    from toolkit.images import docker_client
-
+    config = ctx.config
     timeout = timeout or config.workloads.rollout_timeout_seconds
-    docker = docker_client(root)
+    docker = docker_client(ctx.paths)
     start = time.monotonic()
     _pull(docker, release, login)
     name = container_name(config.name)
@@ -138,17 +142,18 @@ def deploy_local(root: Path, config, release: Release, login=None, timeout: floa
         wait_ready(candidate, port, timeout)
     except RolloutError as failure:
         _remove(docker, candidate_name)
-        serving = current_release(root, config)
+        serving = current_release(ctx)
         kept = f"\n{serving.image} keeps serving on {service_url(config)}" if serving else ""
         raise RolloutError(f"{failure}{kept}", failure.reason) from None
     candidate.remove(force=True)
     previous = _swap(docker, config, release, name, timeout, on_line)
-    _record(root, config, release)
+    records = ReleaseRecords(ctx.paths, ctx.env)
+    records.save_history(with_release(records.history(), release))
     return {"release": release.image, "model_version": release.model_version, "url": service_url(config),
             "replaced": previous, "seconds": round(time.monotonic() - start, 1)}
 
 
-def _swap(docker, config, release: Release, name: str, timeout: float, on_line: Progress) -> str | None:
+def _swap(docker, config: EnvironmentConfig, release: Release, name: str, timeout: float, on_line: Progress) -> str | None:
     """Stop the old container, start the new one on the service port; on failure restart the old."""
     import docker as docker_sdk
 
@@ -175,61 +180,37 @@ def _swap(docker, config, release: Release, name: str, timeout: float, on_line: 
     return previous
 
 
-def current_release(root: Path, config) -> Release | None:
-    from toolkit.images import docker_client
-
+def current_release(ctx: Context) -> Release | None:
     import docker as docker_sdk
 
     try:
-        container = docker_client(root).containers.get(container_name(config.name))
+        container = docker_client(ctx.paths).containers.get(container_name(ctx.env))
     except docker_sdk.errors.NotFound:
         return None
     return Release(container.labels[IMAGE_ANNOTATION], container.labels.get(MODEL_VERSION_ANNOTATION, "unknown"))
 
 
-def _history_file(root: Path, config) -> Path:
-    return root / ".local" / f"releases-{config.name}.json"
-
-
-def read_history(root: Path, config) -> list[Release]:
-    path = _history_file(root, config)
-    entries = json.loads(path.read_text()) if path.exists() else []
-    return [Release(e["image"], e["model_version"]) for e in entries]
-
-
-def _write_history(root: Path, config, history: list[Release]) -> None:
-    path = _history_file(root, config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([{"image": r.image, "model_version": r.model_version} for r in history[-HISTORY_LIMIT:]]))
-
-
-def _record(root: Path, config, release: Release) -> None:
-    _write_history(root, config, [r for r in read_history(root, config) if r != release] + [release])
-
-
-def rollback_local(root: Path, config, login=None, timeout: float | None = None, on_line: Progress = print) -> dict:
-    current = current_release(root, config)
-    earlier = [r for r in read_history(root, config) if r != current]
-    if not earlier:
-        raise ToolkitError(f"nothing to roll back to: no earlier release of {config.name} was deployed here.")
-    result = deploy_local(root, config, earlier[-1], login, timeout, on_line)
+def rollback_local(ctx: Context, login: RegistryLogin | None = None, timeout: float | None = None,
+                   on_line: Progress = print) -> dict:
+    records = ReleaseRecords(ctx.paths, ctx.env)
+    current = current_release(ctx)
+    result = deploy_local(ctx, rollback_target(records.history(), current, ctx.env), login, timeout, on_line)
     if current is not None:  # the rolled-back release leaves the history
-        _write_history(root, config, [r for r in read_history(root, config) if r != current])
+        records.save_history(without_release(records.history(), current))
     return result
 
 
-def status_local(root: Path, config) -> dict:
-    from toolkit.images import docker_client
-
+def status_local(ctx: Context) -> dict:
     import docker as docker_sdk
 
+    config = ctx.config
     try:
-        container = docker_client(root).containers.get(container_name(config.name))
+        container = docker_client(ctx.paths).containers.get(container_name(ctx.env))
     except docker_sdk.errors.NotFound:
         return {"deployed": False, "runtime": "docker"}
     state = container.attrs["State"]
     return {"deployed": True, "runtime": "docker", "container": container.name, "url": service_url(config),
             "image": container.labels.get(IMAGE_ANNOTATION), "model_version": container.labels.get(MODEL_VERSION_ANNOTATION),
             "state": state.get("Status"), "health": state.get("Health", {}).get("Status"), "started_at": state.get("StartedAt"),
-            "ready": _ready(config.serving.port, container.image.labels.get("io.toolkit.model.version")),
-            "history": [r.image for r in read_history(root, config)]}
+            "ready": _ready(config.serving.port, container.image.labels.get(MODEL_VERSION_LABEL)),
+            "history": [r.image for r in ReleaseRecords(ctx.paths, ctx.env).history()]}

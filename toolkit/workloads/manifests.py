@@ -6,8 +6,9 @@ the tests (kubernetes-validate --strict, 1.29-1.32) and scanned by checkov. Quan
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from toolkit.config import EnvironmentConfig, NodePoolConfig, Resources
+from toolkit.images.release import Release
+from toolkit.paths import Output
 
 MANAGED_BY = "toolkit"
 # Label on every object `toolkit deploy` owns; prune deletes only objects carrying it.
@@ -20,29 +21,15 @@ IMAGE_ANNOTATION = "toolkit.dev/image"
 SERVING = "serving"
 TRAINING = "training"
 ADDON_NAMESPACE = "kube-system"  # platform add-ons (the NVIDIA device plugin)
-RUN_AS_USER = 10001  # the serving image's user (toolkit/serve/Dockerfile)
+RUN_AS_USER = 10001  # the serving image's user (toolkit/images/Dockerfile)
 
 
-@dataclass(frozen=True)
-class Release:
-    """What gets deployed: an image pinned by digest and the model version baked into it."""
-
-    image: str  # registry/repository@sha256:...
-    model_version: str
-
-    def __post_init__(self) -> None:
-        if not re.fullmatch(r"[^@\s]+@sha256:[0-9a-f]{64}", self.image):
-            from toolkit.errors import BadInputError
-
-            raise BadInputError(f"image {self.image!r} is not pinned by digest (<registry>/<repository>@sha256:<64 hex>).")
-
-
-def _labels(config, component: str, extra: dict | None = None) -> dict:
+def _labels(config: EnvironmentConfig, component: str, extra: dict | None = None) -> dict:
     return {"app.kubernetes.io/name": component, "app.kubernetes.io/part-of": "ml-platform",
             "app.kubernetes.io/managed-by": MANAGED_BY, OWNER_LABEL: config.name, COMPONENT_LABEL: component, **(extra or {})}
 
 
-def _meta(config, name: str, component: str, namespace: str | None = None, annotations: dict | None = None) -> dict:
+def _meta(config: EnvironmentConfig, name: str, component: str, namespace: str | None = None, annotations: dict | None = None) -> dict:
     meta = {"name": name, "labels": _labels(config, component)}
     if namespace:
         meta["namespace"] = namespace
@@ -62,7 +49,7 @@ def _pod_security() -> dict:
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _resources(resources, gpus: int = 0) -> dict:
+def _resources(resources: Resources, gpus: int = 0) -> dict:
     requests = {"cpu": resources.requests.cpu, "memory": resources.requests.memory}
     limits = {"cpu": resources.limits.cpu, "memory": resources.limits.memory}
     if gpus:
@@ -70,18 +57,18 @@ def _resources(resources, gpus: int = 0) -> dict:
     return {"requests": requests, "limits": limits}
 
 
-def _system_pool(config):
+def _system_pool(config: EnvironmentConfig) -> NodePoolConfig:
     return next(pool for pool in config.node_pools if not pool.gpu)
 
 
-def serving_environment(config) -> dict[str, str]:
+def serving_environment(config: EnvironmentConfig) -> dict[str, str]:
     """The server's environment: the same on Kubernetes (ConfigMap) and on the local Docker runtime."""
     serving = config.serving
     return {"TOOLKIT_HOST": "0.0.0.0", "TOOLKIT_PORT": str(serving.port),
             "TOOLKIT_MAX_BATCH_SIZE": str(serving.max_batch_size), "TOOLKIT_MAX_BODY_BYTES": str(serving.max_body_bytes)}
 
 
-def namespace(config) -> dict:
+def namespace(config: EnvironmentConfig) -> dict:
     name = config.workloads.namespace
     meta = _meta(config, name, "namespace")
     # Enforce the Pod Security Standard our pods are written for.
@@ -89,19 +76,19 @@ def namespace(config) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
-def service_account(config, name: str, role_arn: str) -> dict:
+def service_account(config: EnvironmentConfig, name: str, role_arn: str) -> dict:
     return {"apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": _meta(config, name, name, config.workloads.namespace, {"eks.amazonaws.com/role-arn": role_arn}),
             # IRSA injects its own projected token; the API token is not needed.
             "automountServiceAccountToken": False}
 
 
-def serving_config_map(config) -> dict:
+def serving_config_map(config: EnvironmentConfig) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(config, SERVING, SERVING, config.workloads.namespace),
             "data": serving_environment(config)}
 
 
-def deployment(config, release: Release) -> dict:
+def deployment(config: EnvironmentConfig, release: Release) -> dict:
     serving, ns = config.serving, config.workloads.namespace
     selector = {"app.kubernetes.io/name": SERVING, OWNER_LABEL: config.name}
     annotations = {MODEL_VERSION_ANNOTATION: release.model_version, IMAGE_ANNOTATION: release.image}
@@ -145,13 +132,13 @@ def deployment(config, release: Release) -> dict:
             "metadata": _meta(config, SERVING, SERVING, ns, annotations), "spec": spec}
 
 
-def service(config) -> dict:
+def service(config: EnvironmentConfig) -> dict:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(config, SERVING, SERVING, config.workloads.namespace),
             "spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": SERVING, OWNER_LABEL: config.name},
                      "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
 
 
-def horizontal_pod_autoscaler(config) -> dict:
+def horizontal_pod_autoscaler(config: EnvironmentConfig) -> dict:
     scaling = config.serving.autoscaling
     return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
             "metadata": _meta(config, SERVING, SERVING, config.workloads.namespace),
@@ -161,7 +148,7 @@ def horizontal_pod_autoscaler(config) -> dict:
                          "type": "Utilization", "averageUtilization": scaling.target_cpu_utilization}}}]}}
 
 
-def pod_disruption_budget(config) -> dict:
+def pod_disruption_budget(config: EnvironmentConfig) -> dict:
     serving = config.serving
     floor = serving.autoscaling.min_replicas if serving.autoscaling.enabled else serving.replicas
     # One replica: allow a drain to evict it (minAvailable 1 would block node upgrades forever).
@@ -175,7 +162,7 @@ _DNS = {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-ap
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
 
 
-def network_policies(config) -> list[dict]:
+def network_policies(config: EnvironmentConfig) -> list[dict]:
     """Default-deny per workload: serving takes HTTP in and only resolves DNS; training reaches
     HTTPS (S3, STS) and DNS; the device plugin talks to the kubelet over a socket only."""
     ns = config.workloads.namespace
@@ -197,14 +184,14 @@ def network_policies(config) -> list[dict]:
     return policies
 
 
-def environment_config_map(config, environment_yaml: str) -> dict:
+def environment_config_map(config: EnvironmentConfig, environment_yaml: str) -> dict:
     """The environment file, mounted into training Jobs so `toolkit train --env` reads the same config."""
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": _meta(config, "toolkit-environment", TRAINING, config.workloads.namespace),
             "data": {f"{config.name}.yaml": environment_yaml}}
 
 
-def device_plugin_daemonset(config) -> dict:
+def device_plugin_daemonset(config: EnvironmentConfig) -> dict:
     """NVIDIA device plugin: advertises `nvidia.com/gpu` on the GPU pools' nodes (a platform add-on)."""
     name = "nvidia-device-plugin"
     selector = {"app.kubernetes.io/name": name}
@@ -245,11 +232,11 @@ def device_plugin_daemonset(config) -> dict:
                      "template": {"metadata": {"labels": {**meta["labels"]}}, "spec": pod_spec}}}
 
 
-def training_job(config, outputs: dict, release: Release, name: str) -> dict:
+def training_job(config: EnvironmentConfig, outputs: dict, release: Release, name: str) -> dict:
     """A GPU training Job: `toolkit train` in the released image, its artifact uploaded to the S3 store."""
     remote, ns = config.workloads.remote_training, config.workloads.namespace
     gpu_pool = config.gpu_pools()[0] if config.gpu_pools() else None
-    bucket = outputs["bucket"]
+    bucket = outputs[Output.BUCKET]
     dataset = f"s3://{bucket}/{config.artifact_store.datasets_prefix}{config.training.dataset.rsplit('/', 1)[-1]}"
     command = ["toolkit", "train", "--env", config.name, "--data", dataset, "--out", "/tmp/artifacts",
                "--upload", f"s3://{bucket}/{config.artifact_store.models_prefix}{config.name}/"]
@@ -277,11 +264,11 @@ def training_job(config, outputs: dict, release: Release, name: str) -> dict:
                      "template": {"metadata": {"labels": _labels(config, TRAINING, {"job-name": name})}, "spec": pod_spec}}}
 
 
-def serving_manifests(config, outputs: dict, release: Release) -> list[dict]:
+def serving_manifests(config: EnvironmentConfig, outputs: dict, release: Release) -> list[dict]:
     """What `toolkit deploy` applies (and prunes against), in apply order."""
     objects = [namespace(config),
-               service_account(config, SERVING, outputs["serving_role_arn"]),
-               service_account(config, TRAINING, outputs["training_role_arn"]),
+               service_account(config, SERVING, outputs[Output.SERVING_ROLE_ARN]),
+               service_account(config, TRAINING, outputs[Output.TRAINING_ROLE_ARN]),
                serving_config_map(config), deployment(config, release), service(config),
                pod_disruption_budget(config)]
     if config.serving.autoscaling.enabled:
@@ -292,7 +279,7 @@ def serving_manifests(config, outputs: dict, release: Release) -> list[dict]:
     return [_in_set(obj, "platform") for obj in objects]
 
 
-def training_manifests(config, outputs: dict, release: Release, name: str, environment_yaml: str) -> list[dict]:
+def training_manifests(config: EnvironmentConfig, outputs: dict, release: Release, name: str, environment_yaml: str) -> list[dict]:
     return [_in_set(obj, "training") for obj in (environment_config_map(config, environment_yaml),
                                                 training_job(config, outputs, release, name))]
 

@@ -12,27 +12,26 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from toolkit.errors import ToolkitError
+from toolkit.config import EnvironmentConfig
+from toolkit.errors import RolloutError
+from toolkit.images.release import Release, history_from_json, history_to_json, rollback_target, with_release, without_release
 from toolkit.workloads.kube import PRUNABLE, Kube, selector
 from toolkit.workloads.manifests import (
-    ADDON_NAMESPACE, IMAGE_ANNOTATION, MODEL_VERSION_ANNOTATION, OWNER_LABEL, SERVING, SET_LABEL, Release, serving_manifests,
+    ADDON_NAMESPACE,
+    IMAGE_ANNOTATION,
+    MODEL_VERSION_ANNOTATION,
+    OWNER_LABEL,
+    SERVING,
+    SET_LABEL,
+    serving_manifests,
 )
 
 HISTORY = "toolkit-release-history"
-HISTORY_LIMIT = 20
 # Container states that will not fix themselves within a rollout.
 FATAL_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff", "CreateContainerConfigError",
                  "CreateContainerError", "RunContainerError"}
 
 Progress = Callable[[dict], None]
-
-
-class RolloutError(ToolkitError):
-    """The rollout did not complete; `reason` is what the pods and events say."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass
@@ -54,7 +53,7 @@ def apply_all(kube: Kube, objects: list[dict]) -> list[str]:
     return [_ref(obj) for obj in objects]
 
 
-def prune(kube: Kube, config, keep: list[dict]) -> list[str]:
+def prune(kube: Kube, config: EnvironmentConfig, keep: list[dict]) -> list[str]:
     """Delete objects of this environment's apply set that are no longer rendered; nothing else."""
     wanted = {_ref(obj) for obj in keep}
     labels = selector({OWNER_LABEL: config.name, SET_LABEL: "platform"})
@@ -146,21 +145,20 @@ def wait_for_rollout(kube: Kube, namespace: str, name: str, image: str, timeout:
 # ---------------------------------------------------------------- release history
 
 
-def read_history(kube: Kube, config) -> list[Release]:
+def read_history(kube: Kube, config: EnvironmentConfig) -> list[Release]:
     live = kube.get("ConfigMap", HISTORY, config.workloads.namespace)
-    entries = json.loads((live or {}).get("data", {}).get("releases", "[]"))
-    return [Release(e["image"], e["model_version"]) for e in entries]
+    return history_from_json(json.loads((live or {}).get("data", {}).get("releases", "[]")))
 
 
-def write_history(kube: Kube, config, releases: list[Release]) -> None:
-    entries = [{"image": r.image, "model_version": r.model_version} for r in releases[-HISTORY_LIMIT:]]
+def write_history(kube: Kube, config: EnvironmentConfig, releases: list[Release]) -> None:
+    entries = history_to_json(releases)
     kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": HISTORY, "namespace": config.workloads.namespace,
                              "labels": {OWNER_LABEL: config.name, "app.kubernetes.io/managed-by": "toolkit"}},
                 "data": {"releases": json.dumps(entries)}})
 
 
-def live_release(kube: Kube, config) -> Release | None:
+def live_release(kube: Kube, config: EnvironmentConfig) -> Release | None:
     deployment = kube.get("Deployment", SERVING, config.workloads.namespace)
     annotations = (deployment or {}).get("metadata", {}).get("annotations", {})
     if IMAGE_ANNOTATION in annotations:
@@ -171,7 +169,7 @@ def live_release(kube: Kube, config) -> Release | None:
 # ---------------------------------------------------------------- deploy and rollback
 
 
-def deploy(kube: Kube, config, outputs: dict, release: Release, timeout: float, on_progress: Progress = lambda e: None,
+def deploy(kube: Kube, config: EnvironmentConfig, outputs: dict, release: Release, timeout: float, on_progress: Progress = lambda e: None,
            poll: float = 1.0) -> DeployResult:
     """Apply the release; on a failed rollout re-apply the previous one and raise RolloutError."""
     start = time.monotonic()
@@ -189,27 +187,22 @@ def deploy(kube: Kube, config, outputs: dict, release: Release, timeout: float, 
         wait_for_rollout(kube, namespace, SERVING, previous.image, timeout, on_progress, poll=poll)
         raise RolloutError(f"{failure}; rolled back to {previous.image} (model {previous.model_version}), which is serving",
                            failure.reason) from None
-    history = [r for r in read_history(kube, config) if r != release] + [release]
-    write_history(kube, config, history)
+    write_history(kube, config, with_release(read_history(kube, config), release))
     return DeployResult(release, applied, pruned, time.monotonic() - start)
 
 
-def rollback(kube: Kube, config, outputs: dict, timeout: float, on_progress: Progress = lambda e: None,
+def rollback(kube: Kube, config: EnvironmentConfig, outputs: dict, timeout: float, on_progress: Progress = lambda e: None,
              poll: float = 1.0) -> DeployResult:
     """Re-deploy the release before the live one."""
-    history = read_history(kube, config)
     current = live_release(kube, config)
-    earlier = [r for r in history if r != current]
-    if not earlier:
-        raise ToolkitError(f"nothing to roll back to: the release history of {config.name} holds no earlier release.")
-    target = earlier[-1]
+    target = rollback_target(read_history(kube, config), current, config.name)
     result = deploy(kube, config, outputs, target, timeout, on_progress, poll=poll)
     if current is not None:  # the rolled-back release leaves the history
-        write_history(kube, config, [r for r in read_history(kube, config) if r != current])
+        write_history(kube, config, without_release(read_history(kube, config), current))
     return result
 
 
-def status(kube: Kube, config) -> dict:
+def status(kube: Kube, config: EnvironmentConfig) -> dict:
     namespace = config.workloads.namespace
     deployment = kube.get("Deployment", SERVING, namespace)
     if deployment is None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 
+from toolkit.context import Context
 from toolkit.errors import ToolkitError
+from toolkit.ml.data import read_csv, to_float
+from toolkit.workloads.kube import Kube
+from toolkit.workloads.manifests import SERVING
 
 
 def http_json(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
@@ -17,11 +20,10 @@ def http_json(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
         return json.loads(response.read())
 
 
-def sample_record(config, root: Path, features: list[str], categorical: dict) -> dict:
+def sample_record(ctx: Context, features: list[str], categorical: dict) -> dict:
     """The first complete row of the training dataset, restricted to the model's features."""
-    from toolkit.data import read_csv, to_float
-
-    table = read_csv(root / config.training.dataset, config.training.delimiter)
+    training = ctx.config.training
+    table = read_csv(ctx.root / training.dataset, training.delimiter)
     for i in range(len(table)):
         record = {}
         for name in features:
@@ -29,14 +31,14 @@ def sample_record(config, root: Path, features: list[str], categorical: dict) ->
             record[name] = cell if name in categorical else to_float(cell)
         if all(value is not None for value in record.values()):
             return record
-    raise ToolkitError(f"{config.training.dataset} has no complete row to smoke-test with.")
+    raise ToolkitError(f"{training.dataset} has no complete row to smoke-test with.")
 
 
-def smoke_test(call, config, root: Path, where: str) -> dict:
+def smoke_test(call, ctx: Context, where: str) -> dict:
     """POST one record to /v1/predict through `call(path, body=None) -> dict`."""
     try:
         model = call("/v1/model")
-        record = sample_record(config, root, model["features"], model.get("categorical", {}))
+        record = sample_record(ctx, model["features"], model.get("categorical", {}))
         answer = call("/v1/predict", {"records": [record]})
     except (urllib.error.URLError, OSError, ValueError, ToolkitError) as exc:
         detail = exc.read().decode(errors="replace")[:300] if isinstance(exc, urllib.error.HTTPError) else exc
@@ -44,14 +46,12 @@ def smoke_test(call, config, root: Path, where: str) -> dict:
     return {"where": where, "model_version": answer["model_version"], "record": record, "prediction": answer["predictions"][0]}
 
 
-def smoke_test_url(base_url: str, config, root: Path) -> dict:
+def smoke_test_url(base_url: str, ctx: Context) -> dict:
     """Straight to a server (the local runtime's endpoint)."""
-    return smoke_test(lambda path, body=None: http_json(base_url + path, body), config, root, base_url)
+    return smoke_test(lambda path, body=None: http_json(base_url + path, body), ctx, base_url)
 
 
-def smoke_test_service(kube, config, root: Path) -> dict:
+def smoke_test_service(kube: Kube, ctx: Context) -> dict:
     """Through the API server's service proxy to the serving Service (no port-forward or ingress needed)."""
-    from toolkit.workloads.manifests import SERVING
-
-    proxy = f"/api/v1/namespaces/{config.workloads.namespace}/services/{SERVING}:http/proxy"
-    return smoke_test(lambda path, body=None: kube.proxy_json(proxy + path, body), config, root, f"service/{SERVING}")
+    proxy = f"/api/v1/namespaces/{ctx.config.workloads.namespace}/services/{SERVING}:http/proxy"
+    return smoke_test(lambda path, body=None: kube.proxy_json(proxy + path, body), ctx, f"service/{SERVING}")

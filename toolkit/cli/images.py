@@ -1,0 +1,77 @@
+"""`toolkit build | push`: the serving and training images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from toolkit.cli.options import ENV_OPTION, JSON_OPTION, echo_err, emit_json, load_context, quiet
+from toolkit.cli.progress import PushProgress
+
+
+@click.command()
+@ENV_OPTION
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), help="Model artifact (default: artifacts/ENV/latest).")
+@JSON_OPTION
+def build(env: str, model_dir: Path | None, as_json: bool) -> None:
+    """Build ENV's serving image with the model baked in (docker SDK, streamed output).
+
+    The model's checksums are verified first. Tag: <model version>-<git short sha>."""
+    from toolkit.images.build import build_image
+    from toolkit.images.release import ReleaseRecords
+    from toolkit.local.services import ensure_emulated_services
+
+    ctx = load_context(env)
+    ensure_emulated_services(ctx, on_line=echo_err)
+    model_dir = model_dir or ctx.paths.artifacts(env) / "latest"
+    on_line = quiet if as_json else echo_err
+    image = build_image(ctx, model_dir, on_line=on_line)
+    training = build_image(ctx, model_dir, on_line=on_line, target="training")
+    ReleaseRecords(ctx.paths, env).save_build(image.reference, image.image_id, training.reference)
+    result = {"image": image.reference, "id": image.image_id, "size_mb": round(image.size_bytes / 1e6, 1),
+              "training_image": training.reference, "training_size_mb": round(training.size_bytes / 1e6, 1)}
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"built {image.reference} ({result['size_mb']} MB)")
+    click.echo(f"built {training.reference} ({result['training_size_mb']} MB, for training Jobs)")
+
+
+@click.command()
+@ENV_OPTION
+@click.option("--image", "image_ref", help="Local image to push (default: the last `toolkit build --env ENV`).")
+@JSON_OPTION
+def push(env: str, image_ref: str | None, as_json: bool) -> None:
+    """Push the serving and training images to ENV's registry with an ECR login (boto3
+    get_authorization_token), with a progress bar and retries.
+
+    Refuses 'latest' and a tag the immutable registry holds with other content (pushing the same
+    image again is a no-op); prints the digests."""
+    from toolkit.images.build import image_model_version
+    from toolkit.images.registry import push_image, registry_login
+    from toolkit.images.release import Release, ReleaseRecords
+    from toolkit.local.services import ensure_emulated_services
+
+    ctx = load_context(env)
+    ensure_emulated_services(ctx, on_line=echo_err)
+    records = ReleaseRecords(ctx.paths, env)
+    # The serving image and (from `toolkit build`) the training image the GPU Jobs run.
+    refs = [image_ref] if image_ref else [records.last_build(), records.last_build("training_image")]
+    pushed = []
+    for ref in filter(None, refs):
+        progress = PushProgress(enabled=not as_json)
+        try:
+            digest = push_image(ctx, ref, on_line=echo_err, on_event=progress.update if not as_json else None)
+        finally:
+            progress.close()
+        pushed.append(f"{registry_login(ctx.config).host}/{ctx.config.registry.name}@{digest}")
+        if not as_json:
+            click.echo(f"pushed {pushed[-1]}  ({ref})")
+    training = pushed[1] if len(pushed) > 1 else None
+    records.save_push(Release(pushed[0], image_model_version(ctx.paths, refs[0])), training)
+    if as_json:
+        emit_json({"image": refs[0], "pushed": pushed[0], "digest": pushed[0].rpartition("@")[2], "training_image": training})
+
+
+COMMANDS = [build, push]

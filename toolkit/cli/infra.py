@@ -1,0 +1,103 @@
+"""`toolkit state bootstrap | outputs | plan | tf-env`: the environment's Terraform stack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from toolkit.cli.options import ENV_OPTION, JSON_OPTION, echo_err, emit_json, load_context
+
+
+@click.group("state")
+def state_group() -> None:
+    """Terraform remote state."""
+
+
+@state_group.command("bootstrap")
+@ENV_OPTION
+def state_bootstrap(env: str) -> None:
+    """Create ENV's state bucket (versioned, encrypted, private) if it is missing.
+
+    For an environment with aws.endpoint_url (local), the local services are started first."""
+    from toolkit.terraform.state import bootstrap_state_bucket
+
+    ctx = load_context(env)
+    if ctx.emulated:
+        from toolkit.local.moto import start_moto
+
+        start_moto(ctx.paths, ctx.config.aws.endpoint_url)
+    created = bootstrap_state_bucket(ctx.config)
+    click.echo(f"state bucket s3://{ctx.config.state.bucket} {'created' if created else 'already exists'}")
+
+
+@click.command()
+@ENV_OPTION
+@JSON_OPTION
+def outputs(env: str, as_json: bool) -> None:
+    """Print the outputs of ENV's deployed stack (cluster endpoint, registry URL, bucket, role ARNs)."""
+    from toolkit.terraform.outputs import stack_outputs
+
+    values = stack_outputs(load_context(env))
+    if as_json:
+        emit_json(values)
+        return
+    for key, value in values.items():
+        shown = value if not isinstance(value, str) or len(value) < 90 else value[:60] + "…"
+        click.echo(f"{key:<20} {shown}")
+
+
+@click.command()
+@ENV_OPTION
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
+              help="markdown: the PR comment; json: the review as data.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the review to this file.")
+@click.option("--destroy", is_flag=True, help="Review a destroy plan.")
+@click.option("--no-checkov", is_flag=True, help="Skip checkov on the plan.")
+def plan(env: str, fmt: str, out: Path | None, destroy: bool, no_checkov: bool) -> None:
+    """Plan ENV's stack and print a review for the pull request.
+
+    \b
+    Synthesizes platform-ENV, runs terraform init, plan and show, checkov on the plan, and writes:
+    a headline (+create ~update -delete ±replace), resources by action under their construct
+    paths with changed attributes and what forces a replacement, the node-pool cost delta, the
+    checkov summary and the full plan folded away, under GitHub's 65,536-character limit.
+    Sensitive values and credential-like strings are masked.
+
+    \b
+    Exit codes: 0 reviewed, 3 the plan deletes or replaces a protected resource (cluster, node
+    group, registry, bucket, KMS key), 1 failure, 2 bad input."""
+    from toolkit.terraform.plan import ProtectedResourcesError, plan_review
+
+    ctx = load_context(env)
+    if ctx.emulated:  # the emulator and its state bucket (an empty state plans a full create)
+        from toolkit.local.moto import start_moto
+        from toolkit.terraform.state import bootstrap_state_bucket
+
+        start_moto(ctx.paths, ctx.config.aws.endpoint_url)
+        bootstrap_state_bucket(ctx.config)
+    result = plan_review(ctx, destroy=destroy, checkov=not no_checkov, on_step=lambda s: echo_err(f"plan: {s}"))
+    text = result.markdown if fmt == "markdown" else json.dumps({**result.review.to_dict(), "timings": result.timings}, indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    click.echo(text)
+    timing = ", ".join(f"{k.removesuffix('_s')} {v} s" for k, v in result.timings.items())
+    echo_err(f"plan: {result.review.headline()} ({timing})")
+    if result.exit_code:
+        raise ProtectedResourcesError("plan: protected resources would be deleted or replaced (exit 3); the review "
+                                      "above lists them.")
+
+
+@click.command("tf-env", hidden=True)
+def tf_env() -> None:
+    """KEY=VALUE lines for terraform/cdktf (used by the Makefile)."""
+    from toolkit.paths import ProjectPaths
+    from toolkit.terraform.adapter import terraform_environment
+
+    for key, value in terraform_environment(ProjectPaths.discover()).items():
+        click.echo(f"{key}={value}")
+
+
+COMMANDS = [state_group, outputs, plan, tf_env]

@@ -1,0 +1,161 @@
+"""`toolkit train | evaluate | predict`: the numpy core on CSV and JSON data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from toolkit.cli.options import ENV_OPTION, JSON_OPTION, MODEL_OPTION, cluster_options, echo_err, emit_json, load_context, timeout_option
+from toolkit.cli.progress import EpochProgress
+
+
+@click.command()
+@ENV_OPTION
+@click.option("--data", metavar="CSV", help="CSV to train on, a path or s3://bucket/key (default: training.dataset).")
+@click.option("--label", help="Label column. A label other than the config's drops the config's target/categorical/drop settings.")
+@click.option("--target", help="Derive a binary target from the label, e.g. 'num > 0'.")
+@click.option("--categorical", multiple=True, metavar="COL", help="One-hot encode this column (repeatable).")
+@click.option("--drop", "drop_columns", multiple=True, metavar="COL", help="Ignore this (id-like) column (repeatable).")
+@click.option("--delimiter", help="CSV delimiter (default: detected).")
+@click.option("--cv", "cv_folds", type=click.IntRange(min=2), help="Also run K-fold stratified cross-validation and report mean ± std.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override training.epochs.")
+@click.option("--seed", type=click.IntRange(min=0), help="Override training.seed.")
+@click.option("--out", type=click.Path(path_type=Path), help="Artifact root (default: artifacts/<ENV>).")
+@click.option("--upload", metavar="S3_URL", help="Also upload the artifact to s3://bucket/prefix/<version>/ (the artifact store).")
+@click.option("--remote", is_flag=True, help="Run as a GPU training Job on ENV's cluster instead; logs are streamed.")
+@cluster_options("With --remote: ")
+@timeout_option("With --remote: how long to wait for the Job.")
+@JSON_OPTION
+def train(env, data, label, target, categorical, drop_columns, delimiter, cv_folds, epochs, seed, out, upload, remote,
+          kubeconfig, context, timeout, as_json) -> None:
+    """Train a classifier with the numpy core and save a verified model artifact.
+
+    Splits the data into stratified train/validation/test sets, fits preprocessing on the
+    training rows only, trains with early stopping on validation loss, and writes
+    artifacts/<ENV>/<version>/ with weights.npz, manifest.json, metrics.json and
+    training_curves.png (artifacts/<ENV>/latest points at it).
+
+    \b
+    Examples:
+      toolkit train --env local
+      toolkit train --env local --cv 5
+      toolkit train --env local --data other.csv --label outcome --categorical colour
+      toolkit train --env dev --remote
+    """
+    ctx = load_context(env)
+    if remote:
+        from toolkit.cli.workloads import train_remote
+
+        return train_remote(ctx, kubeconfig, context, timeout, as_json)
+    from toolkit.ml.train import DatasetChoice, train_and_save
+
+    if data is not None and data.startswith("s3://"):
+        from toolkit.ml.artifact_store import download_file
+
+        data = download_file(ctx.config, data)
+    data = Path(data) if data is not None else None
+    settings = ctx.config.training
+    overrides = {k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None}
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    choice = DatasetChoice.from_config(
+        settings, root=ctx.root, path=data, label=label, target=target, categorical=categorical,
+        drop_columns=drop_columns, delimiter=delimiter,
+    )
+    progress = EpochProgress(settings.epochs, enabled=not as_json)
+    on_fold = None if as_json else _report_fold
+    try:
+        result = train_and_save(choice, settings, out or ctx.paths.artifacts(env), env=env, cv_folds=cv_folds,
+                                on_epoch=progress.update, on_fold=on_fold)
+    finally:
+        progress.close()
+    summary = {
+        "version": result.version,
+        "artifact": str(result.artifact_dir),
+        "metrics_file": str(result.metrics_path),
+        "curves_png": str(result.curves_path),
+        "test": dict(result.metrics["test"]),
+        "cv": result.metrics.get("cv"),
+        "epochs_run": result.metrics["training"]["epochs_run"],
+        "best_epoch": result.metrics["training"]["best_epoch"],
+    }
+    if upload:
+        from toolkit.ml.artifact_store import upload_artifact
+
+        summary["uploaded"] = upload_artifact(ctx.config, result.artifact_dir, upload)
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"model    {result.version}  ({summary['epochs_run']} epochs, best {summary['best_epoch']})")
+    click.echo(f"test     {_format_report(result.metrics['test'])}")
+    if result.metrics.get("cv"):
+        cv = result.metrics["cv"]
+        parts = [f"{k} {cv[k]['mean']:.3f} ± {cv[k]['std']:.3f}" for k in ("accuracy", "roc_auc", "f1")]
+        click.echo(f"cv({cv['folds']})    " + "  ".join(parts))
+    click.echo(f"artifact {result.artifact_dir}")
+    click.echo(f"metrics  {result.metrics_path}")
+    click.echo(f"curves   {result.curves_path or '(matplotlib not installed: no plot; the history is in metrics.json)'}")
+    if upload:
+        click.echo(f"uploaded {summary['uploaded']}")
+
+
+def _report_fold(index: int, report: dict) -> None:
+    echo_err(f"fold {index + 1}   {_format_report(report)}")
+
+
+def _format_report(report: dict) -> str:
+    keys = ("accuracy", "precision", "recall", "f1", "roc_auc")
+    return "  ".join(f"{k} {report[k]:.3f}" for k in keys)
+
+
+@click.command()
+@MODEL_OPTION
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled CSV to score.")
+@click.option("--delimiter", help="CSV delimiter (default: detected).")
+@JSON_OPTION
+def evaluate(model_dir: Path, data: Path, delimiter: str | None, as_json: bool) -> None:
+    """Score a saved model on a labelled CSV (checksums are verified first)."""
+    from toolkit.ml.artifacts import load_artifact
+    from toolkit.ml.predict import evaluate_artifact
+
+    model = load_artifact(model_dir)
+    report = evaluate_artifact(model, data, delimiter)
+    if as_json:
+        emit_json({"version": model.version, "data": str(data), **report})
+        return
+    click.echo(f"model {model.version} on {data} ({report['n']} rows)")
+    click.echo(_format_report(report))
+    click.echo("confusion matrix (rows: true, columns: predicted; classes " + ", ".join(model.classes) + ")")
+    for row in report["confusion_matrix"]:
+        click.echo("  " + " ".join(f"{v:5d}" for v in row))
+
+
+@click.command()
+@MODEL_OPTION
+@click.option("--input", "input_path", default="-", type=click.Path(path_type=Path, allow_dash=True),
+              help="CSV or JSON records ([{...}] or {\"records\": [...]}); '-' reads stdin.")
+@JSON_OPTION
+def predict(model_dir: Path, input_path: Path, as_json: bool) -> None:
+    """Predict labels and class probabilities for records by feature name."""
+    from toolkit.ml.artifacts import load_artifact
+    from toolkit.ml.predict import predict_records, read_records
+
+    model = load_artifact(model_dir)
+    if str(input_path) == "-":
+        columns, n, source = read_records(None, sys.stdin.read())
+    else:
+        columns, n, source = read_records(input_path)
+    predictions = predict_records(model, columns, n, source)
+    if as_json:
+        emit_json({"model_version": model.version, "predictions": predictions})
+        return
+    header = ["row", "label"] + [f"p({c})" for c in model.classes]
+    click.echo("  ".join(f"{h:>8}" for h in header))
+    for i, p in enumerate(predictions, start=1):
+        cells = [str(i), p["label"]] + [f"{p['probabilities'][c]:.4f}" for c in model.classes]
+        click.echo("  ".join(f"{c:>8}" for c in cells))
+
+
+COMMANDS = [train, evaluate, predict]

@@ -1,0 +1,45 @@
+"""`toolkit serve`: the inference server on uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from toolkit.cli.options import MODEL_OPTION, echo_err
+
+
+@click.command()
+@MODEL_OPTION
+@click.option("--env", "env", metavar="ENV", help="Take the batch and body limits (and port) from ENV's serving settings.")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="TOOLKIT_HOST", help="Address to bind.")
+@click.option("--port", type=click.IntRange(1, 65535), envvar="TOOLKIT_PORT",
+              help="Port (default: serving.port of ENV, else 8080).")
+@click.option("--max-batch-size", type=click.IntRange(min=1), envvar="TOOLKIT_MAX_BATCH_SIZE",
+              help="Records per request (default: serving.max_batch_size of ENV, else 256).")
+@click.option("--max-body-bytes", type=click.IntRange(min=1024), envvar="TOOLKIT_MAX_BODY_BYTES",
+              help="Request body limit (default: serving.max_body_bytes of ENV, else 1 MiB).")
+def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_batch_size: int | None,
+          max_body_bytes: int | None) -> None:
+    """Serve a model over HTTP: POST /v1/predict, GET /healthz /readyz /metrics /docs.
+
+    The artifact's checksums are verified before the server starts. In the serving image the
+    settings come from TOOLKIT_* environment variables (a ConfigMap on Kubernetes)."""
+    import uvicorn
+
+    from toolkit.serve.app import create_app
+
+    limits = {}
+    if env:
+        from toolkit.config import load_environment
+
+        serving = load_environment(env).serving
+        limits = {"max_batch_size": serving.max_batch_size, "max_body_bytes": serving.max_body_bytes}
+        port = port or serving.port
+    limits.update({k: v for k, v in {"max_batch_size": max_batch_size, "max_body_bytes": max_body_bytes}.items() if v})
+    app = create_app(model_dir, **limits)
+    echo_err(f"serving model {app.state.model.version} on http://{host}:{port or 8080}")
+    uvicorn.run(app, host=host, port=port or 8080, log_level="warning")
+
+
+COMMANDS = [serve]

@@ -1,0 +1,226 @@
+"""`toolkit render | deploy | rollback | status | smoke`, and `train --remote`: workloads on the
+environment's cluster (EKS, any kubeconfig cluster) or the local Docker runtime."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from toolkit.cli.options import ENV_OPTION, JSON_OPTION, cluster_options, echo_err, emit_json, load_context, quiet, timeout_option
+from toolkit.cli.progress import RolloutProgress
+from toolkit.errors import BadInputError, ToolkitError
+
+if TYPE_CHECKING:
+    from toolkit.context import Context
+
+ROLLOUT_TIMEOUT = timeout_option("Rollout timeout (default: workloads.rollout_timeout_seconds).")
+IMAGE_OPTION = click.option("--image", metavar="REF", help="Image pinned by digest (default: the last `toolkit push --env ENV`).")
+MODEL_VERSION_OPTION = click.option("--model-version", metavar="V", help="Model version label for --image (default: from the last push).")
+
+
+@click.command()
+@ENV_OPTION
+@IMAGE_OPTION
+@MODEL_VERSION_OPTION
+@click.option("--job/--no-job", default=True, show_default=True, help="Include the GPU training Job.")
+def render(env: str, image: str | None, model_version: str | None, job: bool) -> None:
+    """Print ENV's Kubernetes manifests as YAML (what `toolkit deploy` applies, plus the training Job).
+
+    Values from the stack outputs (IRSA role ARNs, bucket) show as placeholders until the stack is deployed."""
+    from toolkit.images.release import ReleaseRecords
+    from toolkit.paths import stack_name
+    from toolkit.workloads.manifests import serving_manifests, to_yaml, training_manifests
+    from toolkit.workloads.target import environment_yaml, outputs_for
+
+    ctx = load_context(env)
+    outputs = outputs_for(ctx, required=False)
+    if any(str(value).startswith("<") for value in outputs.values()):
+        echo_err(f"note: {stack_name(env)} is not deployed; values from its stack outputs are placeholders.")
+    records = ReleaseRecords(ctx.paths, env)
+    release = records.last_push(image, model_version)
+    objects = serving_manifests(ctx.config, outputs, release)
+    if job:
+        try:
+            trainer = records.training_release()
+        except BadInputError:
+            trainer = release  # nothing pushed yet: show the Job with the serving image's reference
+        objects += training_manifests(ctx.config, outputs, trainer, "train-" + env, environment_yaml(ctx))
+    click.echo(to_yaml(objects), nl=False)
+
+
+@click.command()
+@ENV_OPTION
+@IMAGE_OPTION
+@MODEL_VERSION_OPTION
+@cluster_options()
+@ROLLOUT_TIMEOUT
+@click.option("--smoke/--no-smoke", default=True, show_default=True, help="POST a sample record to /v1/predict afterwards.")
+@JSON_OPTION
+def deploy(env, image, model_version, kubeconfig, context, timeout, smoke, as_json) -> None:
+    """Deploy the serving image to ENV and wait for the rollout.
+
+    \b
+    Kubernetes (EKS from the stack outputs, or --kubeconfig/--context): server-side apply of the
+    manifests (field manager 'toolkit'), prune of dropped objects, rollout wait; a failed or
+    timed-out rollout is rolled back to the previous release while the old pods keep serving.
+    Local environment: the image runs on the local Docker engine and replaces the serving
+    container only once a candidate of it is ready.
+    Exit 1 with the reason (image pull error, crash loop, probe failure) when it fails."""
+    from toolkit.images.release import ReleaseRecords
+    from toolkit.workloads.target import resolve_target
+
+    ctx = load_context(env)
+    release = ReleaseRecords(ctx.paths, env).last_push(image, model_version)
+    target = resolve_target(ctx, kubeconfig, context)
+    timeout = timeout or ctx.config.workloads.rollout_timeout_seconds
+    if not as_json:
+        echo_err(f"deploying {release.image} (model {release.model_version}) to {env}")
+    if target.local:
+        from toolkit.images.registry import registry_login
+        from toolkit.local.services import ensure_emulated_services
+        from toolkit.workloads.local_runtime import deploy_local
+
+        ensure_emulated_services(ctx, on_line=echo_err)
+        result = deploy_local(ctx, release, registry_login(ctx.config), timeout, on_line=quiet if as_json else echo_err)
+    else:
+        from toolkit.workloads.rollout import deploy as deploy_k8s
+
+        outcome = deploy_k8s(target.kube, ctx.config, target.outputs, release, timeout, RolloutProgress(not as_json))
+        result = {"release": release.image, "model_version": release.model_version, "applied": outcome.applied,
+                  "pruned": outcome.pruned, "seconds": round(outcome.seconds, 1)}
+    if smoke:
+        try:
+            result["smoke"] = _smoke(ctx, target)
+        except ToolkitError as exc:
+            # The rollout's probes passed, so this is not rolled back by itself: say how.
+            raise ToolkitError(f"{exc}\nThe release is deployed; `toolkit rollback --env {env}` returns to the previous one.") from None
+    if as_json:
+        emit_json(result)
+        return
+    for ref in result.get("pruned", []):
+        click.echo(f"pruned   {ref}")
+    click.echo(f"deployed {release.image} (model {release.model_version}) in {result['seconds']} s")
+    if smoke:
+        _print_smoke(result["smoke"])
+
+
+def _smoke(ctx: Context, target) -> dict:
+    from toolkit.workloads.local_runtime import service_url
+    from toolkit.workloads.smoke import smoke_test_service, smoke_test_url
+
+    return smoke_test_url(service_url(ctx.config), ctx) if target.local else smoke_test_service(target.kube, ctx)
+
+
+def _print_smoke(smoke: dict) -> None:
+    prediction = smoke["prediction"]
+    probabilities = "  ".join(f"p({k})={v:.3f}" for k, v in prediction["probabilities"].items())
+    click.echo(f"smoke    {smoke['where']}/v1/predict → label {prediction['label']}  {probabilities}  (model {smoke['model_version']})")
+
+
+@click.command()
+@ENV_OPTION
+@cluster_options()
+@ROLLOUT_TIMEOUT
+@JSON_OPTION
+def rollback(env, kubeconfig, context, timeout, as_json) -> None:
+    """Re-deploy the release before the one that is live (from the release history)."""
+    from toolkit.workloads.target import resolve_target
+
+    ctx = load_context(env)
+    target = resolve_target(ctx, kubeconfig, context)
+    timeout = timeout or ctx.config.workloads.rollout_timeout_seconds
+    if target.local:
+        from toolkit.images.registry import registry_login
+        from toolkit.workloads.local_runtime import rollback_local
+
+        result = rollback_local(ctx, registry_login(ctx.config), timeout, on_line=quiet if as_json else echo_err)
+        image = result["release"]
+    else:
+        from toolkit.workloads.rollout import rollback as rollback_k8s
+
+        outcome = rollback_k8s(target.kube, ctx.config, target.outputs, timeout, RolloutProgress(not as_json))
+        image = outcome.release.image
+        result = {"release": image, "model_version": outcome.release.model_version, "seconds": round(outcome.seconds, 1)}
+    emit_json(result) if as_json else click.echo(f"rolled back to {image} (model {result['model_version']})")
+
+
+@click.command()
+@ENV_OPTION
+@cluster_options()
+@JSON_OPTION
+def status(env, kubeconfig, context, as_json) -> None:
+    """Show what ENV serves: model version, image digest, replicas, recent events."""
+    from toolkit.workloads.target import resolve_target
+
+    ctx = load_context(env)
+    target = resolve_target(ctx, kubeconfig, context)
+    if target.local:
+        from toolkit.workloads.local_runtime import status_local
+
+        info = status_local(ctx)
+    else:
+        from toolkit.workloads.rollout import status as status_k8s
+
+        info = status_k8s(target.kube, ctx.config)
+    if as_json:
+        emit_json(info)
+        return
+    if not info["deployed"]:
+        click.echo(f"{env}: nothing deployed")
+        return
+    click.echo(f"model    {info['model_version']}")
+    click.echo(f"image    {info['image']}")
+    if target.local:
+        click.echo(f"runtime  docker container {info['container']} ({info['state']}, health {info['health']}, "
+                   f"{'ready' if info['ready'] else 'NOT ready'}) at {info['url']}")
+    else:
+        r = info["replicas"]
+        click.echo(f"replicas desired {r['desired']}  updated {r['updated']}  ready {r['ready']}  available {r['available']}"
+                   f"  (generation {info['generation']}, observed {info['observed_generation']})")
+        for event in info["events"]:
+            click.echo(f"event    {event}")
+    click.echo(f"history  {len(info['history'])} release(s); previous: {info['history'][-2] if len(info['history']) > 1 else '-'}")
+
+
+@click.command()
+@ENV_OPTION
+@cluster_options()
+@JSON_OPTION
+def smoke(env, kubeconfig, context, as_json) -> None:
+    """POST a sample record from ENV's dataset to the deployed server's /v1/predict."""
+    from toolkit.workloads.target import resolve_target
+
+    ctx = load_context(env)
+    result = _smoke(ctx, resolve_target(ctx, kubeconfig, context))
+    emit_json(result) if as_json else _print_smoke(result)
+
+
+def train_remote(ctx: Context, kubeconfig, context, timeout, as_json: bool) -> None:
+    """`toolkit train --remote`: the GPU training Job on ENV's cluster, logs streamed."""
+    from toolkit.images.release import ReleaseRecords
+    from toolkit.ml.artifact_store import upload_file
+    from toolkit.paths import Output
+    from toolkit.workloads.jobs import run_training_job
+    from toolkit.workloads.target import environment_yaml, resolve_target
+
+    env, config = ctx.env, ctx.config
+    target = resolve_target(ctx, kubeconfig, context)
+    if target.local:
+        raise BadInputError(f"{env} has no Kubernetes cluster (its EKS is emulated): train locally with "
+                            f"`toolkit train --env {env}`, or give --kubeconfig/--context for a real cluster.")
+    release = ReleaseRecords(ctx.paths, env).training_release()
+    dataset = ctx.root / config.training.dataset
+    bucket = target.outputs[Output.BUCKET]
+    url = f"s3://{bucket}/{config.artifact_store.datasets_prefix}{dataset.name}"
+    if upload_file(config, dataset, url) and not as_json:
+        echo_err(f"uploaded {dataset.name} to {url}")
+    result = run_training_job(target.kube, config, target.outputs, release, environment_yaml(ctx),
+                              timeout or config.workloads.remote_training.active_deadline_seconds,
+                              on_log=quiet if as_json else echo_err)
+    result["artifacts"] = f"s3://{bucket}/{config.artifact_store.models_prefix}{env}/"
+    emit_json(result) if as_json else click.echo(f"training Job {result['job']} completed in {result['seconds']} s; "
+                                                 f"artifact under {result['artifacts']}")
+
+
+COMMANDS = [render, deploy, rollback, status, smoke]

@@ -1,0 +1,191 @@
+"""Model artifacts: a directory with weights, a manifest and reports, verified on load.
+
+    <version>/
+      weights.npz           parameters by name, written byte-for-byte reproducibly
+      metrics.json          evaluation report
+      training_curves.png   loss and validation metrics per epoch
+      manifest.json         architecture, preprocessing, classes, dataset sha256, code version,
+                            created time, sha256 and size of every other file, and its own
+                            checksum (sha256 of the manifest body), so an edit anywhere is caught
+
+Loading checks everything before numpy reads a byte, and every failure is an
+`ArtifactError` naming the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.errors import ArtifactError
+from toolkit.ml.data import Preprocessor, sha256_file
+from toolkit.ml.nn.model import Sequential, class_probabilities
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.npz"
+METRICS = "metrics.json"
+CURVES = "training_curves.png"
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same weights, same bytes
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Like np.savez, but deterministic: sorted names, fixed zip timestamps."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH), buffer.getvalue())
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ArtifactError(f"{path}: weights cannot be read ({exc}).") from None
+
+
+def manifest_checksum(manifest: dict) -> str:
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class ModelArtifact:
+    """A loaded, verified model: the network, its preprocessing and its manifest."""
+
+    path: Path
+    manifest: dict
+    model: Sequential
+    preprocessor: Preprocessor
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.manifest["classes"]
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """(n, n_classes) class probabilities for preprocessed features."""
+        return class_probabilities(self.model, features, self.manifest["architecture"]["output"])
+
+
+def new_version(weights_sha256: str, now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{weights_sha256[:8]}"
+
+
+def save_artifact(
+    root: Path,
+    model: Sequential,
+    preprocessor: Preprocessor,
+    *,
+    output: str,
+    classes: list[str],
+    label: str,
+    target: str | None,
+    metrics: dict,
+    dataset: dict,
+    training: dict,
+    code_version: str,
+    write_extras=None,
+) -> Path:
+    """Write a new artifact under `root/<version>/` atomically and point `root/latest` at it.
+
+    `write_extras(directory)` may add report files (e.g. the curves PNG) before hashing.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(root / f".staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        write_npz(staging / WEIGHTS, model.weights())
+        (staging / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        if write_extras is not None:
+            write_extras(staging)
+        files = {
+            p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(staging.iterdir())
+            if p.is_file()
+        }
+        version = new_version(files[WEIGHTS]["sha256"])
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "code_version": code_version,
+            "architecture": {**model.spec(), "output": output},
+            "preprocessing": preprocessor.to_dict(),
+            "feature_names": preprocessor.feature_names,
+            "classes": classes,
+            "label": label,
+            "target": target,
+            "metrics": {k: metrics[k] for k in ("test", "cv") if k in metrics},
+            "dataset": dataset,
+            "training": training,
+            "files": files,
+        }
+        manifest["checksum"] = manifest_checksum(manifest)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        final = root / version
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    latest = root / "latest"
+    tmp_link = root / f".latest-{os.getpid()}"
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(version)
+    tmp_link.replace(latest)  # atomic: readers never see a missing `latest`
+    return final
+
+
+def verify_artifact(directory: Path) -> dict:
+    """Check the manifest's own checksum and every listed file; return the manifest."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ArtifactError(f"{directory}: no model artifact here (not a directory).")
+    manifest_path = directory / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{manifest_path}: manifest is missing; this is not a complete model artifact.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{manifest_path}: manifest is corrupt and cannot be parsed ({exc}).") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{manifest_path}: unsupported manifest (format_version must be {FORMAT_VERSION}).")
+    if manifest.get("checksum") != manifest_checksum(manifest):
+        raise ArtifactError(f"{manifest_path}: manifest was modified after it was written (checksum mismatch).")
+    for name, expected in manifest["files"].items():
+        path = directory / name
+        if not path.is_file():
+            raise ArtifactError(f"{path}: file listed in the manifest is missing.")
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            raise ArtifactError(f"{path}: size is {size} bytes, the manifest says {expected['bytes']} (truncated or replaced).")
+        if sha256_file(path) != expected["sha256"]:
+            raise ArtifactError(f"{path}: sha256 does not match the manifest (the file was modified or corrupted).")
+    return manifest
+
+
+def load_artifact(directory: str | Path) -> ModelArtifact:
+    directory = Path(directory)
+    manifest = verify_artifact(directory)
+    model = Sequential.from_spec(manifest["architecture"])
+    try:
+        model.set_weights(read_npz(directory / WEIGHTS))
+    except ValueError as exc:
+        raise ArtifactError(f"{directory / WEIGHTS}: {exc}.") from None
+    return ModelArtifact(directory.resolve(), manifest, model, Preprocessor.from_dict(manifest["preprocessing"]))

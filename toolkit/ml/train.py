@@ -1,0 +1,208 @@
+"""Training pipeline: dataset → preprocessing → network → metrics → artifact.
+
+`toolkit train` is a thin wrapper over `train_and_save`; using a saved model is `toolkit.ml.predict`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from toolkit.config import TrainingConfig
+from toolkit.errors import DataError
+from toolkit.ml import artifacts
+from toolkit.ml.data import Dataset, Preprocessor, prepare_dataset, read_csv, sha256_file, stratified_kfold, stratified_split
+from toolkit.ml.nn import losses, optimizers
+from toolkit.ml.nn.metrics import classification_report, summarize_folds
+from toolkit.ml.nn.model import Sequential, class_probabilities, mlp_spec
+from toolkit.ml.nn.training import History, fit
+from toolkit.paths import project_root
+
+EpochCallback = Callable[[dict], None]
+
+
+@dataclass
+class DatasetChoice:
+    """Which CSV to train on and how to read it; built from the config and CLI flags."""
+
+    path: Path
+    label: str
+    target: str | None = None
+    categorical: list[str] = field(default_factory=list)
+    drop_columns: list[str] = field(default_factory=list)
+    delimiter: str | None = None
+
+    @classmethod
+    def from_config(cls, settings: TrainingConfig, root: Path | None = None, **overrides) -> DatasetChoice:
+        """The config's dataset settings, with flags applied.
+
+        A `label` that differs from the config's means a different dataset: the config's
+        target, categorical and dropped columns then no longer apply unless given again."""
+        overrides = {k: v for k, v in overrides.items() if v not in (None, (), [])}
+        path = Path(overrides.pop("path", None) or (root or project_root()) / settings.dataset)
+        base = dict(
+            label=settings.label, target=settings.target, categorical=list(settings.categorical),
+            drop_columns=list(settings.drop_columns), delimiter=settings.delimiter,
+        )
+        if "label" in overrides and overrides["label"] != settings.label:
+            base = dict(label=overrides["label"], target=None, categorical=[], drop_columns=[], delimiter=None)
+        base.update({k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()})
+        return cls(path=path, **base)
+
+    def load(self) -> Dataset:
+        table = read_csv(self.path, self.delimiter)
+        return prepare_dataset(table, self.label, self.target, self.categorical, self.drop_columns)
+
+
+@dataclass
+class FittedModel:
+    model: Sequential
+    preprocessor: Preprocessor
+    history: History
+    output: str  # "sigmoid" or "softmax"
+
+
+def resolve_loss(name: str, n_classes: int) -> str:
+    if name == "auto":
+        return "binary_cross_entropy" if n_classes == 2 else "categorical_cross_entropy"
+    if name == "binary_cross_entropy" and n_classes != 2:
+        raise DataError(
+            f"loss binary_cross_entropy needs exactly 2 classes but the label has {n_classes}; "
+            "set training.loss to categorical_cross_entropy or auto."
+        )
+    return name
+
+
+def _targets(y: np.ndarray, loss_name: str, dtype) -> np.ndarray:
+    """BCE wants (n, 1) floats; softmax cross-entropy wants class indices."""
+    return y.astype(dtype)[:, None] if loss_name == "binary_cross_entropy" else y
+
+
+def fit_model(
+    dataset: Dataset,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    settings: TrainingConfig,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+) -> FittedModel:
+    """Fit preprocessing on `train_rows` only, then train with early stopping on `val_rows`."""
+    n_classes = len(dataset.classes)
+    loss_name = resolve_loss(settings.loss, n_classes)
+    preprocessor = Preprocessor.fit(dataset, train_rows)
+    x_train = preprocessor.transform_table(dataset.table, train_rows)
+    x_val = preprocessor.transform_table(dataset.table, val_rows)
+    output_dim = 1 if loss_name == "binary_cross_entropy" else n_classes
+    rng = np.random.default_rng(seed)
+    model = Sequential(x_train.shape[1], mlp_spec(settings.hidden_layers, output_dim, settings.activation))
+    model.initialize(rng)
+    loss = losses.get(loss_name)
+    optimizer = optimizers.get(settings.optimizer, settings.learning_rate, settings.l2, settings.momentum)
+    fitted = FittedModel(model, preprocessor, History(), loss.output_activation)
+    y_val = dataset.y[val_rows]
+
+    def evaluate(m: Sequential) -> dict:
+        report = classification_report(y_val, class_probabilities(m, x_val, fitted.output), n_classes)
+        return {"val_accuracy": report["accuracy"], "val_roc_auc": report["roc_auc"]}
+
+    fitted.history = fit(
+        model, loss, optimizer, x_train, _targets(dataset.y[train_rows], loss_name, model.dtype),
+        epochs=settings.epochs, batch_size=settings.batch_size, rng=rng,
+        validation=(x_val, _targets(y_val, loss_name, model.dtype)),
+        patience=settings.patience, evaluate=evaluate, on_epoch=on_epoch,
+    )
+    return fitted
+
+
+def evaluate_rows(fitted: FittedModel, dataset: Dataset, rows: np.ndarray) -> dict:
+    x = fitted.preprocessor.transform_table(dataset.table, rows)
+    return classification_report(dataset.y[rows], class_probabilities(fitted.model, x, fitted.output), len(dataset.classes))
+
+
+def cross_validate(
+    dataset: Dataset, settings: TrainingConfig, folds: int, on_fold: Callable[[int, dict], None] | None = None
+) -> dict:
+    """Stratified k-fold: each fold trains on the rest (with its own stratified validation
+    split for early stopping) and is scored on its held-out rows."""
+    reports = []
+    for index, (train_rows, held_out) in enumerate(stratified_kfold(dataset.y, folds, settings.seed)):
+        inner_train, inner_val, _ = stratified_split(dataset.y[train_rows], settings.validation_fraction, 0.0, settings.seed + index)
+        fitted = fit_model(dataset, train_rows[inner_train], train_rows[inner_val], settings, settings.seed + index)
+        report = evaluate_rows(fitted, dataset, held_out)
+        reports.append(report)
+        if on_fold is not None:
+            on_fold(index, report)
+    return {"folds": folds, **summarize_folds(reports)}
+
+
+@dataclass
+class TrainResult:
+    artifact_dir: Path
+    metrics: dict
+    metrics_path: Path
+    curves_path: Path | None  # None without matplotlib
+    version: str
+
+
+def train_and_save(
+    choice: DatasetChoice,
+    settings: TrainingConfig,
+    out_root: Path,
+    *,
+    env: str,
+    cv_folds: int | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_fold: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
+    """Split, train, evaluate on the held-out test split, optionally cross-validate, save."""
+    dataset = choice.load()
+    train_rows, val_rows, test_rows = stratified_split(
+        dataset.y, settings.validation_fraction, settings.test_fraction, settings.seed
+    )
+    for name, rows in (("training", train_rows), ("validation", val_rows), ("test", test_rows)):
+        if len(np.unique(dataset.y[rows])) < 2:
+            raise DataError(
+                f"{choice.path}: the {name} split has {len(rows)} rows and not every class; "
+                "the dataset is too small for the configured validation/test fractions."
+            )
+    metrics: dict = {}
+    if cv_folds:
+        metrics["cv"] = cross_validate(dataset, settings, cv_folds, on_fold)
+    fitted = fit_model(dataset, train_rows, val_rows, settings, settings.seed, on_epoch)
+    metrics["test"] = evaluate_rows(fitted, dataset, test_rows)
+    metrics["validation"] = evaluate_rows(fitted, dataset, val_rows)
+    metrics["splits"] = {"train": len(train_rows), "validation": len(val_rows), "test": len(test_rows)}
+    metrics["training"] = {
+        "epochs_run": len(fitted.history.epochs),
+        "best_epoch": fitted.history.best_epoch,
+        "stopped_early": fitted.history.stopped_early,
+        "history": fitted.history.epochs,
+    }
+    dataset_info = {
+        "path": str(choice.path), "sha256": sha256_file(choice.path), "rows": len(dataset.table),
+        "rows_without_label": dataset.dropped_rows, "delimiter": dataset.table.delimiter,
+    }
+
+    def write_curves(directory: Path) -> None:
+        try:
+            import matplotlib  # noqa: F401  (absent in the training image: no plot there, the history is in metrics.json)
+        except ImportError:
+            return
+        from toolkit.ml.plots import plot_training_curves
+
+        plot_training_curves(fitted.history, directory / artifacts.CURVES, f"{env}: {choice.path.name} → {choice.label}")
+
+    from toolkit.version import code_version
+
+    directory = artifacts.save_artifact(
+        out_root, fitted.model, fitted.preprocessor,
+        output=fitted.output, classes=dataset.classes, label=dataset.label, target=dataset.target,
+        metrics=metrics, dataset=dataset_info,
+        training=settings.model_dump(mode="json") | {"categorical": choice.categorical, "drop_columns": choice.drop_columns},
+        code_version=code_version(), write_extras=write_curves,
+    )
+    curves = directory / artifacts.CURVES
+    return TrainResult(directory, metrics, directory / artifacts.METRICS, curves if curves.exists() else None, directory.name)
