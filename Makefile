@@ -58,7 +58,7 @@ setup: $(STAMP) $(NODE_STAMP) $(TOOLS_STAMP) .local/apt-stamp ## Create .venv, .
 # One line per step (full logs in .local/logs/), then what was trained and what serves.
 demo: setup ## The main job on the local environment: deploy the stack, train (5-fold CV), evaluate, release and serve
 	@$(STEP) demo-stack $(MAKE) --no-print-directory deploy ENV=local
-	@$(STEP) --tail 7 demo-train $(TOOLKIT) train --env local --cv 5
+	@$(STEP) --show '^(model|test|cv\([0-9]+\)|artifact|curves) ' demo-train $(TOOLKIT) train --env local --cv 5
 	@$(STEP) --tail 5 demo-evaluate $(TOOLKIT) evaluate --model artifacts/local/latest --data data/heart-cleveland.csv
 	$(call release_steps,demo,local)
 	@$(TOOLKIT) status --env local
@@ -88,9 +88,9 @@ push: setup ## Push the last built image to ENV's registry (ECR login via boto3)
 # $(call release_steps,LOG_PREFIX,ENV): build → push → deploy, one timed line each; deploy waits for
 # the rollout (rolling back on failure), smoke-tests /v1/predict and shows the prediction.
 define release_steps
-	@$(STEP) --tail 2 $(1)-build $(TOOLKIT) build --env $(2)
-	@$(STEP) --tail 2 $(1)-push $(TOOLKIT) push --env $(2)
-	@$(STEP) --tail 2 $(1)-deploy $(TOOLKIT) deploy --env $(2)
+	@$(STEP) --show '^built ' $(1)-build $(TOOLKIT) build --env $(2)
+	@$(STEP) --show '^pushed ' $(1)-push $(TOOLKIT) push --env $(2)
+	@$(STEP) --show '^(deployed|smoke) ' $(1)-deploy $(TOOLKIT) deploy --env $(2)
 endef
 
 release: setup ## build → push → deploy → smoke test of ENV's serving image (make release ENV=dev)
@@ -108,13 +108,13 @@ synth: setup ## Synthesize every stack into cdktf.out/ (JSON; `npx cdktf synth -
 
 deploy: setup ## cdktf deploy platform-ENV (local: starts moto and bootstraps the state bucket first)
 	@$(STEP) deploy-$(ENV)-validate $(TOOLKIT) config validate $(ENV)
-	@$(STEP) --tail 1 deploy-$(ENV)-state $(TOOLKIT) state bootstrap --env $(ENV)
-	@$(STEP) --tail 1 deploy-$(ENV)-cdktf $(CDKTF) deploy platform-$(ENV) --auto-approve --skip-provider-lock --outputs-file .cache/outputs-$(ENV).json
+	@$(STEP) --show '^state bucket' deploy-$(ENV)-state $(TOOLKIT) state bootstrap --env $(ENV)
+	@$(STEP) --show 'Apply complete!' deploy-$(ENV)-cdktf $(CDKTF) deploy platform-$(ENV) --auto-approve --skip-provider-lock --outputs-file .cache/outputs-$(ENV).json
 	@$(TOOLKIT) outputs --env $(ENV)
 
 destroy: setup ## cdktf destroy platform-ENV
 	@$(STEP) destroy-$(ENV)-validate $(TOOLKIT) config validate $(ENV)
-	@$(STEP) --tail 1 destroy-$(ENV)-cdktf $(CDKTF) destroy platform-$(ENV) --auto-approve --skip-provider-lock
+	@$(STEP) --show 'Destroy complete!' destroy-$(ENV)-cdktf $(CDKTF) destroy platform-$(ENV) --auto-approve --skip-provider-lock
 
 lint: lint-code ## ruff, import-layer contracts, and checkov on the synthesized prod stack (skips: toolkit/terraform/checkov_skips.py)
 	$(BIN)/pytest -q tests/test_checkov.py
