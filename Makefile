@@ -73,11 +73,12 @@ lint-code: setup ## ruff, and the import-layer contracts of toolkit/ (lint-impor
 	@$(STEP) ruff $(BIN)/ruff check .
 	@$(STEP) lint-imports $(BIN)/lint-imports
 
-bench: setup ## Benchmarks: training (ours vs PyTorch vs scikit-learn), serving (ours vs bare FastAPI)
+bench: setup ## Benchmarks: training (ours vs PyTorch vs scikit-learn), serving (ours vs bare FastAPI), memory on hostile and large inputs
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/train_throughput.py
 	$(TOOLKIT) train --env local --epochs 50 --json >/dev/null
 	$(BIN)/python bench/serve_throughput.py
+	$(BIN)/python bench/memory.py
 
 build: setup ## Build ENV's serving image with artifacts/ENV/latest baked in (local: starts the services first)
 	$(TOOLKIT) build --env $(ENV)

@@ -93,12 +93,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from toolkit.ml.artifacts import load_artifact
-    from toolkit.ml.data import read_csv
+    from toolkit.ml.table import read_csv
 
     model = load_artifact(args.model)
     table = read_csv(ROOT / "data" / "heart-cleveland.csv")
-    raw = [[None if table.cells[c][i] is None else float(table.cells[c][i]) for c in model.preprocessor.columns] for i in range(64)]
-    preprocessed = model.preprocessor.transform_columns({c: [r[j] for r in raw] for j, c in enumerate(model.preprocessor.columns)}, 64).tolist()
+    raw = [[record[c] for c in model.preprocessor.columns] for record in table.records(range(64))]
+    preprocessed = model.preprocessor.transform_columns({c: [r[j] for r in raw] for j, c in enumerate(model.preprocessor.columns)}).tolist()
 
     ours_port, ref_port = free_port(), free_port()
     env = {**os.environ, "MODEL_DIR": args.model, "PYTHONPATH": str(ROOT)}

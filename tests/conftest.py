@@ -97,7 +97,7 @@ def engine():
 def local(tmp_path_factory):
     """The local config with moto and the registry on ports of this test's own (their state in a
     directory of its own)."""
-    from toolkit.images.registry import registry_login
+    from toolkit.images.login import registry_login
     from toolkit.local.moto import start_moto, stop_moto
     from toolkit.local.registry import start_registry, stop_registry
 

@@ -39,7 +39,7 @@ def test_artifact_layout_and_manifest(trained):
 
 def test_round_trip_predictions(trained):
     model = load_artifact(trained.artifact_dir)
-    x = model.preprocessor.transform_columns({c: [1.0] * 3 for c in model.preprocessor.columns}, 3)
+    x = model.preprocessor.transform_columns({c: [1.0] * 3 for c in model.preprocessor.columns})
     proba = model.predict_proba(x)
     assert proba.shape == (3, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -94,3 +94,116 @@ def test_flipped_byte_in_weights_is_caught(trained, tmp_path):
 def test_not_a_directory(tmp_path):
     with pytest.raises(ArtifactError, match="not a directory"):
         load_artifact(tmp_path / "nope")
+
+
+# ---------------------------------------------------------------- crafted artifacts (checksums recomputed)
+
+
+def _crafted(trained, tmp_path, edit, files: dict | None = None):
+    """A copy whose manifest is edited by `edit(manifest)` and re-checksummed, as an attacker would;
+    `files` {name: bytes} are written into the copy first (their manifest entries are up to `edit`)."""
+    from toolkit.ml.artifacts import manifest_checksum
+
+    target = tmp_path / "crafted"
+    shutil.copytree(trained.artifact_dir, target)
+    for name, data in (files or {}).items():
+        (target / name).write_bytes(data)
+    manifest = json.loads((target / "manifest.json").read_text())
+    edit(manifest)
+    manifest["checksum"] = manifest_checksum(manifest)
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+def _entry(data: bytes) -> dict:
+    import hashlib
+
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def _predict(run_cli, model):
+    return run_cli("predict", "--model", model, input='[{"age": 50}]')
+
+
+def _npz_claiming(arrays: dict, name: str, shape: tuple) -> bytes:
+    """The arrays as an .npz in which `name`'s .npy header declares `shape` (its data stays small)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for key, array in arrays.items():
+            member = io.BytesIO()
+            if key == name:
+                np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": shape})
+                member.write(array.tobytes())
+            else:
+                np.lib.format.write_array(member, array)
+            archive.writestr(f"{key}.npy", member.getvalue())
+    return buffer.getvalue()
+
+
+def test_weights_the_manifest_does_not_list_are_never_loaded(trained, tmp_path, run_cli):
+    """Issue 13 item 5: weights.npz dropped from `files` (checksum recomputed) used to be loaded unverified."""
+    model = _crafted(trained, tmp_path, lambda m: m["files"].pop("weights.npz"))
+    result = _predict(run_cli, model)
+    assert result.exit_code == 2, result.output
+    assert "files must list ['weights.npz']" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "../../../../../etc/shadow", "/etc/passwd", "sub/weights.npz", ".hidden", "..", "a\\b"])
+def test_manifest_names_cannot_leave_the_directory(trained, tmp_path, run_cli, name):
+    """Item 6: no existence or size oracle: the name is refused before any file is looked at."""
+    model = _crafted(trained, tmp_path, lambda m: m["files"].__setitem__(name, {"sha256": "0" * 64, "bytes": 1}))
+    result = _predict(run_cli, model)
+    assert result.exit_code == 2
+    assert "string should match pattern" in result.stderr.lower() and "size is" not in result.stderr, result.stderr
+
+
+def test_a_symlinked_file_is_refused(trained, tmp_path, run_cli):
+    model = _crafted(trained, tmp_path, lambda m: None)
+    (model / "metrics.json").unlink()
+    (model / "metrics.json").symlink_to(trained.artifact_dir / "metrics.json")
+    result = _predict(run_cli, model)
+    assert result.exit_code == 2 and "metrics.json: is a symbolic link" in result.stderr
+
+
+def _set_units(units):
+    def edit(manifest):
+        manifest["architecture"]["layers"][0]["units"] = units
+    return edit
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda m: m.pop("files"), "files: Field required"),
+    (lambda m: m.__setitem__("files", ["weights.npz"]), "files: Input should be a valid dictionary"),
+    (_set_units(1_000_000_000), "architecture.layers.0.dense.units: Input should be less than or equal to 65536"),
+    (lambda m: m["architecture"]["layers"].__setitem__(1, {"type": "swish"}), "architecture.layers.1: Input tag 'swish'"),
+    (lambda m: m["architecture"].__setitem__("output", "identity"), "architecture.output: Input should be 'sigmoid' or 'softmax'"),
+    (_set_units(4096), ", 16), the architecture needs float32 ("),  # a valid size the weights do not match
+    (lambda m: m["architecture"].__setitem__("layers", [{"type": "dense", "units": 65536, "init": "he"}] * 6
+                                                       + [{"type": "dense", "units": 1, "init": "he"}]),
+     "parameters is over the limit"),
+    (lambda m: m.__setitem__("classes", ["0", "1", "2"]), "a sigmoid output scores 2 classes"),
+    (lambda m: m["preprocessing"]["numeric"][0].__setitem__("std", 0.0), "preprocessing.numeric.0.std: Input should be greater than 0"),
+])
+def test_crafted_manifests_exit_2_with_one_line(trained, tmp_path, run_cli, edit, expected):
+    """Item 7: shapes and sizes are checked before anything is allocated; never a traceback."""
+    result = _predict(run_cli, _crafted(trained, tmp_path, edit))
+    assert result.exit_code == 2, result.output
+    assert expected in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_an_npz_header_declaring_a_huge_array_is_refused_before_reading(trained, tmp_path, run_cli):
+    """A weights file whose .npy header claims 15 GiB: refused from its header (no MemoryError)."""
+    import zipfile
+
+    from toolkit.ml.artifacts import load_artifact as load
+
+    data = _npz_claiming(load(trained.artifact_dir).model.weights(), "layer0.W", (65536, 61440))  # 15 GiB
+    model = _crafted(trained, tmp_path, lambda m: m["files"].__setitem__("weights.npz", _entry(data)), files={"weights.npz": data})
+    assert zipfile.is_zipfile(model / "weights.npz")
+    result = _predict(run_cli, model)
+    assert result.exit_code == 2, result.output
+    assert "layer0.W is float32 (65536, 61440), the architecture needs float32" in result.stderr, result.stderr

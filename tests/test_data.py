@@ -5,21 +5,15 @@ import pytest
 
 from conftest import HEART
 from toolkit.errors import DataError
-from toolkit.ml.data import (
-    Preprocessor,
-    category_key,
-    parse_csv,
-    prepare_dataset,
-    read_csv,
-    stratified_kfold,
-    stratified_split,
-)
+from toolkit.ml.data import prepare_dataset, stratified_kfold, stratified_split
+from toolkit.ml.preprocess import Preprocessor
+from toolkit.ml.table import category_key, parse_csv, read_csv
 
 
 def test_heart_csv_loads_with_six_missing_cells():
     table = read_csv(HEART)
     assert len(table) == 303 and table.delimiter == ","
-    assert sum(v is None for col in table.cells.values() for v in col) == 6
+    assert sum(int((~table.column(c).present()).sum()) for c in table.columns) == 6
     dataset = prepare_dataset(table, "num", "num > 0", ["cp", "restecg", "slope", "thal"])
     assert dataset.classes == ["0", "1"]
     assert dataset.y.sum() == 139  # patients with num > 0
@@ -31,11 +25,11 @@ def test_delimiter_detection(delimiter):
     text = delimiter.join(["a", "b", "label"]) + "\n" + "\n".join(delimiter.join(["1.5", "?", "x"]) for _ in range(3))
     table = parse_csv(text, "mem.csv")
     assert table.delimiter == delimiter
-    assert table.cells["b"] == [None, None, None]
+    assert [r["b"] for r in table.records()] == [None, None, None] and [r["a"] for r in table.records()] == [1.5] * 3
 
 
 def test_ragged_row_is_reported_with_its_line():
-    with pytest.raises(DataError, match="row 3 has 2 fields but the header has 3"):
+    with pytest.raises(DataError, match=r"row 3 \(line 3\) has 2 fields but the header has 3"):
         parse_csv("a,b,c\n1,2,3\n1,2\n", "mem.csv")
 
 

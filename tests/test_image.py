@@ -15,16 +15,15 @@ from toolkit.config import load_environment
 from toolkit.context import Context
 from toolkit.errors import ArtifactError, BadInputError, ToolkitError
 from toolkit.images.build import build_image
-from toolkit.images.registry import push_image, registry_login
+from toolkit.images.login import registry_login
+from toolkit.images.registry import push_image
 from toolkit.ml.artifacts import load_artifact
-from toolkit.ml.data import read_csv
 from toolkit.ml.predict import predict_records
+from toolkit.ml.table import read_csv
 
 
 def _records(n: int) -> list[dict]:
-    table = read_csv(HEART)
-    features = [c for c in table.columns if c != "num"]
-    return [{f: (None if table.cells[f][i] is None else float(table.cells[f][i])) for f in features} for i in range(n)]
+    return [{k: v for k, v in record.items() if k != "num"} for record in read_csv(HEART).records(range(n))]
 
 
 def test_ecr_login_from_moto(local):
@@ -99,7 +98,7 @@ def test_build_push_pull_by_digest_run_and_compare(engine, local, local_ctx, mod
         served = json.loads(urllib.request.urlopen(request, timeout=10).read())
         columns = {f: [r[f] for r in records] for f in records[0]}
         assert served["model_version"] == model.version
-        assert served["predictions"] == predict_records(model, columns, len(records), "test")
+        assert served["predictions"] == predict_records(model, columns, "test")
         metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
         assert 'toolkit_http_requests_total{route="/v1/predict",status="200"} 1.0' in metrics
         container.reload()
@@ -135,4 +134,39 @@ def test_training_image_trains_from_s3_and_uploads_the_artifact(engine, local, l
     assert "matplotlib not installed" in logs
     keys = {o["Key"].rsplit("/", 1)[-1] for o in s3.list_objects_v2(Bucket=bucket, Prefix="models/local/")["Contents"]}
     assert keys == {"manifest.json", "metrics.json", "weights.npz"}
+    engine.images.remove(image.image_id, force=True)
+
+
+def test_a_release_rerun_reuses_a_tag_built_from_the_same_inputs(engine, local, local_ctx, model_dir):
+    """Issue 13 item 12: builds are not byte-reproducible, so a second build of the same commit (another
+    checkout, a CI re-run after a cache miss) has another digest under the same immutable tag. Push
+    reuses the registry's image when its build-inputs label matches, and still refuses other inputs."""
+    import io
+
+    from toolkit.images.build import BUILD_INPUTS_LABEL, build_inputs
+    from toolkit.images.distribution import RegistryClient
+
+    image = build_image(local_ctx, model_dir, on_line=lambda line: None, target="training")
+    inputs = engine.images.get(image.image_id).labels[BUILD_INPUTS_LABEL]
+    assert inputs == build_inputs(local_ctx, load_artifact(model_dir), "training") and inputs.startswith("sha256:")
+    login = registry_login(local)
+    tag = f"{local.registry.name}:{image.tag}-rerun"
+    engine.images.get(image.image_id).tag(tag)
+    first = push_image(local_ctx, tag, on_line=lambda line: None)
+    assert RegistryClient(login).labels(local.registry.name, f"{image.tag}-rerun")[BUILD_INPUTS_LABEL] == inputs
+
+    # The same inputs, other bytes (what a rebuild gives): the existing image is used, nothing is pushed.
+    rebuilt, _ = engine.images.build(fileobj=io.BytesIO(f"FROM {image.image_id}\nRUN true\n".encode()), tag=tag, rm=True)
+    assert rebuilt.id != image.image_id and rebuilt.labels[BUILD_INPUTS_LABEL] == inputs
+    said = []
+    assert push_image(local_ctx, tag, on_line=said.append) == first
+    assert any("built from the same inputs" in line for line in said), said
+
+    # Other inputs under the tag: refused, naming both.
+    other, _ = engine.images.build(fileobj=io.BytesIO(f"FROM {image.image_id}\nLABEL {BUILD_INPUTS_LABEL}=sha256:other\n".encode()),
+                                   tag=tag, rm=True)
+    with pytest.raises(BadInputError, match=f"built from inputs {inputs}; this image's are sha256:other"):
+        push_image(local_ctx, tag, on_line=lambda line: None)
+    for ref in (tag, f"{login.host}/{tag}"):
+        engine.images.remove(ref, force=True)
     engine.images.remove(image.image_id, force=True)

@@ -14,7 +14,8 @@ import pytest
 from conftest import free_port, train_small_model
 from toolkit.errors import RolloutError
 from toolkit.images.build import build_image
-from toolkit.images.registry import push_image, registry_login
+from toolkit.images.login import registry_login
+from toolkit.images.registry import push_image
 from toolkit.images.release import Release
 from toolkit.workloads.local_runtime import container_name, deploy_local, rollback_local, status_local
 from toolkit.workloads.smoke import http_json, smoke_test_url

@@ -226,3 +226,42 @@ def test_cli_plan_writes_the_review_and_reports_synthesis_time(repo_copy, run_cl
     assert review["protected_destroyed"] == []
     assert {"synth_s", "terraform_s", "total_s"} <= set(review["timings"])
     assert "plan: synth" in result.stderr and "plan: +" in result.stderr
+
+
+def _pool(name: str, instance_type: str, min_size: int, desired: int) -> dict:
+    return {"node_group_name": name, "instance_types": [instance_type],
+            "scaling_config": [{"min_size": min_size, "desired_size": desired, "max_size": desired + 1}]}
+
+
+def _resize_plan(*pools) -> dict:
+    return {"resource_changes": [{"address": f"aws_eks_node_group.{before['node_group_name']}", "type": "aws_eks_node_group",
+                                  "change": {"actions": ["update"], "before": before, "after": after}} for before, after in pools]}
+
+
+def test_an_unpriced_instance_type_is_unknown_and_the_total_says_incomplete():
+    """Issue 13 item 11: p4d.24xlarge-like types missing from the table read as free ($0 → $0)."""
+    plan = _resize_plan((_pool("gpu", "g5.xlarge", 0, 1), _pool("gpu", "p5e.96xlarge", 0, 1)),
+                        (_pool("system", "m6i.large", 1, 2), _pool("system", "m6i.large", 2, 2)))
+    review = build_review("prod", "eu-west-1", plan)
+    gpu, system = review.costs
+    assert gpu.after_desired is None and gpu.unknown and "no price for p5e.96xlarge in eu-west-1" in gpu.note
+    text = render_markdown(review)
+    assert "| `gpu` | $0 → unknown | $820 → unknown | unknown / unknown (no price for p5e.96xlarge in eu-west-1) |" in text
+    # The total compares the priced pools only, and says it is incomplete.
+    assert "| **total (incomplete)** | $78 → $156 | $156 → $156 | **+$78 / ±$0** |" in text
+    assert "The total leaves out `gpu`" in text
+
+
+def test_the_price_table_covers_every_gpu_family_in_every_shipped_region():
+    from toolkit.config import GPU_INSTANCE_FAMILIES, load_all_environments
+    from toolkit.terraform.review import PRICES
+
+    prices = json.loads(PRICES.read_text())
+    assert prices["source"] and re.fullmatch(r"\d{4}-\d{2}-\d{2}", prices["date"])
+    for env, config in load_all_environments().items():
+        table = prices["hourly"][config.aws.region]
+        families = {t.split(".")[0] for t in table}
+        assert {"g4dn", "g5", "g6", "g6e", "p4d", "p5"} <= families, (env, sorted(families))
+        assert GPU_INSTANCE_FAMILIES <= families, sorted(GPU_INSTANCE_FAMILIES - families)
+        for pool in config.node_pools:
+            assert pool.instance_types[0] in table, (env, pool.name, pool.instance_types)

@@ -15,8 +15,8 @@ from conftest import HEART
 from toolkit.config import load_environment
 from toolkit.errors import ArtifactError
 from toolkit.ml.artifacts import load_artifact
-from toolkit.ml.data import read_csv
 from toolkit.ml.predict import predict_records
+from toolkit.ml.table import read_csv
 from toolkit.ml.train import DatasetChoice, train_and_save
 from toolkit.serve.app import create_app
 
@@ -42,9 +42,7 @@ def client(app):
 
 
 def heart_records(n: int) -> list[dict]:
-    table = read_csv(HEART)
-    features = [c for c in table.columns if c != "num"]
-    return [{f: (None if table.cells[f][i] is None else float(table.cells[f][i])) for f in features} for i in range(n)]
+    return [{k: v for k, v in record.items() if k != "num"} for record in read_csv(HEART).records(range(n))]
 
 
 def test_predictions_equal_in_process_predict(client, model_dir):
@@ -54,7 +52,7 @@ def test_predictions_equal_in_process_predict(client, model_dir):
     body = response.json()
     model = load_artifact(model_dir)
     columns = {f: [r[f] for r in records] for f in records[0]}
-    expected = predict_records(model, columns, len(records), "test")
+    expected = predict_records(model, columns, "test")
     assert body["model_version"] == model.version
     assert body["predictions"] == expected  # same floats, not just close
 
@@ -106,11 +104,15 @@ def test_non_finite_numbers_are_refused(client, token):
     assert response.json()["detail"][0]["loc"] == ["body", "records", 0, "age"]
 
 
-@pytest.mark.parametrize("value", [1e308, -1e308])
-def test_out_of_range_numbers_are_refused(client, value):
-    response = client.post("/v1/predict", json={"records": [_record(chol=value)]})
-    assert response.status_code == 422
-    assert "feature 'chol' is out of the range" in response.json()["detail"][0]["msg"]
+@pytest.mark.parametrize("literal", ["1e308", "-1e308", "3.5e38", "9" * 310, "-" + "1" * 400, "1" * 3500],
+                         ids=["1e308", "-1e308", "3.5e38", "310 digits", "-400 digits", "3500 digits"])
+def test_numbers_beyond_float32_are_a_422_naming_the_field(client, literal):
+    """Issue 13 item 2: a 310-digit integer literal gave a 500 (OverflowError converting to float)."""
+    record = json.dumps(_record()).replace('"chol": 233.0', f'"chol": {literal}')
+    response = client.post("/v1/predict", content='{"records": [' + record + "]}", headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"][0]
+    assert detail["loc"][:2] == ["body", "records"] and "chol" in str(detail["loc"]) + detail["msg"], detail
 
 
 def test_invalid_json_and_oversized_body(client):

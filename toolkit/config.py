@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -248,6 +249,7 @@ class ServingConfig(_Section):
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     max_batch_size: int = Field(256, ge=1, description="records per /v1/predict request")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="request body size limit")
+    header_timeout_seconds: int = Field(10, ge=1, le=300, description="a connection whose request head is not complete by then is closed")
 
 
 class RemoteTrainingConfig(_Section):
@@ -325,11 +327,19 @@ def load_all_environments(root: Path | None = None) -> dict[str, EnvironmentConf
     return {env: load_environment(env, root) for env in known_environments(root)}
 
 
+# An environment file is a few hundred values; these bounds refuse a hostile one fast (a file of
+# aliases that expands to billions of values, a huge or deeply nested document).
+MAX_FILE_BYTES = 1 << 20
+MAX_VALUES = 100_000
+
+
 def load_config_file(path: Path) -> EnvironmentConfig:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the file ({exc.strerror}).") from None
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: the file is over {MAX_FILE_BYTES // 1024} KiB; an environment file is a few KiB.")
+        raw = _load_yaml(path.read_text(encoding="utf-8"), path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the file ({getattr(exc, 'strerror', None) or exc}).") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -346,7 +356,46 @@ def load_config_file(path: Path) -> EnvironmentConfig:
     return config
 
 
+def _load_yaml(text: str, path: Path) -> object:
+    """yaml.safe_load, but the composed document is measured before any Python value is built:
+    aliases reuse nodes, so a small file can stand for an exponential number of values."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            values = _expanded_size(node, {})
+        except RecursionError:
+            raise ConfigError(f"{path}: the document is nested too deeply to be an environment file.") from None
+        if values > MAX_VALUES:
+            raise ConfigError(f"{path}: the document expands to more than {MAX_VALUES:,} values (through YAML aliases); "
+                              "an environment file is a few hundred.")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, seen: dict[int, int]) -> int:
+    """How many values the node stands for once aliases are expanded (memoized: linear in the node graph)."""
+    known = seen.get(id(node))
+    if known is not None:
+        return known
+    seen[id(node)] = MAX_VALUES + 1  # a node reached again inside itself (a recursive alias) is unbounded
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(key, seen) + _expanded_size(value, seen) for key, value in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(item, seen) for item in node.value)
+    else:
+        size = 1
+    seen[id(node)] = min(size, MAX_VALUES + 1)
+    return seen[id(node)]
+
+
 # ---------------------------------------------------------------- error messages
+
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 80, 80, 6, 6, 3
 
 
 def format_validation_error(path: Path, exc: ValidationError) -> str:
@@ -378,7 +427,7 @@ def _key_path(loc: tuple) -> str:
 
 
 def _short(value: object) -> str:
-    text = repr(value)
+    text = _REPR.repr(value)  # bounded: never a full repr of a large value
     return text if len(text) <= 80 else text[:77] + "..."
 
 

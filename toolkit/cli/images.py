@@ -49,7 +49,8 @@ def push(env: str, image_ref: str | None, as_json: bool) -> None:
     Refuses 'latest' and a tag the immutable registry holds with other content (pushing the same
     image again is a no-op); prints the digests."""
     from toolkit.images.build import image_model_version
-    from toolkit.images.registry import push_image, registry_login
+    from toolkit.images.login import registry_login
+    from toolkit.images.registry import push_image
     from toolkit.images.release import Release, ReleaseRecords
     from toolkit.local.services import ensure_emulated_services
 

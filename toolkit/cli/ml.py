@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -71,6 +70,8 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
                                 on_epoch=progress.update, on_fold=on_fold)
     finally:
         progress.close()
+    for warning in result.warnings:
+        echo_err(f"warning: {warning}")
     summary = {
         "version": result.version,
         "artifact": str(result.artifact_dir),
@@ -80,6 +81,7 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
         "cv": result.metrics.get("cv"),
         "epochs_run": result.metrics["training"]["epochs_run"],
         "best_epoch": result.metrics["training"]["best_epoch"],
+        "warnings": result.warnings,
     }
     if upload:
         from toolkit.ml.artifact_store import upload_artifact
@@ -140,14 +142,12 @@ def evaluate(model_dir: Path, data: Path, delimiter: str | None, as_json: bool) 
 def predict(model_dir: Path, input_path: Path, as_json: bool) -> None:
     """Predict labels and class probabilities for records by feature name."""
     from toolkit.ml.artifacts import load_artifact
-    from toolkit.ml.predict import predict_records, read_records
+    from toolkit.ml.predict import predict_table, read_records
 
     model = load_artifact(model_dir)
-    if str(input_path) == "-":
-        columns, n, source = read_records(None, sys.stdin.read())
-    else:
-        columns, n, source = read_records(input_path)
-    predictions = predict_records(model, columns, n, source)
+    stdin = str(input_path) == "-"
+    table = read_records(None, click.get_binary_stream("stdin").read()) if stdin else read_records(input_path)
+    predictions = predict_table(model, table)
     if as_json:
         emit_json({"model_version": model.version, "predictions": predictions})
         return

@@ -19,15 +19,17 @@ from toolkit.cli.options import MODEL_OPTION, echo_err
               help="Records per request (default: serving.max_batch_size of ENV, else 256).")
 @click.option("--max-body-bytes", type=click.IntRange(min=1024), envvar="TOOLKIT_MAX_BODY_BYTES",
               help="Request body limit (default: serving.max_body_bytes of ENV, else 1 MiB).")
+@click.option("--header-timeout", type=click.IntRange(1, 300), envvar="TOOLKIT_HEADER_TIMEOUT", metavar="SECONDS",
+              help="Close a connection whose request head is not complete by then (default: serving.header_timeout_seconds "
+                   "of ENV, else 10).")
 def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_batch_size: int | None,
-          max_body_bytes: int | None) -> None:
+          max_body_bytes: int | None, header_timeout: int | None) -> None:
     """Serve a model over HTTP: POST /v1/predict, GET /healthz /readyz /metrics /docs.
 
     The artifact's checksums are verified before the server starts. In the serving image the
     settings come from TOOLKIT_* environment variables (a ConfigMap on Kubernetes)."""
-    import uvicorn
-
     from toolkit.serve.app import create_app
+    from toolkit.serve.server import run
 
     limits = {}
     if env:
@@ -36,10 +38,11 @@ def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_bat
         serving = load_environment(env).serving
         limits = {"max_batch_size": serving.max_batch_size, "max_body_bytes": serving.max_body_bytes}
         port = port or serving.port
+        header_timeout = header_timeout or serving.header_timeout_seconds
     limits.update({k: v for k, v in {"max_batch_size": max_batch_size, "max_body_bytes": max_body_bytes}.items() if v})
     app = create_app(model_dir, **limits)
     echo_err(f"serving model {app.state.model.version} on http://{host}:{port or 8080}")
-    uvicorn.run(app, host=host, port=port or 8080, log_level="warning")
+    run(app, host, port or 8080, header_timeout=header_timeout or 10)
 
 
 COMMANDS = [serve]

@@ -77,7 +77,7 @@ def deploy(env, image, model_version, kubeconfig, context, timeout, smoke, as_js
     if not as_json:
         echo_err(f"deploying {release.image} (model {release.model_version}) to {env}")
     if target.local:
-        from toolkit.images.registry import registry_login
+        from toolkit.images.login import registry_login
         from toolkit.local.services import ensure_emulated_services
         from toolkit.workloads.local_runtime import deploy_local
 
@@ -131,7 +131,7 @@ def rollback(env, kubeconfig, context, timeout, as_json) -> None:
     target = resolve_target(ctx, kubeconfig, context)
     timeout = timeout or ctx.config.workloads.rollout_timeout_seconds
     if target.local:
-        from toolkit.images.registry import registry_login
+        from toolkit.images.login import registry_login
         from toolkit.workloads.local_runtime import rollback_local
 
         result = rollback_local(ctx, registry_login(ctx.config), timeout, on_line=quiet if as_json else echo_err)

@@ -5,6 +5,8 @@ Two targets of one Dockerfile: `serving` (the inference server with the model ba
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +16,14 @@ from toolkit.context import Context
 from toolkit.errors import ToolkitError
 from toolkit.images.base_image import ensure_base_image, is_offline_base
 from toolkit.images.docker import docker_client
-from toolkit.images.wheelhouse import build_wheelhouse
-from toolkit.ml.artifacts import WEIGHTS, load_artifact
+from toolkit.images.wheelhouse import build_wheelhouse, inputs_digest
+from toolkit.ml.artifacts import WEIGHTS, ModelArtifact, load_artifact
 from toolkit.paths import ProjectPaths
 from toolkit.version import git_short_sha
 
 DOCKERFILE = Path(__file__).resolve().parent / "Dockerfile"
 MODEL_VERSION_LABEL = "io.toolkit.model.version"
+BUILD_INPUTS_LABEL = "io.toolkit.build-inputs"
 Progress = Callable[[str], None]
 
 
@@ -54,7 +57,17 @@ class BuiltImage:
         return f"{self.repository}:{self.tag}"
 
 
-def build_image(ctx: Context, model_dir: Path, on_line: Progress = print, target: str = "serving") -> BuiltImage:
+def build_inputs(ctx: Context, model: ModelArtifact, target: str) -> str:
+    """One digest of everything the image is built from: the same in any checkout of the same commit
+    (sources, pinned requirements, base image reference, target; and the model for serving)."""
+    parts = {**inputs_digest(ctx.paths), "base_image": ctx.config.serving.base_image, "target": target}
+    if target == "serving":
+        parts["model"] = model.manifest["checksum"]
+    return "sha256:" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def build_image(ctx: Context, model_dir: Path, on_line: Progress = print, target: str = "serving",
+                no_cache: bool = False) -> BuiltImage:
     """Build the environment's serving image for a verified model, or (target "training") its training image."""
     model = load_artifact(model_dir)  # refuses a model whose checksums fail
     repository, base_image = ctx.config.registry.name, ctx.config.serving.base_image
@@ -67,10 +80,11 @@ def build_image(ctx: Context, model_dir: Path, on_line: Progress = print, target
     buildargs = {
         "BASE_IMAGE": base_image, "SOURCE": "toolkit", "REVISION": commit,
         "MODEL_VERSION": model.version, "MODEL_SHA256": model.manifest["files"][WEIGHTS]["sha256"],
+        "BUILD_INPUTS": build_inputs(ctx, model, target),
     }
     image_id = None
     for chunk in client.api.build(path=str(context), tag=f"{repository}:{tag}", buildargs=buildargs, rm=True,
-                                  forcerm=True, decode=True, pull=False, target=target):
+                                  forcerm=True, decode=True, pull=False, target=target, nocache=no_cache):
         if "error" in chunk:
             raise ToolkitError(f"docker build failed: {chunk['error'].strip()}")
         if chunk.get("stream", "").strip():

@@ -1,47 +1,18 @@
-"""Registry credentials (an ECR login, also for the local registry through moto) and pushes."""
+"""Pushes to the environment's registry: ECR, or the local OCI registry standing in for it."""
 
 from __future__ import annotations
 
-import base64
 import time
-from dataclasses import dataclass
 from typing import Callable
 
-from toolkit.config import EnvironmentConfig
 from toolkit.context import Context
 from toolkit.errors import BadInputError, ToolkitError
+from toolkit.images.build import BUILD_INPUTS_LABEL
+from toolkit.images.distribution import RegistryClient
 from toolkit.images.docker import docker_client
+from toolkit.images.login import RegistryLogin, registry_login
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class RegistryLogin:
-    host: str  # host[:port] images are pushed to
-    username: str
-    password: str
-
-    def auth_config(self) -> dict:
-        return {"username": self.username, "password": self.password, "serveraddress": self.host}
-
-
-def registry_login(config: EnvironmentConfig) -> RegistryLogin:
-    """Credentials from ECR (`get_authorization_token`, user AWS), for real AWS and, through moto,
-    for the local environment; the host is ECR's endpoint unless `registry.endpoint` overrides it."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-    from toolkit.aws import client
-
-    try:
-        data = client("ecr", config).get_authorization_token()["authorizationData"][0]
-    except NoCredentialsError:
-        raise ToolkitError(f"no AWS credentials to get an ECR login for {config.name}: configure AWS credentials "
-                           "(AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and try again.") from None
-    except (BotoCoreError, ClientError) as exc:
-        raise ToolkitError(f"ECR refused the login for {config.name}: {exc}") from None
-    username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
-    host = config.registry.endpoint or data["proxyEndpoint"].removeprefix("https://")
-    return RegistryLogin(host, username, password)
 
 
 def remote_digest(docker, reference: str, login: RegistryLogin) -> str | None:
@@ -65,6 +36,21 @@ def _local_digest(docker, image_ref: str, remote: str) -> str | None:
         if repository == remote:
             return digest
     return None
+
+
+def _reuse_existing(docker, login: RegistryLogin, image_ref: str, remote: str, tag: str, existing: str, on_line: Progress) -> str:
+    """The tag is in the immutable registry already: a no-op when it holds this image, or an image
+    built from the same inputs (a re-run release: builds are not byte-reproducible); else refused."""
+    if existing == _local_digest(docker, image_ref, remote):
+        on_line(f"{remote}:{tag} is already in the registry with this content ({existing})")
+        return existing
+    ours = (docker.images.get(image_ref).labels or {}).get(BUILD_INPUTS_LABEL)
+    theirs = RegistryClient(login).labels(remote.split("/", 1)[1], tag).get(BUILD_INPUTS_LABEL)
+    if ours and ours != "unknown" and ours == theirs:
+        on_line(f"{remote}:{tag} is already in the registry ({existing}), built from the same inputs ({ours}): using it")
+        return existing
+    raise BadInputError(f"{remote}:{tag} already exists with other content ({existing}, built from inputs {theirs or 'unknown'}; "
+                        f"this image's are {ours or 'unknown'}) and tags are immutable: build a new version instead.")
 
 
 TRANSIENT = ("timeout", "connection reset", "connection refused", "503", "502", "504", "TLS handshake", "EOF")
@@ -91,12 +77,7 @@ def push_image(ctx: Context, image_ref: str, on_line: Progress = print, attempts
         raise ToolkitError(f"no local image {image_ref}: {exc}") from None
     existing = remote_digest(docker, f"{remote}:{tag}", login) if config.registry.tag_immutability else None
     if existing is not None:
-        # The same image pushed again (a re-run release) is a no-op; other content under the tag is refused.
-        if existing == _local_digest(docker, image_ref, remote):
-            on_line(f"{remote}:{tag} is already in the registry with this content ({existing})")
-            return existing
-        raise BadInputError(f"{remote}:{tag} already exists with other content ({existing}) and tags are immutable: "
-                            "build a new version instead.")
+        return _reuse_existing(docker, login, image_ref, remote, tag, existing, on_line)
     for attempt in range(1, attempts + 1):
         digest, error = None, None
         for chunk in docker.api.push(remote, tag, auth_config=login.auth_config(), stream=True, decode=True):

@@ -33,8 +33,7 @@ def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = print
             _run(pip + ["download", "--only-binary=:all:", "--dest", str(wheelhouse), "-c", str(root / "constraints.txt"),
                         "-r", str(wheelhouse / name)], "pip download")
             _remember(wheelhouse / f".{name}.sha256", requirements.encode())
-    sources = b"".join(p.read_bytes() for p in sorted(root.glob("toolkit/**/*")) if p.is_file() and "__pycache__" not in p.parts)
-    sources += (root / "pyproject.toml").read_bytes()
+    sources = _sources(paths)
     if _changed(wheelhouse / ".toolkit.sha256", sources) or not list(wheelhouse.glob("toolkit-*.whl")):
         on_line("wheelhouse: toolkit")
         for old in wheelhouse.glob("toolkit-*.whl"):
@@ -42,6 +41,23 @@ def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = print
         _run(pip + ["wheel", "--no-deps", "--wheel-dir", str(wheelhouse), str(root)], "pip wheel")
         _remember(wheelhouse / ".toolkit.sha256", sources)
     return wheelhouse
+
+
+def _sources(paths: ProjectPaths) -> bytes:
+    """Everything the toolkit's wheel is built from (its files in sorted order, and pyproject.toml)."""
+    files = sorted(p for p in paths.root.glob("toolkit/**/*") if p.is_file() and "__pycache__" not in p.parts)
+    return b"".join(p.relative_to(paths.root).as_posix().encode() + b"\0" + p.read_bytes() for p in files) + \
+        (paths.root / "pyproject.toml").read_bytes()
+
+
+def inputs_digest(paths: ProjectPaths) -> dict[str, str]:
+    """What an image's software is built from, as digests that are the same in any checkout of the
+    same commit: the toolkit's sources and the pinned requirements of each image."""
+    root = paths.root
+    pins = (root / "constraints.txt").read_bytes()
+    requirements = "\n".join(SERVE_REQUIREMENTS + ["--training--"] + TRAINING_REQUIREMENTS).encode()
+    return {"toolkit_sources": hashlib.sha256(_sources(paths)).hexdigest(),
+            "requirements": hashlib.sha256(requirements + b"\0" + pins).hexdigest()}
 
 
 def _changed(stamp: Path, content: bytes) -> bool:

@@ -11,7 +11,7 @@ from toolkit.context import Context
 from toolkit.errors import BadInputError
 from toolkit.images.base_image import BASE_IMAGE, ensure_base_image
 from toolkit.images.docker import docker_client
-from toolkit.images.registry import registry_login
+from toolkit.images.login import registry_login
 from toolkit.local.dockerd import docker_status, start_dockerd, stop_dockerd
 from toolkit.local.moto import moto_status, start_moto, stop_moto
 from toolkit.local.process import Service

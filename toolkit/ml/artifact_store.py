@@ -11,7 +11,7 @@ from pathlib import Path
 
 from toolkit.config import EnvironmentConfig
 from toolkit.errors import BadInputError, ToolkitError
-from toolkit.ml.data import sha256_file
+from toolkit.ml.table import sha256_file
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:

@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import ArtifactError
-from toolkit.ml.data import Preprocessor, sha256_file
+from toolkit.ml.manifest import FORMAT_VERSION, MANIFEST, WEIGHTS, check_manifest
 from toolkit.ml.nn.model import Sequential, class_probabilities
+from toolkit.ml.preprocess import Preprocessor
+from toolkit.ml.table import sha256_file
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-WEIGHTS = "weights.npz"
 METRICS = "metrics.json"
 CURVES = "training_curves.png"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same weights, same bytes
@@ -47,12 +46,35 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH), buffer.getvalue())
 
 
-def read_npz(path: Path) -> dict[str, np.ndarray]:
+def read_npz(path: Path, expected: dict[str, tuple[tuple[int, ...], np.dtype]]) -> dict[str, np.ndarray]:
+    """The arrays of an .npz, each checked against `expected` {name: (shape, dtype)} from its header
+    before its data is read: a crafted header cannot make us allocate what the network does not need."""
+    arrays = {}
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            if set(members) != set(expected):
+                raise ArtifactError(f"{path}: holds {sorted(members)}, the architecture needs {sorted(expected)}.")
+            for name, (shape, dtype) in expected.items():
+                with archive.open(members[name]) as handle:
+                    header = _npy_header(handle)
+                if header != (shape, False, dtype):
+                    raise ArtifactError(f"{path}: {name} is {header[2]} {header[0]}, the architecture needs {dtype} {shape}.")
+                with archive.open(members[name]) as handle:
+                    arrays[name] = np.lib.format.read_array(handle, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise ArtifactError(f"{path}: weights cannot be read ({exc}).") from None
+    return arrays
+
+
+def _npy_header(handle) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) from an .npy header, without reading the data."""
+    major, _ = np.lib.format.read_magic(handle)
+    read_header = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(major)
+    if read_header is None:
+        raise ValueError(f"unsupported .npy format version {major}")
+    shape, fortran_order, dtype = read_header(handle)
+    return tuple(shape), bool(fortran_order), dtype
 
 
 def manifest_checksum(manifest: dict) -> str:
@@ -152,40 +174,56 @@ def save_artifact(
     return final
 
 
+MAX_MANIFEST_BYTES = 16 * 2**20
+
+
 def verify_artifact(directory: Path) -> dict:
-    """Check the manifest's own checksum and every listed file; return the manifest."""
+    """Check the manifest (its schema and its own checksum) and every file it lists; return it.
+
+    Nothing outside the manifest's plain file names is opened, symlinks are refused, and a file
+    the loader needs must be listed, so everything that is loaded has been verified."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ArtifactError(f"{directory}: no model artifact here (not a directory).")
     manifest_path = directory / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{manifest_path}: manifest is missing; this is not a complete model artifact.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{manifest_path}: manifest is corrupt and cannot be parsed ({exc}).") from None
+    manifest = _read_manifest(manifest_path)
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{manifest_path}: unsupported manifest (format_version must be {FORMAT_VERSION}).")
     if manifest.get("checksum") != manifest_checksum(manifest):
         raise ArtifactError(f"{manifest_path}: manifest was modified after it was written (checksum mismatch).")
-    for name, expected in manifest["files"].items():
+    checked = check_manifest(manifest, str(manifest_path))
+    for name, expected in checked.files.items():
         path = directory / name
+        if path.is_symlink():
+            raise ArtifactError(f"{path}: is a symbolic link; an artifact holds only plain files.")
         if not path.is_file():
             raise ArtifactError(f"{path}: file listed in the manifest is missing.")
         size = path.stat().st_size
-        if size != expected["bytes"]:
-            raise ArtifactError(f"{path}: size is {size} bytes, the manifest says {expected['bytes']} (truncated or replaced).")
-        if sha256_file(path) != expected["sha256"]:
+        if size != expected.bytes:
+            raise ArtifactError(f"{path}: size is {size} bytes, the manifest says {expected.bytes} (truncated or replaced).")
+        if sha256_file(path) != expected.sha256:
             raise ArtifactError(f"{path}: sha256 does not match the manifest (the file was modified or corrupted).")
     return manifest
 
 
+def _read_manifest(path: Path) -> object:
+    try:
+        if path.is_symlink():
+            raise ArtifactError(f"{path}: is a symbolic link; an artifact holds only plain files.")
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ArtifactError(f"{path}: manifest is over {MAX_MANIFEST_BYTES // 2**20} MiB; this is not a model artifact.")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: manifest is missing; this is not a complete model artifact.") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ArtifactError(f"{path}: manifest is corrupt and cannot be parsed ({exc}).") from None
+
+
 def load_artifact(directory: str | Path) -> ModelArtifact:
+    """Verify, then build the network and read weights whose names, shapes and dtypes it expects."""
     directory = Path(directory)
     manifest = verify_artifact(directory)
-    model = Sequential.from_spec(manifest["architecture"])
-    try:
-        model.set_weights(read_npz(directory / WEIGHTS))
-    except ValueError as exc:
-        raise ArtifactError(f"{directory / WEIGHTS}: {exc}.") from None
+    model = Sequential.from_spec(manifest["architecture"])  # size-checked by the manifest schema
+    expected = {name: (view.shape, model.dtype) for name, view in model.weights().items()}
+    model.set_weights(read_npz(directory / WEIGHTS, expected))
     return ModelArtifact(directory.resolve(), manifest, model, Preprocessor.from_dict(manifest["preprocessing"]))

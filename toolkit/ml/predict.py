@@ -13,8 +13,9 @@ import numpy as np
 
 from toolkit.errors import DataError
 from toolkit.ml import artifacts
-from toolkit.ml.data import parse_csv, prepare_dataset, read_csv
+from toolkit.ml.data import prepare_dataset
 from toolkit.ml.nn.metrics import classification_report
+from toolkit.ml.table import Table, parse_csv, read_csv
 
 
 def evaluate_artifact(model: artifacts.ModelArtifact, path: Path, delimiter: str | None = None) -> dict:
@@ -22,7 +23,7 @@ def evaluate_artifact(model: artifacts.ModelArtifact, path: Path, delimiter: str
     manifest = model.manifest
     table = read_csv(path, delimiter)
     used = set(model.preprocessor.columns) | {manifest["label"]}
-    categorical = [c["name"] for c in model.preprocessor.categorical if c["name"] in table.cells]
+    categorical = [c["name"] for c in model.preprocessor.categorical if c["name"] in table]
     unused = [c for c in table.columns if c not in used]
     dataset = prepare_dataset(table, manifest["label"], manifest["target"], categorical, unused)
     if dataset.target is None and dataset.classes != model.classes:
@@ -37,46 +38,55 @@ def evaluate_artifact(model: artifacts.ModelArtifact, path: Path, delimiter: str
     return classification_report(dataset.y, proba, len(model.classes))
 
 
-def predict_records(model: artifacts.ModelArtifact, columns: dict[str, list], n: int, source: str) -> list[dict]:
-    missing = [c for c in model.preprocessor.columns if c not in columns]
+def predict_table(model: artifacts.ModelArtifact, table: Table) -> list[dict]:
+    """{label, probabilities} per row, through the model's own preprocessing."""
+    missing = [c for c in model.preprocessor.columns if c not in table]
     if missing:
-        raise DataError(f"{source}: missing feature(s) {missing}; the model needs {model.preprocessor.columns}.")
+        raise DataError(f"{table.source}: missing feature(s) {missing}; the model needs {model.preprocessor.columns}.")
     with np.errstate(over="ignore", invalid="ignore"):
-        features = model.preprocessor.transform_columns(columns, n, source)
+        features = model.preprocessor.transform_table(table)
         finite = np.isfinite(features)
         if not finite.all():
             row, column = np.argwhere(~finite)[0]
             name = model.preprocessor.feature_names[column].split("=")[0]
-            raise DataError(f"{source}: record {row}: feature '{name}' is out of the range the model can represent.")
+            raise DataError(f"{table.source}: {table.row_name(int(row))}: feature '{name}' is out of the range the model can represent.")
         proba = model.predict_proba(features)
     if not np.isfinite(proba).all():
         row = int(np.argwhere(~np.isfinite(proba))[0][0])
-        raise DataError(f"{source}: record {row}: values are too extreme for the model to score.")
+        raise DataError(f"{table.source}: {table.row_name(row)}: values are too extreme for the model to score.")
     return [
         {"label": model.classes[int(np.argmax(p))], "probabilities": dict(zip(model.classes, map(float, p), strict=True))}
         for p in proba
     ]
 
 
-def read_records(path: Path | None, text: str | None = None) -> tuple[dict[str, list], int, str]:
-    """Records from a CSV or JSON file (a list of objects, or {"records": [...]}) as columns."""
+def predict_records(model: artifacts.ModelArtifact, columns: dict[str, list], source: str) -> list[dict]:
+    """Records by column name (request bodies, JSON input)."""
+    return predict_table(model, Table.from_columns(columns, source))
+
+
+def read_records(path: Path | None, data: bytes | None = None) -> Table:
+    """Records from a CSV or JSON file (a list of objects, or {"records": [...]}) as a table;
+    `data`: the bytes themselves (stdin)."""
     source = str(path) if path else "stdin"
-    if text is None:
-        assert path is not None
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            raise DataError(f"{source}: cannot read ({exc.strerror}).") from None
-    stripped = text.lstrip()
+    try:
+        text = (path.read_bytes() if data is None else data).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{source}: cannot read it as UTF-8 text ({getattr(exc, 'strerror', None) or exc}).") from None
+    stripped = text.lstrip("\ufeff \t\r\n")
     if stripped.startswith(("[", "{")):
         try:
-            data = json.loads(text)
+            data = json.loads(stripped)
         except json.JSONDecodeError as exc:
             raise DataError(f"{source}: not valid JSON ({exc}).") from None
+        except RecursionError:
+            raise DataError(f"{source}: JSON nested too deeply; records are objects of feature values.") from None
         records = data.get("records") if isinstance(data, dict) else data
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records) or not records:
             raise DataError(f'{source}: JSON input must be a non-empty list of objects or {{"records": [...]}}.')
         names = list(dict.fromkeys(k for r in records for k in r))
-        return {k: [r.get(k) for r in records] for k in names}, len(records), source
-    table = parse_csv(text, source)
-    return table.cells, len(table), source
+        nested = next((k for r in records for k, v in r.items() if isinstance(v, (dict, list))), None)
+        if nested is not None:
+            raise DataError(f"{source}: feature '{nested}' holds an object or a list; a feature value is a number, a text or null.")
+        return Table.from_columns({k: [r.get(k) for r in records] for k in names}, source)
+    return parse_csv(text, source)

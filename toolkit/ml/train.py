@@ -14,11 +14,13 @@ import numpy as np
 from toolkit.config import TrainingConfig
 from toolkit.errors import DataError
 from toolkit.ml import artifacts
-from toolkit.ml.data import Dataset, Preprocessor, prepare_dataset, read_csv, sha256_file, stratified_kfold, stratified_split
+from toolkit.ml.data import Dataset, prepare_dataset, stratified_kfold, stratified_split
 from toolkit.ml.nn import losses, optimizers
 from toolkit.ml.nn.metrics import classification_report, summarize_folds
 from toolkit.ml.nn.model import Sequential, class_probabilities, mlp_spec
 from toolkit.ml.nn.training import History, fit
+from toolkit.ml.preprocess import Preprocessor
+from toolkit.ml.table import read_csv, sha256_file
 from toolkit.paths import project_root
 
 EpochCallback = Callable[[dict], None]
@@ -145,6 +147,7 @@ class TrainResult:
     metrics_path: Path
     curves_path: Path | None  # None without matplotlib
     version: str
+    warnings: list[str] = field(default_factory=list)  # what the data made us leave out or assume
 
 
 def train_and_save(
@@ -205,4 +208,5 @@ def train_and_save(
         code_version=code_version(), write_extras=write_curves,
     )
     curves = directory / artifacts.CURVES
-    return TrainResult(directory, metrics, directory / artifacts.METRICS, curves if curves.exists() else None, directory.name)
+    return TrainResult(directory, metrics, directory / artifacts.METRICS, curves if curves.exists() else None, directory.name,
+                       dataset.warnings)

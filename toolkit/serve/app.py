@@ -13,10 +13,10 @@ Predictions go through the same preprocessing and forward pass as `toolkit predi
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Union
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -26,6 +26,7 @@ from toolkit.errors import BadInputError
 from toolkit.ml.artifacts import ModelArtifact, load_artifact
 from toolkit.ml.predict import predict_records
 from toolkit.serve.metrics import ServerMetrics
+from toolkit.serve.middleware import MeasureAndLimit
 
 Value = Union[StrictFloat, StrictInt, StrictStr, None]
 
@@ -62,43 +63,10 @@ def _problem_response(status: int, errors: list[dict]) -> JSONResponse:
 
 ERROR_RESPONSES = {
     413: {"description": "request body over the configured size limit"},
+    415: {"description": "the body is not declared as JSON (Content-Type: application/json)"},
     422: {"description": "invalid request; `detail` names each bad field"},
 }
-
-
-class MeasureAndLimit:
-    """Pure ASGI middleware (BaseHTTPMiddleware costs ~2x here): refuses bodies whose declared
-    length is over the limit, turns an unexpected exception into a counted 500, and records
-    request count and latency by route template and status."""
-
-    def __init__(self, app, metrics: ServerMetrics, max_body_bytes: int) -> None:
-        self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        state = {"status": 500, "sent": False}
-
-        async def send_and_note(message) -> None:
-            if message["type"] == "http.response.start":
-                state["status"], state["sent"] = message["status"], True
-            await send(message)
-
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        try:
-            if not length.isdigit() or int(length) > self.max_body_bytes:
-                detail = [{"loc": ["body"], "msg": f"body is over the {self.max_body_bytes}-byte limit", "type": "too_large"}]
-                await _problem_response(413, detail)(scope, receive, send_and_note)
-            else:
-                await self.app(scope, receive, send_and_note)
-        except Exception:  # any bug, by design: it must not take the server down; it is counted as a 500
-            if not state["sent"]:
-                await _problem_response(500, [{"loc": [], "msg": "internal error", "type": "internal"}])(scope, receive, send_and_note)
-        finally:
-            route = scope.get("route")
-            self.metrics.observe(route.path if route else "unmatched", state["status"], time.perf_counter() - started)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes: int = 1_048_576) -> FastAPI:
@@ -109,7 +77,7 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
                   description=f"Model {model.version}: label '{model.manifest['label']}', classes {model.classes}.")
     app.state.model = model
 
-    app.add_middleware(MeasureAndLimit, metrics=metrics, max_body_bytes=max_body_bytes)
+    app.add_middleware(MeasureAndLimit, metrics=metrics, max_body_bytes=max_body_bytes, routes=app.router.routes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -127,20 +95,19 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
     async def predict(request: Request) -> PredictResponse:
-        body = await request.body()  # read here (not by FastAPI) so the size limit holds for chunked bodies too
-        if len(body) > max_body_bytes:
-            raise Problem(413, ["body"], f"body is over the {max_body_bytes}-byte limit")
+        _require_json(request.headers.get("content-type"))
+        body = await request.body()  # read here, not by FastAPI; MeasureAndLimit stops it at max_body_bytes
         try:
             payload = PredictRequest.model_validate_json(body or b"null")
         except ValidationError as exc:  # invalid JSON too: name the fields
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-        columns, n = _columns(payload, model, max_batch_size)
-        predictions = predict_records(model, columns, n, "request")
+        columns = _columns(payload, model, max_batch_size)
+        predictions = predict_records(model, columns, "request")
         metrics.count_predictions(p["label"] for p in predictions)
         # Built by predict_records in the documented shape; skip re-validating it through pydantic.
         return JSONResponse({"model_version": model.version, "predictions": predictions})
 
-    @app.get("/v1/model")
+    @app.api_route("/v1/model", methods=["GET", "HEAD"])
     def describe() -> dict:
         """The model's version, features (in `instances` order), classes and label rule."""
         pre = model.preprocessor
@@ -151,11 +118,11 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
             "categorical": categorical, "max_batch_size": max_batch_size,
         }
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])  # load balancers probe with HEAD
     def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.api_route("/readyz", methods=["GET", "HEAD"])
     def readyz() -> dict:
         return {"status": "ready", "model_version": model.version}
 
@@ -168,7 +135,14 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
     return app
 
 
-def _columns(payload: PredictRequest, model: ModelArtifact, max_batch_size: int) -> tuple[dict[str, list], int]:
+def _require_json(content_type: str | None) -> None:
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not (media_type.startswith("application/") and media_type.endswith("+json")):
+        raise Problem(415, ["header", "content-type"],
+                      f"the body must be JSON sent as Content-Type: application/json, got {content_type or 'no Content-Type'!r}")
+
+
+def _columns(payload: PredictRequest, model: ModelArtifact, max_batch_size: int) -> dict[str, list]:
     """Check a request against the model's features and return raw values by column."""
     features = model.preprocessor.columns
     numeric = {n["name"] for n in model.preprocessor.numeric}
@@ -197,10 +171,24 @@ def _columns(payload: PredictRequest, model: ModelArtifact, max_batch_size: int)
         for name, value in zip(features, values, strict=True):
             if isinstance(value, float) and not math.isfinite(value):
                 raise Problem(422, ["body", field, i, name], f"{value} is not a finite number")
+            if isinstance(value, (int, float)) and not _fits_float32(value):
+                raise Problem(422, ["body", field, i, name], f"{_short(value)} is outside the float32 range the model computes in")
             if name in numeric and isinstance(value, str):
                 raise Problem(422, ["body", field, i, name], f"expected a number or null, got the string {value!r}")
             columns[name].append(value)
-    return columns, len(rows)
+    return columns
+
+
+def _fits_float32(value: int | float) -> bool:
+    try:
+        return abs(float(value)) <= FLOAT32_MAX
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}…({len(text)} digits)"
 
 
 def predict_body_schema(model: ModelArtifact, max_batch_size: int) -> dict:

@@ -69,12 +69,18 @@ class Change:
 
 @dataclass
 class PoolCost:
+    """Monthly cost of a node group before and after; None where its instance type has no price."""
+
     name: str
-    before_min: float
-    before_desired: float
-    after_min: float
-    after_desired: float
+    before_min: float | None
+    before_desired: float | None
+    after_min: float | None
+    after_desired: float | None
     note: str = ""
+
+    @property
+    def unknown(self) -> bool:
+        return None in (self.before_min, self.before_desired, self.after_min, self.after_desired)
 
 
 @dataclass
@@ -199,16 +205,19 @@ def node_pool_costs(plan: dict, region: str, prices: dict | None = None) -> list
     table = prices["hourly"].get(region, {})
     hours = prices["hours_per_month"]
 
-    def monthly(state: dict | None) -> tuple[float, float, str]:
+    estimated = set(prices.get("estimated", {}).get(region, []))
+
+    def monthly(state: dict | None) -> tuple[float | None, float | None, str]:
+        """Priced by the pool's first instance type (what the managed node group prefers)."""
         if not state:
             return 0.0, 0.0, ""
         types = state.get("instance_types") or []
         scaling = (state.get("scaling_config") or [{}])[0]
-        known = [t for t in types if t in table]
-        if not known:
-            return 0.0, 0.0, f"no price for {', '.join(types) or 'unknown type'} in {region}"
-        hourly = table[known[0]] * (prices["spot_factor"] if state.get("capacity_type") == "SPOT" else 1.0)
-        return hourly * hours * scaling.get("min_size", 0), hourly * hours * scaling.get("desired_size", 0), ""
+        if not types or types[0] not in table:
+            return None, None, f"no price for {types[0] if types else 'an unknown instance type'} in {region}"
+        hourly = table[types[0]] * (prices["spot_factor"] if state.get("capacity_type") == "SPOT" else 1.0)
+        note = f"{types[0]} price estimated" if types[0] in estimated else ""
+        return hourly * hours * scaling.get("min_size", 0), hourly * hours * scaling.get("desired_size", 0), note
 
     costs = []
     for rc in plan.get("resource_changes", []):
@@ -218,7 +227,7 @@ def node_pool_costs(plan: dict, region: str, prices: dict | None = None) -> list
         b_min, b_desired, b_note = monthly(before)
         a_min, a_desired, a_note = monthly(after)
         name = (after or before or {}).get("node_group_name") or rc["address"]
-        costs.append(PoolCost(name, b_min, b_desired, a_min, a_desired, a_note or b_note))
+        costs.append(PoolCost(name, b_min, b_desired, a_min, a_desired, "; ".join(dict.fromkeys(n for n in (b_note, a_note) if n))))
     return costs
 
 
@@ -237,13 +246,20 @@ def summarize_checkov(report: dict | list) -> dict:
 # ---------------------------------------------------------------- Markdown
 
 
-def _money(value: float) -> str:
-    return f"${value:,.0f}"
+def _money(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.0f}"
 
 
-def _delta(before: float, after: float) -> str:
+def _delta(before: float | None, after: float | None) -> str:
+    if before is None or after is None:
+        return "unknown"
     diff = after - before
     return "±$0" if abs(diff) < 0.5 else f"{'+' if diff > 0 else '−'}{_money(abs(diff))}"
+
+
+def _total(costs: list[PoolCost], key: str) -> float:
+    """Over the priced pools only, so before and after compare the same pools."""
+    return sum(getattr(c, key) for c in costs if not c.unknown)
 
 
 def render_markdown(review: Review, show_text: str = "", limit: int = COMMENT_LIMIT) -> str:
@@ -268,11 +284,17 @@ def render_markdown(review: Review, show_text: str = "", limit: int = COMMENT_LI
             head.append(f"| `{c.name}` | {_money(c.before_min)} → {_money(c.after_min)} | {_money(c.before_desired)} → "
                         f"{_money(c.after_desired)} | {_delta(c.before_min, c.after_min)} / {_delta(c.before_desired, c.after_desired)}"
                         f"{' (' + c.note + ')' if c.note else ''} |")
-        total = {k: sum(getattr(c, k) for c in review.costs) for k in ("before_min", "after_min", "before_desired", "after_desired")}
-        head += [f"| **total** | {_money(total['before_min'])} → {_money(total['after_min'])} | {_money(total['before_desired'])} → "
+        total = {k: _total(review.costs, k) for k in ("before_min", "after_min", "before_desired", "after_desired")}
+        unpriced = [c.name for c in review.costs if c.unknown]
+        label = "**total (incomplete)**" if unpriced else "**total**"
+        head += [f"| {label} | {_money(total['before_min'])} → {_money(total['after_min'])} | {_money(total['before_desired'])} → "
                  f"{_money(total['after_desired'])} | **{_delta(total['before_min'], total['after_min'])} / "
-                 f"{_delta(total['before_desired'], total['after_desired'])}** |",
-                 "", f"<sub>Prices: `toolkit/terraform/node_prices.json` ({json.loads(PRICES.read_text())['date']}); on-demand, spot estimated.</sub>", ""]
+                 f"{_delta(total['before_desired'], total['after_desired'])}** |", ""]
+        if unpriced:
+            head += ["> [!WARNING]", f"> The total leaves out {', '.join(f'`{n}`' for n in unpriced)}: no price for the instance "
+                     "type in `toolkit/terraform/node_prices.json`. Add it there to see the full cost.", ""]
+        head += [f"<sub>Prices: `toolkit/terraform/node_prices.json` ({json.loads(PRICES.read_text())['date']}); on-demand, "
+                 "spot estimated.</sub>", ""]
     if review.checkov is not None:
         ck = review.checkov
         head.append(f"**checkov** on the plan: {ck['passed']} passed, {ck['failed']} failed, {ck['skipped']} skipped")

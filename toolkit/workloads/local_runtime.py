@@ -20,7 +20,7 @@ from toolkit.context import Context
 from toolkit.errors import RolloutError
 from toolkit.images.build import MODEL_VERSION_LABEL
 from toolkit.images.docker import docker_client
-from toolkit.images.registry import RegistryLogin
+from toolkit.images.login import RegistryLogin
 from toolkit.images.release import Release, ReleaseRecords, rollback_target, with_release, without_release
 from toolkit.workloads.manifests import IMAGE_ANNOTATION, MODEL_VERSION_ANNOTATION, RUN_AS_USER, serving_environment
 

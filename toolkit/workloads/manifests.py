@@ -65,7 +65,8 @@ def serving_environment(config: EnvironmentConfig) -> dict[str, str]:
     """The server's environment: the same on Kubernetes (ConfigMap) and on the local Docker runtime."""
     serving = config.serving
     return {"TOOLKIT_HOST": "0.0.0.0", "TOOLKIT_PORT": str(serving.port),
-            "TOOLKIT_MAX_BATCH_SIZE": str(serving.max_batch_size), "TOOLKIT_MAX_BODY_BYTES": str(serving.max_body_bytes)}
+            "TOOLKIT_MAX_BATCH_SIZE": str(serving.max_batch_size), "TOOLKIT_MAX_BODY_BYTES": str(serving.max_body_bytes),
+            "TOOLKIT_HEADER_TIMEOUT": str(serving.header_timeout_seconds)}
 
 
 def namespace(config: EnvironmentConfig) -> dict:

@@ -8,7 +8,7 @@ import urllib.request
 
 from toolkit.context import Context
 from toolkit.errors import ToolkitError
-from toolkit.ml.data import read_csv, to_float
+from toolkit.ml.table import read_csv
 from toolkit.workloads.kube import Kube
 from toolkit.workloads.manifests import SERVING
 
@@ -20,15 +20,12 @@ def http_json(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
         return json.loads(response.read())
 
 
-def sample_record(ctx: Context, features: list[str], categorical: dict) -> dict:
+def sample_record(ctx: Context, features: list[str]) -> dict:
     """The first complete row of the training dataset, restricted to the model's features."""
     training = ctx.config.training
     table = read_csv(ctx.root / training.dataset, training.delimiter)
     for i in range(len(table)):
-        record = {}
-        for name in features:
-            cell = table.cells.get(name, [None] * len(table))[i]
-            record[name] = cell if name in categorical else to_float(cell)
+        record = {name: table.column(name).value(i) if name in table else None for name in features}
         if all(value is not None for value in record.values()):
             return record
     raise ToolkitError(f"{training.dataset} has no complete row to smoke-test with.")
@@ -38,7 +35,7 @@ def smoke_test(call, ctx: Context, where: str) -> dict:
     """POST one record to /v1/predict through `call(path, body=None) -> dict`."""
     try:
         model = call("/v1/model")
-        record = sample_record(ctx, model["features"], model.get("categorical", {}))
+        record = sample_record(ctx, model["features"])
         answer = call("/v1/predict", {"records": [record]})
     except (urllib.error.URLError, OSError, ValueError, ToolkitError) as exc:
         detail = exc.read().decode(errors="replace")[:300] if isinstance(exc, urllib.error.HTTPError) else exc

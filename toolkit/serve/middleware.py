@@ -1,0 +1,120 @@
+"""The server's outermost ASGI layer: limits, request ids, outcomes and metrics for every request.
+
+Pure ASGI (BaseHTTPMiddleware costs ~2x here). For each request it
+- gives it an id (the client's `X-Request-ID` when it is a sane token, else a new one), returned
+  in the response headers and named in every log line about it;
+- counts body bytes as they arrive and answers 413 as soon as the limit is passed, whatever
+  the framing (Content-Length or chunked): memory stays bounded by the limit;
+- records count and latency by route template (docs routes included; a path no route knows is
+  "unmatched") and status; a client that disconnects before the answer is status 499, not a
+  server error;
+- turns an unexpected exception into a 500 with one log line (request id, route, exception).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from starlette.requests import ClientDisconnect
+from starlette.routing import Match
+
+from toolkit.serve.metrics import ServerMetrics
+
+log = logging.getLogger("toolkit.serve")
+CLIENT_CLOSED = 499  # nginx's code for "client closed the request"; never sent, only counted
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+def problem_body(status: int, loc: list, message: str, kind: str) -> bytes:
+    return json.dumps({"detail": [{"loc": loc, "msg": message, "type": kind}]}).encode()
+
+
+async def send_problem(send, status: int, body: bytes, close: bool = False) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:  # the rest of the body is not read: the connection cannot carry another request
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class MeasureAndLimit:
+    def __init__(self, app, metrics: ServerMetrics, max_body_bytes: int, routes=None) -> None:
+        self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+        self.routes = routes  # the router's routes, to name each request's route template
+        self._templates: dict[tuple[str, str], str] = {}
+
+    def route_template(self, scope) -> str:
+        key = (scope["method"], scope["path"])
+        template = self._templates.get(key)
+        if template is None:
+            template = "unmatched"
+            for route in self.routes or []:
+                match, _ = route.matches(scope)
+                if match is not Match.NONE:  # FULL, or PARTIAL: the path matches, the method does not (a 405)
+                    template = route.path
+                    break
+            if template != "unmatched":  # unmatched paths are not cached: a scan cannot grow the cache
+                self._templates[key] = template
+        return template
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        offered = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        state = {"status": None, "received": 0}
+
+        async def counting_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_body_bytes:
+                    raise BodyTooLarge
+            elif message["type"] == "http.disconnect":
+                raise ClientGone
+            return message
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                raise BodyTooLarge
+            await self.app(scope, counting_receive, send_with_id)
+        except BodyTooLarge:
+            if state["status"] is None:
+                body = problem_body(413, ["body"], f"body is over the {self.max_body_bytes}-byte limit", "too_large")
+                await send_problem(send_with_id, 413, body, close=True)
+        except (ClientGone, ClientDisconnect):
+            state["status"] = state["status"] or CLIENT_CLOSED
+        except Exception as exc:  # any bug, by design: it must not take the server down; a counted, logged 500
+            log.error("request %s %s %s failed: %s: %s", request_id, scope["method"], scope["path"], type(exc).__name__, exc,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            state["logged"] = True
+            if state["status"] is None:
+                body = problem_body(500, [], f"internal error (request id {request_id})", "internal")
+                await send_problem(send_with_id, 500, body)
+        finally:
+            status = state["status"] or CLIENT_CLOSED
+            self.metrics.observe(self.route_template(scope), status, time.perf_counter() - started)
+            if status >= 500 and not state.get("logged"):  # a 5xx the app answered itself
+                log.error("request %s %s %s answered %d", request_id, scope["method"], scope["path"], status)
