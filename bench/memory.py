@@ -6,6 +6,7 @@
    (target: at most 4x the file size).
 
     .venv/bin/python bench/memory.py [--csv-mb 200] [--upload-mb 100] [--json results.json]
+                                     [--toolkit OTHER_CHECKOUT/.venv/bin/toolkit]   (e.g. a checkout of an older commit)
 
 The server runs as `toolkit serve` on 127.0.0.1 (a small model is trained first); RSS is read
 from /proc every 10 ms. Traffic goes to 127.0.0.1 only and is bounded in bytes and time.
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOLKIT = str(ROOT / ".venv" / "bin" / "toolkit")
+TOOLKIT = str(ROOT / ".venv" / "bin" / "toolkit")  # --toolkit measures another checkout's
 
 
 def rss_mib(pid: int) -> float:
@@ -131,7 +132,10 @@ def main() -> None:
     parser.add_argument("--upload-mb", type=int, default=100)
     parser.add_argument("--uploads", type=int, default=4)
     parser.add_argument("--json", dest="json_path")
+    parser.add_argument("--toolkit", help="the toolkit executable to measure (default: this checkout's)")
     args = parser.parse_args()
+    global TOOLKIT
+    TOOLKIT = args.toolkit or TOOLKIT
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         tmp = Path(tmp)
         # A small model to serve: the bundled dataset, a few epochs.

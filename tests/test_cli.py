@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +141,33 @@ def test_help_loads_no_heavy_library():
             "if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_hostile_csv_and_json_inputs_are_one_line_errors(repo_copy, run_cli, tmp_path):
+    """Issue 13 item 9: a field over the csv module's limit, JSON nested 100,000 levels and a 400-digit
+    integer each ended in a traceback."""
+    long_field = tmp_path / "long.csv"
+    long_field.write_text("a,b,y\n1," + "x" * 140_000 + ",0\n")
+    result = run_cli("train", "--env", "local", "--data", long_field, "--label", "y")
+    assert result.exit_code == 2 and "line 2: field larger than field limit (131072)" in result.stderr
+    model = _json(run_cli("train", "--env", "local", "--epochs", "3", "--json"))["artifact"]
+    nested = run_cli("predict", "--model", model, input="[" * 100_000 + "]" * 100_000)
+    assert nested.exit_code == 2 and "nested too deeply" in nested.stderr
+    record = {name: 1.0 for name in json.loads((Path(model) / "manifest.json").read_text())["preprocessing"]["columns"]}
+    huge = json.dumps([record]).replace("1.0", "1" * 400, 1)
+    result = run_cli("predict", "--model", model, input=huge)
+    assert result.exit_code == 2 and "too large to be a number" in result.stderr, result.stderr
+    for result in (nested,):
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_a_column_without_any_value_is_left_out_with_a_warning(repo_copy, run_cli, tmp_path):
+    data = tmp_path / "empty.csv"
+    rng = np.random.default_rng(3)
+    rows = [f"{x:.2f},,{int(x > 0)}" for x in rng.normal(size=80)]
+    data.write_text("a,empty,y\n" + "\n".join(rows) + "\n")
+    result = run_cli("train", "--env", "local", "--data", data, "--label", "y", "--epochs", "3", "--json")
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.stderr and "column 'empty' has no value in any row; it is left out" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["warnings"] and "empty" not in json.loads((Path(summary["artifact"]) / "manifest.json").read_text())["feature_names"]

@@ -167,6 +167,6 @@ def test_a_release_rerun_reuses_a_tag_built_from_the_same_inputs(engine, local, 
                                    tag=tag, rm=True)
     with pytest.raises(BadInputError, match=f"built from inputs {inputs}; this image's are sha256:other"):
         push_image(local_ctx, tag, on_line=lambda line: None)
-    for ref in (tag, f"{login.host}/{tag}"):
-        engine.images.remove(ref, force=True)
+    for child in (other.id, rebuilt.id):  # children before their parent
+        engine.images.remove(child, force=True)
     engine.images.remove(image.image_id, force=True)
