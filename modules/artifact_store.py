@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from cdktf import Fn
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
 from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfiguration,
@@ -28,7 +27,8 @@ from toolkit.config import ArtifactStoreConfig
 
 
 def tls_only_policy(bucket_arn: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [{
+    # Fn.jsonencode, not json.dumps: a JSON string with references in it is mangled by `cdktf synth --hcl`.
+    return Fn.jsonencode({"Version": "2012-10-17", "Statement": [{
         "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
         "Resource": [bucket_arn, f"{bucket_arn}/*"],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},

@@ -43,6 +43,19 @@ def test_full_synth_of_every_stack_passes_terraform_validate(tmp_path):
     workspace.validate()
 
 
+def _hcl_stack(config, tmp_path):
+    """`toolkit hcl` of this test's local stack: a checkout whose local.yaml points at this test's moto."""
+    from toolkit.terraform.hcl import export_hcl
+
+    root = tmp_path / "hcl-checkout"
+    (root / "environments").mkdir(parents=True)
+    shipped = (PATHS.environments / "local.yaml").read_text()
+    (root / "environments" / "local.yaml").write_text(shipped.replace("http://127.0.0.1:4566", config.aws.endpoint_url))
+    for name in ("infra", "modules", "cdktf.json", "node_modules", ".cache"):
+        (root / name).symlink_to(PATHS.root / name)
+    return export_hcl(ProjectPaths(root), tmp_path / "hcl", ["local"])["platform-local"]
+
+
 def test_apply_read_back_and_destroy_on_moto(local_config, tmp_path):
     config = local_config
     assert bootstrap_state_bucket(config) is True
@@ -53,6 +66,10 @@ def test_apply_read_back_and_destroy_on_moto(local_config, tmp_path):
     try:
         # Idempotent: nothing drifts between the emulator and the configuration.
         assert workspace.plan_has_changes() is False
+        # The way out of CDKTF: the same stack as plain HCL, on the same remote state, plans no change.
+        hcl = Workspace(_hcl_stack(config, tmp_path), PATHS)
+        hcl.init()
+        assert hcl.plan_has_changes() is False
         outputs = workspace.outputs()
         assert outputs["cluster_name"] == config.cluster.name
         assert outputs["registry_url"].endswith(config.registry.name)

@@ -1,4 +1,4 @@
-"""`toolkit state bootstrap | outputs | plan | tf-env`: the environment's Terraform stack."""
+"""`toolkit state bootstrap | outputs | plan | hcl | tf-env`: the environment's Terraform stack."""
 
 from __future__ import annotations
 
@@ -90,6 +90,29 @@ def plan(env: str, fmt: str, out: Path | None, destroy: bool, no_checkov: bool) 
                                       "above lists them.")
 
 
+@click.command("hcl")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("cdktf.out/hcl"), show_default=True,
+              help="Directory for stacks/<stack>/cdk.tf.")
+@click.option("--env", "envs", multiple=True, metavar="ENV", help="Only this environment's stack (repeatable; default: all).")
+def hcl(out: Path, envs: tuple[str, ...]) -> None:
+    """Write the stacks as plain Terraform HCL: the way out of CDKTF.
+
+    \b
+    Runs `cdktf synth --hcl`, then rewrites what its converter gets wrong (references quoted in
+    depends_on and ignore_changes, deprecated since Terraform 0.12) and formats the files. Each
+    stacks/<stack>/cdk.tf validates, and plans to no change against state deployed from the
+    JSON stacks (README: "Leaving CDKTF")."""
+    from toolkit.config import load_environment
+    from toolkit.paths import ProjectPaths
+    from toolkit.terraform.hcl import export_hcl
+
+    for env in envs:
+        load_environment(env)  # an unknown environment: the config error, before synthesis
+    paths = ProjectPaths.discover()
+    for stack, directory in export_hcl(paths, paths.root / out if not out.is_absolute() else out, list(envs) or None).items():
+        click.echo(f"{stack:<20} {directory / 'cdk.tf'}")
+
+
 @click.command("tf-env", hidden=True)
 def tf_env() -> None:
     """KEY=VALUE lines for terraform/cdktf (used by the Makefile)."""
@@ -100,4 +123,4 @@ def tf_env() -> None:
         click.echo(f"{key}={value}")
 
 
-COMMANDS = [state_group, outputs, plan, tf_env]
+COMMANDS = [state_group, outputs, plan, hcl, tf_env]

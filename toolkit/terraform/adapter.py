@@ -103,7 +103,7 @@ class Workspace:
     """One synthesized stack directory (cdktf.out/stacks/<stack>)."""
 
     def __init__(self, directory: Path, paths: ProjectPaths) -> None:
-        if not (directory / "cdk.tf.json").exists():
+        if not any((directory / name).exists() for name in ("cdk.tf.json", "cdk.tf")):
             raise TerraformError(f"{directory}: no synthesized stack here; run `make synth` first.")
         self.directory = directory
         self.tf = _Terraform(directory, terraform_environment(paths))
@@ -117,8 +117,20 @@ class Workspace:
     def init(self, backend: bool = True) -> None:
         self._check("init", self.tf.init(backend=backend, input=False, no_color=IsFlagged, reconfigure=True, capture_output=True))
 
-    def validate(self) -> None:
-        self._check("validate", self.tf.cmd("validate", no_color=IsFlagged, capture_output=True))
+    def validate(self, warnings_fail: bool = False) -> list[str]:
+        """`terraform validate -json`; TerraformError on errors (and on warnings with warnings_fail).
+        Returns the warnings, one line each."""
+        code, out, err = self.tf.cmd("validate", json=IsFlagged, no_color=IsFlagged, capture_output=True)
+        try:
+            report = json.loads(out)
+        except ValueError:
+            self._check("validate", (code, out, err))
+            raise TerraformError(f"terraform validate in {self.directory} printed no JSON: {(err or out)[-2000:]}") from None
+        lines = [f"{d['severity']}: {d['summary']}" + (f" ({d['range']['filename']}:{d['range']['start']['line']})" if d.get("range") else "")
+                 + (f": {d['detail']}" if d.get("detail") else "") for d in report.get("diagnostics", [])]
+        if report.get("error_count") or (warnings_fail and report.get("warning_count")):
+            raise TerraformError(f"terraform validate in {self.directory}: " + "; ".join(lines))
+        return [line for line in lines if line.startswith("warning")]
 
     def apply(self) -> None:
         # skip_plan=True: python-terraform otherwise runs `apply` without -auto-approve semantics on 1.11.
