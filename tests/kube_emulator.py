@@ -1,15 +1,26 @@
 """A Kubernetes API emulator for tests: kmock's KubernetesEmulator, extended with what the toolkit uses.
 
-kmock (by the kopf author) stores objects and serves the REST verbs. We add:
-- server-side apply (PATCH application/apply-patch+yaml): creates when missing, replaces the
-  manager's fields, keeps uid/creationTimestamp/status, bumps generation on a spec change;
+kmock (by the kopf author) stores objects and serves the REST verbs. We add, strict where the API
+server is strict:
+- server-side apply (PATCH application/apply-patch+yaml) with field ownership per manager
+  (tests/kube_apply.py): fields a manager stops applying are removed unless another manager owns
+  them, conflicts are 409 unless forced; uid/creationTimestamp/status kept, generation counts
+  spec changes; the API server's defaults that matter here (Deployment replicas and strategy,
+  Service clusterIP, a Job's selector);
+- what the API server refuses: a namespaced object in a namespace that does not exist (404);
+  unknown fields under `fieldValidation=Strict` (400, from the official schemas that
+  kubernetes-validate ships); changing an immutable field (Deployment/DaemonSet selector, Job
+  selector and template, Service clusterIP: 422); a selector that does not match the template's
+  labels (422);
 - uid, resourceVersion, generation, creationTimestamp on every write;
 - label and field selectors on lists; pod logs; events;
 - the service proxy (/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH) as the API server does
   it: the Service and its named port must exist and a ready pod must match its selector (else 503
   "no endpoints available"), then the request goes to `service_backends[(NS, NAME)]`, a real server;
 - a controller simulator: Deployments roll out (succeed), crash-loop, fail to pull or stall by
-  image, as the real controller reports it (status, pods, events); Jobs complete or fail.
+  image, as the real controller reports it (status, pods, events), taking old pods down as the
+  Deployment's strategy allows (maxUnavailable, maxSurge, Recreate); Jobs complete or fail;
+  `scale()` writes replicas the way the HPA controller does (an Update by its own manager).
 It runs on 127.0.0.1 in a background thread so the synchronous `kubernetes` client can talk to it.
 """
 
@@ -19,14 +30,22 @@ import asyncio
 import copy
 import datetime as dt
 import itertools
+import json
+import math
+import re
 import threading
 import uuid
 
 import aiohttp.web
 import kmock
+import kube_apply
 from kmock._internal import references
 
 _counter = itertools.count(1)
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+GROUPS = {"apps/v1": "apps", "batch/v1": "batch", "autoscaling/v2": "autoscaling", "policy/v1": "policy",
+          "networking.k8s.io/v1": "networking.k8s.io"}
+SCHEMA_VERSION = "1.31.0"
 
 
 def _now() -> str:
@@ -36,6 +55,57 @@ def _now() -> str:
 def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
     return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code,
                                       "reason": reason, "message": message}, status=code)
+
+
+class Refused(Exception):
+    """The API server's answer to a request it does not carry out."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+def _qualified(obj: dict) -> str:
+    """`Deployment.apps "serving"`, as the API server names an object in its errors."""
+    group = GROUPS.get(obj.get("apiVersion", ""), "")
+    return f'{obj.get("kind")}{"." + group if group else ""} "{obj["metadata"]["name"]}"'
+
+
+def _invalid(obj: dict, field: str, value: object, detail: str) -> Refused:
+    return Refused(422, "Invalid", f"{_qualified(obj)} is invalid: {field}: Invalid value: {value!r}: {detail}")
+
+
+def unknown_fields(obj: dict) -> list[str]:
+    """Fields the official schema of the object's kind does not declare ('.spec.foo')."""
+    import jsonschema
+    import kubernetes_validate.utils as kv
+    from referencing import Registry, Resource
+
+    version = kv.major_minor(SCHEMA_VERSION)
+    api = obj.get("apiVersion", "").replace(".k8s.io", "").replace("/", "-")
+    directory = f"v{[v for v in kv.all_versions() if kv.major_minor(v) <= version][-1]}-local-strict"
+    try:
+        schema = kv.schema_contents(f"kubernetes-json-schema/{directory}/{obj['kind'].lower()}-{api}.json", SCHEMA_VERSION)
+    except FileNotFoundError:
+        return []
+    definitions = kv.schema_contents(f"kubernetes-json-schema/{directory}/_definitions.json", SCHEMA_VERSION)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    found = []
+    for error in jsonschema.validators.Draft202012Validator(schema, registry=registry).iter_errors(obj):
+        if error.validator == "additionalProperties":
+            path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            found += [f"{path}.{name}" for name in extra]
+    return found
+
+
+def _drop(obj: dict, path: str) -> None:
+    """Remove the field at '.spec.containers[0].foo'."""
+    parts = [int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", path)]
+    node = obj
+    for part in parts[:-1]:
+        node = node[part]
+    node.pop(parts[-1], None)
 
 
 def _selector(labels: dict) -> str:
@@ -80,7 +150,7 @@ class PlatformEmulator(kmock.KubernetesEmulator):
         self.pod_logs: dict[str, str] = {}
         self.delay = 0.2
         self.deleted_pods: list[dict] = []
-        self.service_backends: dict[tuple[str, str], str] = {}  # (namespace, service) → http://host:port
+        self.service_backends: dict[tuple[str, str], str] = {}  # (namespace or "*", service) → http://host:port
 
     # -- storage helpers (call with self._lock held, or from the loop thread)
     def _key(self, resource, namespace, name):
@@ -133,7 +203,7 @@ class PlatformEmulator(kmock.KubernetesEmulator):
                      and {"type": "Ready", "status": "True"} in p["status"].get("conditions", [])]
         if not ready or not any(port in ("", p.get("name"), str(p.get("port"))) for p in ports):
             return _status(503, "ServiceUnavailable", f'no endpoints available for service "{target}"')
-        backend = self.service_backends.get((namespace, name))
+        backend = self.service_backends.get((namespace, name)) or self.service_backends.get(("*", name))
         if backend is None:
             return _status(503, "ServiceUnavailable", "error trying to reach service: dial tcp: connect: connection refused")
         async with aiohttp.ClientSession() as session:
@@ -152,8 +222,12 @@ class PlatformEmulator(kmock.KubernetesEmulator):
                 items = [o for o in items if not selector or _matches_labels(o, selector)]
                 return aiohttp.web.json_response({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": items})
             if raw.method == "PATCH":
-                return aiohttp.web.json_response(self._apply_object(key, None, __import__("json").loads(body),
-                                                                    raw.query.get("fieldManager", "")))
+                try:
+                    return aiohttp.web.json_response(self._apply_object(
+                        key, None, json.loads(body), raw.query.get("fieldManager", ""), raw.query.get("force") == "true",
+                        raw.query.get("fieldValidation", "Warn")))
+                except Refused as refused:
+                    return _status(refused.code, refused.reason, refused.message)
             live = self._live(key)
             if live is not None and raw.method == "DELETE":
                 self._remove(key)
@@ -172,7 +246,10 @@ class PlatformEmulator(kmock.KubernetesEmulator):
         content_type = request.headers.get("Content-Type", "")
         if request.method == "PATCH" and "apply-patch" in content_type:
             async with self._lock:
-                obj = self._apply(request, namespace, name)
+                try:
+                    obj = self._apply(request, namespace, name)
+                except Refused as refused:
+                    return _status(refused.code, refused.reason, refused.message)
             return aiohttp.web.json_response(obj)
         if request.subresource == "log" and request.method == "GET":
             return aiohttp.web.Response(text=self.pod_logs.get(name, ""))
@@ -201,16 +278,34 @@ class PlatformEmulator(kmock.KubernetesEmulator):
 
     def _apply(self, request: kmock.Request, namespace: str | None, name: str) -> dict:
         key = self._key(request.resource, namespace, name)
-        return self._apply_object(key, namespace, request.data, request.params.get("fieldManager", ""))
+        return self._apply_object(key, namespace, request.data, request.params.get("fieldManager", ""),
+                                  request.params.get("force") == "true", request.params.get("fieldValidation", "Warn"))
 
-    def _apply_object(self, key, namespace: str | None, body: dict, manager: str) -> dict:
-        """Server-side apply of a complete object by one manager: create, or replace its fields
-        keeping uid, creationTimestamp and status; generation counts spec changes."""
-        applied = copy.deepcopy(body)
+    def _namespace_exists(self, namespace: str) -> bool:  # call with the lock held
+        return namespace in SYSTEM_NAMESPACES or self._live(self._key(self.NAMESPACES, None, namespace)) is not None
+
+    def _apply_object(self, key, namespace: str | None, body: dict, manager: str, force: bool = True,
+                      validation: str = "Warn") -> dict:
+        """Server-side apply by one manager, with the API server's checks, defaults and field ownership."""
+        if namespace and not self._namespace_exists(namespace):
+            raise Refused(404, "NotFound", f'namespaces "{namespace}" not found')
+        unknown = unknown_fields(body)
+        if unknown and validation == "Strict":
+            raise Refused(400, "BadRequest", f"failed to create typed patch object ({namespace or ''}/{key[2]}; "
+                                             f"{body.get('apiVersion')}, Kind={body.get('kind')}): {unknown[0]}: field not declared in schema")
+        for path in unknown:  # Warn (the API's default) and Ignore: the field is dropped
+            _drop(body, path)
         live = self._live(key)
+        try:
+            applied, owners = kube_apply.apply(live, body, manager, force)
+        except kube_apply.Conflict as conflict:
+            names = ", ".join(f'conflict with "{m}": .{".".join(p)}' for m, p in conflict.fields)
+            raise Refused(409, "Conflict", f"Apply failed with {len(conflict.fields)} conflict(s): {names}") from None
         meta = applied.setdefault("metadata", {})
         if namespace:
-            meta.setdefault("namespace", namespace)
+            meta["namespace"] = namespace
+        self._defaults(applied, live)
+        self._validate(applied, live)
         if live is None:
             meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
             changed = True
@@ -221,13 +316,59 @@ class PlatformEmulator(kmock.KubernetesEmulator):
             meta["generation"] = old_meta.get("generation", 1) + (1 if changed else 0)
             if "status" in live:
                 applied["status"] = live["status"]
-        meta["managedFields"] = [{"manager": manager, "operation": "Apply"}]
+        meta["managedFields"] = kube_apply.managed_fields(owners, applied.get("apiVersion", ""), _now())
         stored = self._store(key, applied)
         if changed and applied.get("kind") == "Deployment":
             asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self._roll(key)))
         if live is None and applied.get("kind") == "Job":
             asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self._run_job(key)))
         return copy.deepcopy(stored)
+
+    def _defaults(self, obj: dict, live: dict | None) -> None:
+        """The API server's defaulting, where the toolkit's behaviour depends on it."""
+        spec = obj.get("spec")
+        if spec is None:
+            return
+        if obj["kind"] == "Deployment":
+            spec.setdefault("replicas", 1)
+            spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        elif obj["kind"] == "Service" and spec.get("type", "ClusterIP") == "ClusterIP":
+            assigned = (live or {}).get("spec", {}).get("clusterIP") or f"10.96.{next(_counter) % 250}.{next(_counter) % 250 + 1}"
+            spec.setdefault("clusterIP", assigned)
+        elif obj["kind"] == "Job" and not spec.get("manualSelector") and live is None:
+            uid_label = {"batch.kubernetes.io/controller-uid": str(uuid.uuid4())}
+            spec.setdefault("selector", {"matchLabels": uid_label})
+            spec["template"].setdefault("metadata", {}).setdefault("labels", {}).update(uid_label)
+
+    def _validate(self, obj: dict, live: dict | None) -> None:
+        spec, kind = obj.get("spec") or {}, obj["kind"]
+        if kind in ("Deployment", "DaemonSet", "Job") and "selector" in spec:
+            wanted = spec["selector"].get("matchLabels", {})
+            labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
+            if any(labels.get(k) != v for k, v in wanted.items()):
+                raise _invalid(obj, "spec.template.metadata.labels", labels, "`selector` does not match template `labels`")
+        if live is None:
+            return
+        before = live.get("spec") or {}
+        immutable = {"Deployment": ["selector"], "DaemonSet": ["selector"], "Job": ["selector", "template"]}.get(kind, [])
+        for field in immutable:
+            if field in before and spec.get(field) != before[field]:
+                raise _invalid(obj, f"spec.{field}", spec.get(field), "field is immutable")
+        if kind == "Service" and before.get("clusterIP") and spec.get("clusterIP") != before["clusterIP"]:
+            raise _invalid(obj, "spec.clusterIPs[0]", [spec.get("clusterIP")], "may not change once set")
+
+    def scale(self, namespace: str, name: str, replicas: int, manager: str = "kube-controller-manager") -> None:
+        """Set a Deployment's replicas as the HPA controller does: an Update through the scale
+        subresource, by its own field manager (call through EmulatorThread.call)."""
+        key = self._key(references.resource("apps", "v1", "deployments"), namespace, name)
+        live = self._live(key)
+        new = copy.deepcopy(live)
+        new["spec"]["replicas"] = replicas
+        owners = kube_apply.update(live, new, manager)
+        new["metadata"]["managedFields"] = kube_apply.managed_fields(owners, new["apiVersion"], _now())
+        new["metadata"]["generation"] = live["metadata"].get("generation", 1) + 1
+        self._store(key, new)
+        asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self._roll(key)))
 
     # -- controller simulator
     def _event(self, namespace: str, kind: str, name: str, type_: str, reason: str, message: str) -> None:
@@ -267,10 +408,10 @@ class PlatformEmulator(kmock.KubernetesEmulator):
             mode = self.behaviour.get(image, "succeed")
             status = {"observedGeneration": revision}
             if mode == "succeed":
-                for pod in old:
+                current = [p for p in pods if p["spec"]["containers"][0]["image"] == image]
+                for pod in old + current[wanted:]:  # the old ReplicaSet, and a scale-down
                     self.deleted_pods.append(pod)
                     self._remove(self._key(resource_pods, namespace, pod["metadata"]["name"]))
-                current = [p for p in pods if p["spec"]["containers"][0]["image"] == image]
                 for i in range(len(current), wanted):  # a rollback scales the old ReplicaSet's pods back
                     self._pod(namespace, f"{name}-{revision}-{i}", labels, image, "Running", True, None)
                 status.update(replicas=wanted, updatedReplicas=wanted, readyReplicas=wanted, availableReplicas=wanted,
@@ -286,11 +427,26 @@ class PlatformEmulator(kmock.KubernetesEmulator):
                          "pull-error": ("Failed", f'Failed to pull image "{image}": not found'),
                          "stall": ("Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503")}[mode]
                 self._event(namespace, "Pod", pod_name, "Warning", *event)
-                serving = len(old)  # maxUnavailable 0: the old pods keep serving
+                serving = self._old_pods_kept(spec, wanted, len(old))
+                for pod in old[serving:]:  # as many as the strategy lets the controller take down before new ones are ready
+                    self.deleted_pods.append(pod)
+                    self._remove(self._key(resource_pods, namespace, pod["metadata"]["name"]))
                 status.update(replicas=serving + 1, updatedReplicas=1, readyReplicas=serving, availableReplicas=serving,
-                              unavailableReplicas=1)
+                              unavailableReplicas=max(wanted - serving, 1))
             deployment["status"] = status
             self._store(key, deployment)
+
+    @staticmethod
+    def _old_pods_kept(spec: dict, wanted: int, old: int) -> int:
+        """Old pods the Deployment controller keeps while the new ones are not ready: all of them down
+        at once with Recreate; with RollingUpdate, at least `replicas - maxUnavailable` available."""
+        strategy = spec.get("strategy") or {}
+        if strategy.get("type") == "Recreate":
+            return 0
+        unavailable = (strategy.get("rollingUpdate") or {}).get("maxUnavailable", "25%")
+        if isinstance(unavailable, str) and unavailable.endswith("%"):
+            unavailable = math.floor(wanted * int(unavailable[:-1]) / 100)  # the controller rounds maxUnavailable down
+        return max(0, min(old, wanted - int(unavailable)))
 
     async def _run_job(self, key) -> None:
         namespace, name = key[1], key[2]

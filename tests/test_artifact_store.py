@@ -69,5 +69,5 @@ def test_upload_refuses_a_corrupt_artifact(local, bucket, model_dir, tmp_path):
     damaged = tmp_path / "model"
     shutil.copytree(model_dir, damaged)
     (damaged / "weights.npz").write_bytes(b"x")
-    with pytest.raises(ArtifactError):
+    with pytest.raises(ArtifactError, match=r"weights.npz: size is 1 bytes, the manifest says \d+"):
         upload_artifact(local, damaged, f"s3://{bucket}/models/")

@@ -4,6 +4,9 @@ Skipped unless TOOLKIT_TEST_KUBECONFIG names a kubeconfig: never $KUBECONFIG, so
 cannot touch a cluster by accident. TOOLKIT_TEST_IMAGE must be a serving image pinned by digest
 that the cluster can pull; TOOLKIT_TEST_ENV picks the environment's settings (default dev) and a
 node must carry its system pool's labels. Each run works in a namespace of its own and deletes it.
+With TOOLKIT_TEST_TRAINING_IMAGE (the training image, by digest) it also runs `train --remote`'s
+Job in a namespace nothing was deployed to: the dataset must be in TOOLKIT_TEST_BUCKET (default:
+the environment's artifact store) and the cluster's nodes able to read it.
 
     TOOLKIT_TEST_KUBECONFIG=~/.kube/kind TOOLKIT_TEST_IMAGE=registry/serving@sha256:… \\
         .venv/bin/pytest -m real_cluster tests/test_real_cluster.py
@@ -30,6 +33,7 @@ from toolkit.workloads.smoke import smoke_test_service
 
 KUBECONFIG = os.environ.get("TOOLKIT_TEST_KUBECONFIG")
 IMAGE = os.environ.get("TOOLKIT_TEST_IMAGE")
+TRAINING_IMAGE = os.environ.get("TOOLKIT_TEST_TRAINING_IMAGE")
 OUTPUTS = {"serving_role_arn": "", "training_role_arn": "", "bucket": ""}  # the serving image needs no AWS access
 
 pytestmark = [
@@ -70,3 +74,22 @@ def test_deploy_smoke_and_a_failed_rollout_rolled_back(cluster):
     live = kube.get("Deployment", SERVING, namespace)
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
     assert smoke_test_service(kube, Context(config, PATHS))["prediction"]
+
+
+@pytest.mark.skipif(not TRAINING_IMAGE, reason="needs TOOLKIT_TEST_TRAINING_IMAGE")
+def test_train_remote_in_a_namespace_nothing_was_deployed_to(cluster):
+    """`train --remote` brings its namespace and ServiceAccount (a real server refuses a Job in a
+    namespace that does not exist), streams the pod's log and reports the outcome."""
+    import yaml
+
+    from toolkit.workloads import jobs
+
+    kube, config = cluster
+    assert kube.get("Namespace", config.workloads.namespace) is None
+    environment_yaml = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    outputs = {**OUTPUTS, "bucket": os.environ.get("TOOLKIT_TEST_BUCKET", config.artifact_store.bucket)}
+    lines = []
+    result = jobs.run_training_job(kube, config, outputs, Release(TRAINING_IMAGE, "training"), environment_yaml,
+                                   timeout=900, on_log=lines.append, poll=2)
+    assert result["outcome"] == "succeeded", lines[-20:]
+    assert kube.get("ServiceAccount", "training", config.workloads.namespace) is not None

@@ -5,8 +5,10 @@ emulator (tests/kube_emulator.py)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -96,7 +98,7 @@ def test_deployment_is_pinned_hardened_and_probed():
 
 def test_training_job_targets_the_gpu_pool():
     config = load_environment("dev")
-    job = training_manifests(config, OUTPUTS, V1, "train-x", "name: dev\n")[1]
+    job = next(o for o in training_manifests(config, OUTPUTS, V1, "train-x", "name: dev\n") if o["kind"] == "Job")
     pod = job["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == {"workload": "gpu-training"}
@@ -257,7 +259,6 @@ def test_a_job_still_running_at_the_timeout_is_reported(kube, emulator, dev):
 def test_cli_deploy_status_and_rollback_through_a_kubeconfig(emulator, kube, dev, run_cli, tmp_path, monkeypatch):
     """The CLI path: --kubeconfig/--context with the kubernetes client's own kubeconfig loader."""
     kubeconfig = _kubeconfig(tmp_path, emulator)
-    monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda ctx, required=True: OUTPUTS)
     common = ["--env", "dev", "--kubeconfig", kubeconfig, "--context", "emu", "--timeout", "10", "--no-smoke"]
     first = run_cli("deploy", *common, "--image", V1.image, "--model-version", V1.model_version)
     assert first.exit_code == 0, first.output
@@ -290,7 +291,6 @@ def served_model(model_dir):
 def test_cli_deploy_smoke_tests_through_the_service_proxy(emulator, kube, run_cli, tmp_path, monkeypatch, served_model):
     """`deploy` ends with a real /v1/predict through the API server's service proxy to the Service."""
     kubeconfig = _kubeconfig(tmp_path, emulator)
-    monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda ctx, required=True: OUTPUTS)
     common = ["--env", "dev", "--kubeconfig", kubeconfig, "--context", "emu", "--timeout", "10"]
     emulator.call(emulator.emulator.service_backends.__setitem__, ("ml-platform", "serving"), served_model)
     result = run_cli("deploy", *common, "--image", V1.image, "--model-version", V1.model_version)
@@ -315,7 +315,7 @@ def test_the_service_proxy_needs_a_ready_pod(emulator, kube, dev, served_model):
     with pytest.raises(ToolkitError, match='services "serving" not found'):
         kube.proxy_json(proxy)
     emulator.call(emulator.emulator.behaviour.__setitem__, V1.image, "crash")
-    with pytest.raises(ToolkitError):
+    with pytest.raises(RolloutError, match="CrashLoopBackOff.*no previous release"):
         _deploy(kube, dev, V1, timeout=1.0)
     with pytest.raises(ToolkitError, match='no endpoints available for service "serving:http"'):
         kube.proxy_json(proxy)
@@ -337,24 +337,98 @@ def test_cli_train_remote_uploads_the_dataset_and_streams_the_job(emulator, kube
 
     env_file = repo_copy / "environments" / "local.yaml"
     env_file.write_text(env_file.read_text().replace("http://127.0.0.1:4566", local.aws.endpoint_url))
-    aws_client("s3", local).create_bucket(Bucket="remote-training-test")
-    outputs = {**OUTPUTS, "bucket": "remote-training-test"}
-    monkeypatch.setattr("toolkit.workloads.target.outputs_for", lambda ctx, required=True: outputs)
+    bucket = load_environment("local").artifact_store.bucket  # a kubeconfig cluster: the bucket the environment file names
+    aws_client("s3", local).create_bucket(Bucket=bucket)
     ReleaseRecords(ProjectPaths(repo_copy), "local").save_push(V1, training_image=V2.image)
     kubeconfig = _kubeconfig(tmp_path, emulator)
     emulator.call(emulator.emulator.pod_logs.__setitem__, "train-local-x7k2p", "epoch 1/300 loss 0.69")
     monkeypatch.setattr("toolkit.workloads.jobs.job_name", lambda env: f"train-{env}")
     result = run_cli("train", "--env", "local", "--remote", "--kubeconfig", kubeconfig, "--timeout", "20")
     assert result.exit_code == 0, result.output
-    assert "uploaded heart-cleveland.csv to s3://remote-training-test/datasets/heart-cleveland.csv" in result.stderr
+    assert f"uploaded heart-cleveland.csv to s3://{bucket}/datasets/heart-cleveland.csv" in result.stderr
     assert "[train-local-x7k2p] epoch 1/300 loss 0.69" in result.stderr
     assert "training Job train-local completed" in result.stdout
     job = kube.get("Job", "train-local", "ml-platform")
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == V2.image  # the training image
-    keys = aws_client("s3", local).list_objects_v2(Bucket="remote-training-test")["Contents"]
+    keys = aws_client("s3", local).list_objects_v2(Bucket=bucket)["Contents"]
     assert [k["Key"] for k in keys] == ["datasets/heart-cleveland.csv"]
 
 
 def test_train_remote_on_the_local_environment_explains_there_is_no_cluster(run_cli):
     result = run_cli("train", "--env", "local", "--remote")
     assert result.exit_code == 2 and "has no Kubernetes cluster" in result.stderr
+
+
+# ---------------------------------------------------------------- bugs the strict emulator found (issue 15)
+
+
+def _autoscaled(config, enabled: bool, replicas: int = 3):
+    serving = config.serving.model_copy(update={"replicas": replicas, "autoscaling": config.serving.autoscaling.model_copy(
+        update={"enabled": enabled, "min_replicas": 2, "max_replicas": 6})})
+    return config.model_copy(update={"serving": serving})
+
+
+def _replicas(kube) -> int:
+    return kube.get("Deployment", "serving", "ml-platform")["spec"]["replicas"]
+
+
+def test_enabling_autoscaling_hands_replicas_over_without_a_scale_down(kube, emulator, dev):
+    """The applied configuration drops spec.replicas once an HPA owns them. Done naively, the toolkit's
+    field manager gives the field up, the API server resets it to 1 and 3 serving pods become 1."""
+    _deploy(kube, _autoscaled(dev, enabled=False, replicas=3), V1)
+    assert _replicas(kube) == 3
+    _deploy(kube, _autoscaled(dev, enabled=True), V1)
+    assert _replicas(kube) == 3  # not reset to 1
+    assert emulator.emulator.deleted_pods == []  # no serving pod was taken down
+    owners = {e["manager"] for e in kube.get("Deployment", "serving", "ml-platform")["metadata"]["managedFields"]
+              if "f:replicas" in e["fieldsV1"].get("f:spec", {})}
+    assert owners == {rollout.HANDOVER_MANAGER}
+    # The HPA scales; later releases leave its number alone.
+    emulator.call(emulator.emulator.scale, "ml-platform", "serving", 5)
+    _deploy(kube, _autoscaled(dev, enabled=True), V2)
+    assert _replicas(kube) == 5
+
+
+def test_cli_deploy_through_a_kubeconfig_needs_no_terraform_outputs(emulator, kube, dev, run_cli, tmp_path, monkeypatch):
+    """A kubeconfig cluster needs nothing from the stack outputs (no AWS stack, no credentials). IRSA
+    role annotations already on the cluster's ServiceAccounts are kept."""
+    def no_terraform(*args, **kwargs):
+        raise AssertionError("a kubeconfig cluster must not need the Terraform outputs")
+
+    monkeypatch.setattr("toolkit.terraform.outputs.stack_outputs", no_terraform)
+    monkeypatch.setattr("toolkit.workloads.target.stack_outputs", no_terraform)
+    _deploy(kube, dev, V1)  # deployed before with the outputs: the ServiceAccounts carry their IRSA roles
+    kubeconfig = _kubeconfig(tmp_path, emulator)
+    result = run_cli("deploy", "--env", "dev", "--kubeconfig", kubeconfig, "--timeout", "10", "--no-smoke",
+                     "--image", V2.image, "--model-version", V2.model_version)
+    assert result.exit_code == 0, result.output
+    for name, role in (("serving", OUTPUTS["serving_role_arn"]), ("training", OUTPUTS["training_role_arn"])):
+        assert kube.get("ServiceAccount", name, "ml-platform")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role
+    emulator.reset()  # a cluster that never had the toolkit: no roles to keep
+    result = run_cli("deploy", "--env", "dev", "--kubeconfig", kubeconfig, "--timeout", "10", "--no-smoke", "--image", V1.image)
+    assert result.exit_code == 0, result.output
+    assert "annotations" not in kube.get("ServiceAccount", "serving", "ml-platform")["metadata"] or \
+        "eks.amazonaws.com/role-arn" not in kube.get("ServiceAccount", "serving", "ml-platform")["metadata"]["annotations"]
+
+
+def test_train_remote_creates_the_namespace_and_service_account_it_needs(emulator, kube, dev):
+    """On a fresh cluster (nothing deployed), the training Job's namespace and ServiceAccount exist."""
+    jobs.run_training_job(kube, dev, OUTPUTS, V1, "name: dev\n", timeout=10, on_log=lambda line: None, poll=0.1, name="train-fresh")
+    assert kube.get("Namespace", "ml-platform") is not None
+    account = kube.get("ServiceAccount", "training", "ml-platform")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == OUTPUTS["training_role_arn"]
+    assert kube.get("Job", "train-fresh", "ml-platform")["spec"]["template"]["spec"]["serviceAccountName"] == "training"
+
+
+def test_the_real_cluster_test_passes_against_the_emulator(emulator, kube, served_model, tmp_path):
+    """tests/test_real_cluster.py, run as it would be against a cluster (its own pytest, its own
+    namespace), here against the emulator with a real `toolkit serve` behind the service proxy."""
+    image = "registry.example/serving@sha256:" + "7" * 64
+    emulator.call(emulator.emulator.service_backends.__setitem__, ("*", "serving"), served_model)
+    emulator.call(emulator.emulator.behaviour.__setitem__, "registry.example/serving@sha256:" + "0" * 64, "pull-error")
+    env = {**os.environ, "TOOLKIT_TEST_KUBECONFIG": str(_kubeconfig(tmp_path, emulator)), "TOOLKIT_TEST_IMAGE": image,
+           "TOOLKIT_TEST_TRAINING_IMAGE": "registry.example/training@sha256:" + "8" * 64}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "real_cluster",
+                             str(REPO / "tests" / "test_real_cluster.py")], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "2 passed" in result.stdout

@@ -94,12 +94,13 @@ class Kube:
         query = {k: v for k, v in {"labelSelector": label_selector, "fieldSelector": field_selector}.items() if v}
         return self._request("GET", KINDS[kind].path(namespace), query).get("items", [])
 
-    def apply(self, obj: dict) -> dict:
-        """Server-side apply (field manager `toolkit`, conflicts forced: the toolkit owns these fields)."""
+    def apply(self, obj: dict, manager: str = FIELD_MANAGER, force: bool = True) -> dict:
+        """Server-side apply (by default field manager `toolkit`, conflicts forced: the toolkit owns these
+        fields); unknown fields are refused (fieldValidation=Strict), not silently dropped."""
         kind = KINDS[obj["kind"]]
         meta = obj["metadata"]
-        return self._request("PATCH", kind.path(meta.get("namespace"), meta["name"]),
-                             {"fieldManager": FIELD_MANAGER, "force": "true"}, body=obj,
+        query = {"fieldManager": manager, "fieldValidation": "Strict", **({"force": "true"} if force else {})}
+        return self._request("PATCH", kind.path(meta.get("namespace"), meta["name"]), query, body=obj,
                              content_type="application/apply-patch+yaml")
 
     def delete(self, kind: str, name: str, namespace: str | None = None) -> None:

@@ -21,6 +21,7 @@ IMAGE_ANNOTATION = "toolkit.dev/image"
 SERVING = "serving"
 TRAINING = "training"
 ADDON_NAMESPACE = "kube-system"  # platform add-ons (the NVIDIA device plugin)
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 RUN_AS_USER = 10001  # the serving image's user (toolkit/images/Dockerfile)
 
 
@@ -77,9 +78,11 @@ def namespace(config: EnvironmentConfig) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
-def service_account(config: EnvironmentConfig, name: str, role_arn: str) -> dict:
+def service_account(config: EnvironmentConfig, name: str, role_arn: str | None) -> dict:
+    """With an IRSA role (EKS) the pods get its AWS credentials; a cluster without one gets none."""
+    annotations = {IRSA_ANNOTATION: role_arn} if role_arn else None
     return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": _meta(config, name, name, config.workloads.namespace, {"eks.amazonaws.com/role-arn": role_arn}),
+            "metadata": _meta(config, name, name, config.workloads.namespace, annotations),
             # IRSA injects its own projected token; the API token is not needed.
             "automountServiceAccountToken": False}
 
@@ -237,7 +240,7 @@ def training_job(config: EnvironmentConfig, outputs: dict, release: Release, nam
     """A GPU training Job: `toolkit train` in the released image, its artifact uploaded to the S3 store."""
     remote, ns = config.workloads.remote_training, config.workloads.namespace
     gpu_pool = config.gpu_pools()[0] if config.gpu_pools() else None
-    bucket = outputs[Output.BUCKET]
+    bucket = artifact_bucket(config, outputs)
     dataset = f"s3://{bucket}/{config.artifact_store.datasets_prefix}{config.training.dataset.rsplit('/', 1)[-1]}"
     command = ["toolkit", "train", "--env", config.name, "--data", dataset, "--out", "/tmp/artifacts",
                "--upload", f"s3://{bucket}/{config.artifact_store.models_prefix}{config.name}/"]
@@ -265,11 +268,16 @@ def training_job(config: EnvironmentConfig, outputs: dict, release: Release, nam
                      "template": {"metadata": {"labels": _labels(config, TRAINING, {"job-name": name})}, "spec": pod_spec}}}
 
 
+def artifact_bucket(config: EnvironmentConfig, outputs: dict) -> str:
+    return outputs.get(Output.BUCKET) or config.artifact_store.bucket
+
+
 def serving_manifests(config: EnvironmentConfig, outputs: dict, release: Release) -> list[dict]:
-    """What `toolkit deploy` applies (and prunes against), in apply order."""
+    """What `toolkit deploy` applies (and prunes against), in apply order. `outputs`: the stack's
+    (IRSA role ARNs, bucket); a cluster that is not the environment's EKS may have none."""
     objects = [namespace(config),
-               service_account(config, SERVING, outputs[Output.SERVING_ROLE_ARN]),
-               service_account(config, TRAINING, outputs[Output.TRAINING_ROLE_ARN]),
+               service_account(config, SERVING, outputs.get(Output.SERVING_ROLE_ARN)),
+               service_account(config, TRAINING, outputs.get(Output.TRAINING_ROLE_ARN)),
                serving_config_map(config), deployment(config, release), service(config),
                pod_disruption_budget(config)]
     if config.serving.autoscaling.enabled:
@@ -281,8 +289,12 @@ def serving_manifests(config: EnvironmentConfig, outputs: dict, release: Release
 
 
 def training_manifests(config: EnvironmentConfig, outputs: dict, release: Release, name: str, environment_yaml: str) -> list[dict]:
-    return [_in_set(obj, "training") for obj in (environment_config_map(config, environment_yaml),
-                                                training_job(config, outputs, release, name))]
+    """The training Job and what it needs: its namespace and ServiceAccount (the same objects
+    `deploy` applies, so either command may run first) and the environment file."""
+    needed = [_in_set(namespace(config), "platform"),
+              _in_set(service_account(config, TRAINING, outputs.get(Output.TRAINING_ROLE_ARN)), "platform")]
+    return needed + [_in_set(obj, "training") for obj in (environment_config_map(config, environment_yaml),
+                                                          training_job(config, outputs, release, name))]
 
 
 def _in_set(obj: dict, apply_set: str) -> dict:

@@ -15,7 +15,7 @@ from typing import Callable
 from toolkit.config import EnvironmentConfig
 from toolkit.errors import RolloutError
 from toolkit.images.release import Release, history_from_json, history_to_json, rollback_target, with_release, without_release
-from toolkit.workloads.kube import PRUNABLE, Kube, selector
+from toolkit.workloads.kube import FIELD_MANAGER, PRUNABLE, Kube, selector
 from toolkit.workloads.manifests import (
     ADDON_NAMESPACE,
     IMAGE_ANNOTATION,
@@ -27,6 +27,9 @@ from toolkit.workloads.manifests import (
 )
 
 HISTORY = "toolkit-release-history"
+# The field manager that takes spec.replicas over from the toolkit when an HPA starts owning it
+# (Kubernetes docs, Server-Side Apply: "Transferring ownership"); it never applies again.
+HANDOVER_MANAGER = "handover-to-hpa"
 # Container states that will not fix themselves within a rollout.
 FATAL_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff", "CreateContainerConfigError",
                  "CreateContainerError", "RunContainerError"}
@@ -49,8 +52,38 @@ def _ref(obj: dict) -> str:
 
 def apply_all(kube: Kube, objects: list[dict]) -> list[str]:
     for obj in objects:
+        if obj["kind"] == "Deployment":
+            hand_over_replicas(kube, obj)
         kube.apply(obj)
     return [_ref(obj) for obj in objects]
+
+
+def hand_over_replicas(kube: Kube, deployment: dict) -> None:
+    """When the rendered Deployment stops setting replicas (an HPA owns them now) but the toolkit owns
+    them on the cluster, the next apply would give the field up and the API server would reset it to 1:
+    a scale-down. So the live number is first applied by HANDOVER_MANAGER, which keeps owning it."""
+    if "replicas" in deployment["spec"]:
+        return
+    meta = deployment["metadata"]
+    live = kube.get("Deployment", meta["name"], meta["namespace"])
+    if live is None or not _owns(live, FIELD_MANAGER, "spec", "replicas"):
+        return
+    kube.apply({"apiVersion": deployment["apiVersion"], "kind": "Deployment",
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                "spec": {"replicas": live["spec"]["replicas"]}}, manager=HANDOVER_MANAGER)
+
+
+def _owns(obj: dict, manager: str, *path: str) -> bool:
+    for entry in obj["metadata"].get("managedFields") or []:
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            node = entry.get("fieldsV1", {})
+            for part in path:
+                node = node.get(f"f:{part}")
+                if node is None:
+                    break
+            else:
+                return True
+    return False
 
 
 def prune(kube: Kube, config: EnvironmentConfig, keep: list[dict]) -> list[str]:

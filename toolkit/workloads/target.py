@@ -38,11 +38,27 @@ def outputs_for(ctx: Context, required: bool = True) -> dict:
         return placeholder_outputs(ctx.env)
 
 
+def outputs_from_cluster(kube: Kube, ctx: Context) -> dict:
+    """What a kubeconfig cluster needs in place of the stack outputs: the IRSA roles its ServiceAccounts
+    already carry (kept, never dropped by a deploy; none on a cluster that is not EKS) and the bucket
+    the environment file names. No Terraform, no AWS stack."""
+    from toolkit.workloads.manifests import IRSA_ANNOTATION, SERVING, TRAINING
+
+    outputs = {Output.BUCKET: ctx.config.artifact_store.bucket}
+    for name, key in ((SERVING, Output.SERVING_ROLE_ARN), (TRAINING, Output.TRAINING_ROLE_ARN)):
+        live = kube.get("ServiceAccount", name, ctx.config.workloads.namespace) or {}
+        role = (live.get("metadata", {}).get("annotations") or {}).get(IRSA_ANNOTATION)
+        if role:
+            outputs[key] = role
+    return outputs
+
+
 def resolve_target(ctx: Context, kubeconfig: str | None = None, context: str | None = None) -> Target:
     if kubeconfig or context:
         from toolkit.workloads.eks_auth import kubeconfig_api_client
 
-        return Target(Kube(kubeconfig_api_client(kubeconfig, context)), outputs_for(ctx))
+        kube = Kube(kubeconfig_api_client(kubeconfig, context))
+        return Target(kube, outputs_from_cluster(kube, ctx))
     if ctx.emulated:
         return Target(None, {})  # the emulated EKS has no API server: run on the local Docker engine
     outputs = outputs_for(ctx)
