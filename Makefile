@@ -46,9 +46,9 @@ $(TOOLS_STAMP): tools-requirements.txt
 	@touch $@
 
 # Debian packages for the local environment: Docker engine, OCI registry, debootstrap (base image).
-APT_PACKAGES := docker.io docker-registry debootstrap
-.local/apt-stamp:
-	@if ! (command -v dockerd && command -v docker-registry && command -v debootstrap) >/dev/null; then \
+APT_PACKAGES := docker.io docker-registry debootstrap prometheus prometheus-alertmanager
+.local/apt-stamp: Makefile
+	@if ! (command -v dockerd && command -v docker-registry && command -v debootstrap && command -v prometheus && command -v prometheus-alertmanager) >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then $(STEP) setup-apt bash -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES)'; \
 	  else echo "install the Debian packages: sudo apt-get install $(APT_PACKAGES)"; exit 1; fi; fi
 	@mkdir -p .local && touch $@

@@ -50,7 +50,9 @@ def cluster():
     scratch = f"toolkit-test-{uuid.uuid4().hex[:8]}"
     config = config.model_copy(update={
         "name": scratch, "node_pools": [p for p in config.node_pools if not p.gpu],
-        "workloads": config.workloads.model_copy(update={"namespace": scratch, "rollout_timeout_seconds": 180})})
+        "workloads": config.workloads.model_copy(update={"namespace": scratch, "rollout_timeout_seconds": 180}),
+        # no monitoring objects for a throwaway name (and no prometheus-operator CRDs needed)
+        "monitoring": config.monitoring.model_copy(update={"prometheus_operator": False, "grafana_dashboard": False})})
     kube = Kube(kubeconfig_api_client(KUBECONFIG, os.environ.get("TOOLKIT_TEST_CONTEXT")))
     try:
         yield kube, config

@@ -35,13 +35,16 @@ V3 = Release("111111111111.dkr.ecr.eu-west-1.amazonaws.com/platform-dev/serving@
 # ---------------------------------------------------------------- manifests
 
 
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}  # prometheus-operator's: validated against its CRDs (test_observability.py)
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    """Every environment's manifests (deploy set + training Job) as one YAML file each."""
+    """Every environment's Kubernetes manifests (deploy set + training Job) as one YAML file each."""
     directory = tmp_path_factory.mktemp("manifests")
     for env, config in load_all_environments().items():
         objects = serving_manifests(config, OUTPUTS, V1) + training_manifests(config, OUTPUTS, V1, f"train-{env}", "name: x\n")
-        (directory / f"{env}.yaml").write_text(to_yaml(objects))
+        (directory / f"{env}.yaml").write_text(to_yaml([o for o in objects if o["kind"] not in OPERATOR_KINDS]))
     return directory
 
 
@@ -228,7 +231,9 @@ def test_dropping_the_last_gpu_pool_prunes_the_device_plugin(kube, dev):
     assert kube.get("DaemonSet", "nvidia-device-plugin", "kube-system") is not None
     cpu_only = dev.model_copy(update={"node_pools": [p for p in dev.node_pools if not p.gpu]})
     result = _deploy(kube, cpu_only, V1)
-    assert sorted(result.pruned) == ["DaemonSet/kube-system/nvidia-device-plugin", "NetworkPolicy/kube-system/nvidia-device-plugin"]
+    assert sorted(result.pruned) == ["DaemonSet/kube-system/dcgm-exporter", "DaemonSet/kube-system/nvidia-device-plugin",
+                                     "NetworkPolicy/kube-system/dcgm-exporter", "NetworkPolicy/kube-system/nvidia-device-plugin",
+                                     "Service/kube-system/dcgm-exporter", "ServiceMonitor/kube-system/dcgm-exporter"]
     assert kube.get("DaemonSet", "nvidia-device-plugin", "kube-system") is None
 
 

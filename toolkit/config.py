@@ -270,6 +270,56 @@ class WorkloadsConfig(_Section):
     remote_training: RemoteTrainingConfig = Field(default_factory=RemoteTrainingConfig)
 
 
+class SnsSubscription(_Section):
+    protocol: Literal["email", "https", "sqs", "lambda"]
+    endpoint: str = Field(min_length=1, description="an address, URL or ARN for the protocol")
+
+
+class AmpConfig(_Section):
+    """Amazon Managed Service for Prometheus: the environment's metrics and alerts in the cloud."""
+
+    enabled: bool = Field(True, description="provision the AMP workspace, its rules and the alert topic")
+    alert_manager_definition: bool = Field(True, description="route alerts to the SNS topic (not emulated by moto)")
+    managed_scraper: bool = Field(True, description="an AMP managed scraper for the EKS cluster (not emulated by moto)")
+    log_retention_days: int = Field(365, ge=1, le=3653)
+    sns_subscriptions: list[SnsSubscription] = Field(default_factory=list, description="who is told when an alert fires")
+
+
+class LocalMonitoringConfig(_Section):
+    """The local Prometheus, Alertmanager and alert receiver (`toolkit local up`), on 127.0.0.1."""
+
+    prometheus_port: int = Field(9090, ge=1024, le=65535)
+    alertmanager_port: int = Field(9093, ge=1024, le=65535)
+    receiver_port: int = Field(9095, ge=1024, le=65535)
+    scrape_interval_seconds: int = Field(15, ge=1, le=300)
+    group_wait_seconds: int = Field(30, ge=0, le=600, description="Alertmanager's wait before a new group's first notification")
+
+
+class MonitoringConfig(_Section):
+    """Thresholds of the alert rules (toolkit/monitoring/rules.py) and where they are evaluated."""
+
+    slo_p99_ms: int = Field(250, ge=1, le=60_000, description="serving SLO: p99 latency of /v1/predict")
+    max_error_ratio: float = Field(0.02, gt=0, lt=1, description="share of /v1/predict answers that may be 5xx")
+    window_seconds: int = Field(300, ge=5, le=3600, description="rate window of the SLO expressions")
+    for_seconds: int = Field(300, ge=0, le=3600, description="how long an SLO breach lasts before it alerts")
+    traffic_lost_minutes: int = Field(10, ge=1, description="no predictions for this long while serving is up alerts")
+    restarts: int = Field(3, ge=1, description="more server restarts than this within 15 minutes alert")
+    not_ready_minutes: int = Field(5, ge=1, description="a serving target down this long alerts")
+    max_class_share_shift: float = Field(0.2, gt=0, lt=1,
+                                         description="allowed move of a predicted class's share away from the test split's")
+    class_share_window_minutes: int = Field(30, ge=1)
+    class_share_min_predictions: int = Field(100, ge=1, description="predictions in the window before class shares are judged")
+    pending_minutes: int = Field(15, ge=1, description="a training pod pending (unschedulable) this long alerts")
+    max_model_age_days: int = Field(30, ge=1, description="a served model older than this alerts (retrain)")
+    evaluation_interval_seconds: int = Field(30, ge=1, le=300)
+    prometheus_operator: bool = Field(False, description="render and apply a ServiceMonitor and PrometheusRule (kube-prometheus-stack)")
+    grafana_dashboard: bool = Field(True, description="render and apply the dashboard as a ConfigMap for the Grafana sidecar")
+    dcgm_exporter_image: str = Field("nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04", min_length=1,
+                                     description="NVIDIA DCGM exporter on the GPU pools (mirror it and pin a digest for production)")
+    amp: AmpConfig = Field(default_factory=AmpConfig)
+    local: LocalMonitoringConfig = Field(default_factory=LocalMonitoringConfig)
+
+
 class EnvironmentConfig(_Section):
     name: Name
     prevent_destroy: bool = Field(False, description="protect cluster, registry and bucket from terraform destroy")
@@ -283,6 +333,7 @@ class EnvironmentConfig(_Section):
     training: TrainingConfig
     serving: ServingConfig
     workloads: WorkloadsConfig = Field(default_factory=WorkloadsConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @model_validator(mode="after")
     def _pools(self) -> EnvironmentConfig:

@@ -39,6 +39,15 @@ def http_answers(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """`url` answers with a 2xx (a readiness endpoint says ready)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def spawn_and_wait(name: str, argv: list[str], *, pidfile: Path, log: Path, ready: Callable[[], bool],
                    timeout: float, env: dict[str, str] | None = None, poll: float = 0.2) -> int:
     """Start `argv` in the background and wait until `ready()`; returns its pid.

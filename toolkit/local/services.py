@@ -13,6 +13,7 @@ from toolkit.images.base_image import BASE_IMAGE, ensure_base_image
 from toolkit.images.docker import docker_client
 from toolkit.images.login import registry_login
 from toolkit.local.dockerd import docker_status, start_dockerd, stop_dockerd
+from toolkit.local.monitoring import monitoring_status, start_monitoring, stop_monitoring
 from toolkit.local.moto import moto_status, start_moto, stop_moto
 from toolkit.local.process import Service
 from toolkit.local.registry import registry_status, start_registry, stop_registry
@@ -27,7 +28,8 @@ def require_emulated(ctx: Context) -> str:
 
 
 def start_local_services(ctx: Context, aws_only: bool = False, on_line=print) -> list[Service]:
-    """moto, then (unless aws_only) the Docker engine, the registry with ECR's login, the base image."""
+    """moto, then (unless aws_only) the Docker engine, the registry with ECR's login, the base image,
+    and the monitoring: Prometheus, Alertmanager and the alert receiver."""
     services = [start_moto(ctx.paths, require_emulated(ctx))]
     if aws_only:
         return services
@@ -37,7 +39,7 @@ def start_local_services(ctx: Context, aws_only: bool = False, on_line=print) ->
         services.append(start_registry(ctx.paths, ctx.config.registry.endpoint, login.username, login.password))
     if ctx.config.serving.base_image == BASE_IMAGE:
         ensure_base_image(docker_client(ctx.paths), ctx.paths, BASE_IMAGE, on_line)
-    return services
+    return services + start_monitoring(ctx)
 
 
 def ensure_emulated_services(ctx: Context, on_line=print) -> None:
@@ -50,8 +52,8 @@ def local_services_status(ctx: Context) -> list[Service]:
     services = [moto_status(ctx.paths, require_emulated(ctx)), docker_status(ctx.paths)]
     if ctx.config.registry.endpoint:
         services.append(registry_status(ctx.paths, ctx.config.registry.endpoint))
-    return services
+    return services + monitoring_status(ctx)
 
 
 def stop_local_services(paths: ProjectPaths) -> dict[str, bool]:
-    return {"registry": stop_registry(paths), "dockerd": stop_dockerd(paths), "moto": stop_moto(paths)}
+    return {**stop_monitoring(paths), "registry": stop_registry(paths), "dockerd": stop_dockerd(paths), "moto": stop_moto(paths)}

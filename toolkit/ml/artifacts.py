@@ -123,6 +123,7 @@ def save_artifact(
     training: dict,
     code_version: str,
     write_extras=None,
+    reference: dict | None = None,
 ) -> Path:
     """Write a new artifact under `root/<version>/` atomically and point `root/latest` at it.
 
@@ -155,6 +156,8 @@ def save_artifact(
             "label": label,
             "target": target,
             "metrics": {k: metrics[k] for k in ("test", "cv") if k in metrics},
+            # What serving compares itself with: the predicted class shares on the test split.
+            "reference": reference or {},
             "dataset": dataset,
             "training": training,
             "files": files,

@@ -124,6 +124,15 @@ def evaluate_rows(fitted: FittedModel, dataset: Dataset, rows: np.ndarray) -> di
     return classification_report(dataset.y[rows], class_probabilities(fitted.model, x, fitted.output), len(dataset.classes))
 
 
+def predicted_class_share(fitted: FittedModel, dataset: Dataset, rows: np.ndarray) -> dict[str, float]:
+    """How often the model predicts each class on `rows` (the test split): what serving is compared
+    with to see the inputs or the model drift (the PredictedClassShareShifted alert)."""
+    x = fitted.preprocessor.transform_table(dataset.table, rows)
+    predicted = class_probabilities(fitted.model, x, fitted.output).argmax(axis=1)
+    counts = np.bincount(predicted, minlength=len(dataset.classes))
+    return {name: round(float(count / max(len(rows), 1)), 6) for name, count in zip(dataset.classes, counts, strict=True)}
+
+
 def cross_validate(
     dataset: Dataset, settings: TrainingConfig, folds: int, on_fold: Callable[[int, dict], None] | None = None
 ) -> dict:
@@ -176,6 +185,7 @@ def train_and_save(
         metrics["cv"] = cross_validate(dataset, settings, cv_folds, on_fold)
     fitted = fit_model(dataset, train_rows, val_rows, settings, settings.seed, on_epoch)
     metrics["test"] = evaluate_rows(fitted, dataset, test_rows)
+    reference = {"predicted_class_share": predicted_class_share(fitted, dataset, test_rows)}
     metrics["validation"] = evaluate_rows(fitted, dataset, val_rows)
     metrics["splits"] = {"train": len(train_rows), "validation": len(val_rows), "test": len(test_rows)}
     metrics["training"] = {
@@ -205,7 +215,7 @@ def train_and_save(
         output=fitted.output, classes=dataset.classes, label=dataset.label, target=dataset.target,
         metrics=metrics, dataset=dataset_info,
         training=settings.model_dump(mode="json") | {"categorical": choice.categorical, "drop_columns": choice.drop_columns},
-        code_version=code_version(), write_extras=write_curves,
+        code_version=code_version(), write_extras=write_curves, reference=reference,
     )
     curves = directory / artifacts.CURVES
     return TrainResult(directory, metrics, directory / artifacts.METRICS, curves if curves.exists() else None, directory.name,

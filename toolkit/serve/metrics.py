@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Iterable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
 
 from toolkit.ml.artifacts import ModelArtifact
 
@@ -23,6 +24,14 @@ class ServerMetrics:
             "version": model.version, "label": model.manifest["label"],
             "weights_sha256": model.manifest["files"]["weights.npz"]["sha256"],
         })
+        created = dt.datetime.fromisoformat(model.manifest["created_at"]) if model.manifest.get("created_at") else None
+        Gauge("toolkit_model_created_timestamp_seconds", "When the served model was trained (ServedModelTooOld)",
+              registry=self.registry).set(created.timestamp() if created else 0)
+        reference = Gauge("toolkit_model_class_share_reference", "Share of each class the model predicted on its test split",
+                          ["label"], registry=self.registry)
+        for label, share in (model.manifest.get("reference") or {}).get("predicted_class_share", {}).items():
+            reference.labels(label).set(share)
+        ProcessCollector(registry=self.registry)  # process_start_time_seconds: restarts (ServingRestarting)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(route, str(status)).inc()

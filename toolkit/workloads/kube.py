@@ -42,9 +42,12 @@ KINDS = {k.kind: k for k in [
     Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     Kind("batch/v1", "Job", "jobs"),
     Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
+    Kind("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules"),
 ]}
 # Kinds `toolkit deploy` applies and therefore may prune (Jobs expire by TTL instead).
-PRUNABLE = ["NetworkPolicy", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment", "DaemonSet", "ConfigMap", "ServiceAccount"]
+PRUNABLE = ["NetworkPolicy", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "Service",
+            "Deployment", "DaemonSet", "ConfigMap", "ServiceAccount"]
 
 
 class KubeError(ToolkitError):

@@ -6,56 +6,30 @@ the tests (kubernetes-validate --strict, 1.29-1.32) and scanned by checkov. Quan
 
 from __future__ import annotations
 
-from toolkit.config import EnvironmentConfig, NodePoolConfig, Resources
+from toolkit.config import EnvironmentConfig, NodePoolConfig
 from toolkit.images.release import Release
 from toolkit.paths import Output
-
-MANAGED_BY = "toolkit"
-# Label on every object `toolkit deploy` owns; prune deletes only objects carrying it.
-OWNER_LABEL = "toolkit.dev/environment"
-COMPONENT_LABEL = "toolkit.dev/component"
-# Which apply set an object belongs to: "platform" (toolkit deploy, pruned) or "training" (Jobs).
-SET_LABEL = "toolkit.dev/apply-set"
-MODEL_VERSION_ANNOTATION = "toolkit.dev/model-version"
-IMAGE_ANNOTATION = "toolkit.dev/image"
-SERVING = "serving"
-TRAINING = "training"
-ADDON_NAMESPACE = "kube-system"  # platform add-ons (the NVIDIA device plugin)
-IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
-RUN_AS_USER = 10001  # the serving image's user (toolkit/images/Dockerfile)
-
-
-def _labels(config: EnvironmentConfig, component: str, extra: dict | None = None) -> dict:
-    return {"app.kubernetes.io/name": component, "app.kubernetes.io/part-of": "ml-platform",
-            "app.kubernetes.io/managed-by": MANAGED_BY, OWNER_LABEL: config.name, COMPONENT_LABEL: component, **(extra or {})}
-
-
-def _meta(config: EnvironmentConfig, name: str, component: str, namespace: str | None = None, annotations: dict | None = None) -> dict:
-    meta = {"name": name, "labels": _labels(config, component)}
-    if namespace:
-        meta["namespace"] = namespace
-    if annotations:
-        meta["annotations"] = annotations
-    return meta
-
-
-def _restricted_container_security() -> dict:
-    """Pod Security 'restricted' plus a read-only root filesystem."""
-    return {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER, "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
-
-
-def _pod_security() -> dict:
-    return {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER, "fsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"}}
-
-
-def _resources(resources: Resources, gpus: int = 0) -> dict:
-    requests = {"cpu": resources.requests.cpu, "memory": resources.requests.memory}
-    limits = {"cpu": resources.limits.cpu, "memory": resources.limits.memory}
-    if gpus:
-        limits["nvidia.com/gpu"] = str(gpus)  # extended resources: limits only, as a string quantity
-    return {"requests": requests, "limits": limits}
+from toolkit.workloads import observability
+from toolkit.workloads.objects import (  # noqa: F401  (the names other modules take from here)
+    ADDON_NAMESPACE,
+    COMPONENT_LABEL,
+    IMAGE_ANNOTATION,
+    IRSA_ANNOTATION,
+    MANAGED_BY,
+    MODEL_VERSION_ANNOTATION,
+    OWNER_LABEL,
+    RUN_AS_USER,
+    SERVING,
+    SET_LABEL,
+    TRAINING,
+    gpu_node_affinity,
+    in_set,
+    object_labels,
+    object_meta,
+    pod_security,
+    resource_requirements,
+    restricted_container_security,
+)
 
 
 def _system_pool(config: EnvironmentConfig) -> NodePoolConfig:
@@ -72,7 +46,7 @@ def serving_environment(config: EnvironmentConfig) -> dict[str, str]:
 
 def namespace(config: EnvironmentConfig) -> dict:
     name = config.workloads.namespace
-    meta = _meta(config, name, "namespace")
+    meta = object_meta(config, name, "namespace")
     # Enforce the Pod Security Standard our pods are written for.
     meta["labels"].update({"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted"})
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
@@ -82,13 +56,13 @@ def service_account(config: EnvironmentConfig, name: str, role_arn: str | None) 
     """With an IRSA role (EKS) the pods get its AWS credentials; a cluster without one gets none."""
     annotations = {IRSA_ANNOTATION: role_arn} if role_arn else None
     return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": _meta(config, name, name, config.workloads.namespace, annotations),
+            "metadata": object_meta(config, name, name, config.workloads.namespace, annotations),
             # IRSA injects its own projected token; the API token is not needed.
             "automountServiceAccountToken": False}
 
 
 def serving_config_map(config: EnvironmentConfig) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(config, SERVING, SERVING, config.workloads.namespace),
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": object_meta(config, SERVING, SERVING, config.workloads.namespace),
             "data": serving_environment(config)}
 
 
@@ -101,11 +75,11 @@ def deployment(config: EnvironmentConfig, release: Release) -> dict:
         "name": "server", "image": release.image, "imagePullPolicy": "Always",
         "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": SERVING}}],
-        "resources": _resources(serving.resources),
+        "resources": resource_requirements(serving.resources),
         "startupProbe": {**probe, "failureThreshold": 30, "periodSeconds": 2},
         "readinessProbe": probe,
         "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
-        "securityContext": _restricted_container_security(),
+        "securityContext": restricted_container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     spec = {
@@ -115,10 +89,10 @@ def deployment(config: EnvironmentConfig, release: Release) -> dict:
         # Old pods keep serving until a new one is ready; a failed rollout never drops capacity.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {
-            "metadata": {"labels": _labels(config, SERVING), "annotations": annotations},
+            "metadata": {"labels": object_labels(config, SERVING), "annotations": annotations},
             "spec": {
                 "serviceAccountName": SERVING, "automountServiceAccountToken": False,
-                "securityContext": _pod_security(),
+                "securityContext": pod_security(),
                 "nodeSelector": dict(_system_pool(config).labels),
                 "topologySpreadConstraints": [
                     {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector}}
@@ -133,11 +107,11 @@ def deployment(config: EnvironmentConfig, release: Release) -> dict:
     if not serving.autoscaling.enabled:
         spec["replicas"] = serving.replicas  # with an HPA, replicas belong to the HPA (server-side apply would fight it)
     return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": _meta(config, SERVING, SERVING, ns, annotations), "spec": spec}
+            "metadata": object_meta(config, SERVING, SERVING, ns, annotations), "spec": spec}
 
 
 def service(config: EnvironmentConfig) -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(config, SERVING, SERVING, config.workloads.namespace),
+    return {"apiVersion": "v1", "kind": "Service", "metadata": object_meta(config, SERVING, SERVING, config.workloads.namespace),
             "spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": SERVING, OWNER_LABEL: config.name},
                      "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
 
@@ -145,7 +119,7 @@ def service(config: EnvironmentConfig) -> dict:
 def horizontal_pod_autoscaler(config: EnvironmentConfig) -> dict:
     scaling = config.serving.autoscaling
     return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": _meta(config, SERVING, SERVING, config.workloads.namespace),
+            "metadata": object_meta(config, SERVING, SERVING, config.workloads.namespace),
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": SERVING},
                      "minReplicas": scaling.min_replicas, "maxReplicas": scaling.max_replicas,
                      "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
@@ -158,7 +132,7 @@ def pod_disruption_budget(config: EnvironmentConfig) -> dict:
     # One replica: allow a drain to evict it (minAvailable 1 would block node upgrades forever).
     budget = {"minAvailable": floor - 1} if floor > 1 else {"maxUnavailable": 1}
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": _meta(config, SERVING, SERVING, config.workloads.namespace),
+            "metadata": object_meta(config, SERVING, SERVING, config.workloads.namespace),
             "spec": {**budget, "selector": {"matchLabels": {"app.kubernetes.io/name": SERVING, OWNER_LABEL: config.name}}}}
 
 
@@ -173,7 +147,7 @@ def network_policies(config: EnvironmentConfig) -> list[dict]:
 
     def policy(name: str, namespace: str, pod_labels: dict, ingress: list, egress: list) -> dict:
         return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": _meta(config, name, name if name in (SERVING, TRAINING) else "addon", namespace),
+                "metadata": object_meta(config, name, name if name in (SERVING, TRAINING) else "addon", namespace),
                 "spec": {"podSelector": {"matchLabels": pod_labels}, "policyTypes": ["Ingress", "Egress"],
                          "ingress": ingress, "egress": egress}}
 
@@ -191,7 +165,7 @@ def network_policies(config: EnvironmentConfig) -> list[dict]:
 def environment_config_map(config: EnvironmentConfig, environment_yaml: str) -> dict:
     """The environment file, mounted into training Jobs so `toolkit train --env` reads the same config."""
     return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": _meta(config, "toolkit-environment", TRAINING, config.workloads.namespace),
+            "metadata": object_meta(config, "toolkit-environment", TRAINING, config.workloads.namespace),
             "data": {f"{config.name}.yaml": environment_yaml}}
 
 
@@ -199,11 +173,8 @@ def device_plugin_daemonset(config: EnvironmentConfig) -> dict:
     """NVIDIA device plugin: advertises `nvidia.com/gpu` on the GPU pools' nodes (a platform add-on)."""
     name = "nvidia-device-plugin"
     selector = {"app.kubernetes.io/name": name}
-    gpu_labels = [pool.labels for pool in config.gpu_pools()]
-    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": key, "operator": "In", "values": [value]} for key, value in labels.items()]}
-        for labels in gpu_labels if labels]}}} if any(gpu_labels) else None
-    meta = _meta(config, name, "addon", ADDON_NAMESPACE, {
+    affinity = gpu_node_affinity(config)
+    meta = object_meta(config, name, "addon", ADDON_NAMESPACE, {
         # checkov reads these; each skip says why the add-on needs it.
         "checkov.io/skip1": "CKV_K8S_23=the plugin must run as root to create its socket in the kubelet's device-plugins dir",
         "checkov.io/skip2": "CKV_K8S_40=runs as root (see CKV_K8S_23)",
@@ -246,12 +217,12 @@ def training_job(config: EnvironmentConfig, outputs: dict, release: Release, nam
                "--upload", f"s3://{bucket}/{config.artifact_store.models_prefix}{config.name}/"]
     pod_spec = {
         "serviceAccountName": TRAINING, "automountServiceAccountToken": False, "restartPolicy": "Never",
-        "securityContext": _pod_security(),
+        "securityContext": pod_security(),
         "containers": [{
             "name": "train", "image": release.image, "imagePullPolicy": "Always", "command": command,
             "env": [{"name": "TOOLKIT_ROOT", "value": "/etc/toolkit"}, {"name": "AWS_REGION", "value": config.aws.region}],
-            "resources": _resources(remote.resources, gpus=remote.gpus if gpu_pool else 0),
-            "securityContext": _restricted_container_security(),
+            "resources": resource_requirements(remote.resources, gpus=remote.gpus if gpu_pool else 0),
+            "securityContext": restricted_container_security(),
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
                              {"name": "environment", "mountPath": "/etc/toolkit/environments", "readOnly": True}],
         }],
@@ -261,11 +232,11 @@ def training_job(config: EnvironmentConfig, outputs: dict, release: Release, nam
     if gpu_pool:
         pod_spec["nodeSelector"] = dict(gpu_pool.labels)
         pod_spec["tolerations"] = [{"key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect} for t in gpu_pool.taints]
-    meta = _meta(config, name, TRAINING, ns, {MODEL_VERSION_ANNOTATION: release.model_version, IMAGE_ANNOTATION: release.image})
+    meta = object_meta(config, name, TRAINING, ns, {MODEL_VERSION_ANNOTATION: release.model_version, IMAGE_ANNOTATION: release.image})
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
             "spec": {"backoffLimit": remote.backoff_limit, "activeDeadlineSeconds": remote.active_deadline_seconds,
                      "ttlSecondsAfterFinished": remote.ttl_seconds_after_finished,
-                     "template": {"metadata": {"labels": _labels(config, TRAINING, {"job-name": name})}, "spec": pod_spec}}}
+                     "template": {"metadata": {"labels": object_labels(config, TRAINING, {"job-name": name})}, "spec": pod_spec}}}
 
 
 def artifact_bucket(config: EnvironmentConfig, outputs: dict) -> str:
@@ -285,21 +256,17 @@ def serving_manifests(config: EnvironmentConfig, outputs: dict, release: Release
     if config.gpu_pools():
         objects.append(device_plugin_daemonset(config))
     objects += network_policies(config)
-    return [_in_set(obj, "platform") for obj in objects]
+    objects += observability.observability_manifests(config)
+    return [in_set(obj, "platform") for obj in objects]
 
 
 def training_manifests(config: EnvironmentConfig, outputs: dict, release: Release, name: str, environment_yaml: str) -> list[dict]:
     """The training Job and what it needs: its namespace and ServiceAccount (the same objects
     `deploy` applies, so either command may run first) and the environment file."""
-    needed = [_in_set(namespace(config), "platform"),
-              _in_set(service_account(config, TRAINING, outputs.get(Output.TRAINING_ROLE_ARN)), "platform")]
-    return needed + [_in_set(obj, "training") for obj in (environment_config_map(config, environment_yaml),
+    needed = [in_set(namespace(config), "platform"),
+              in_set(service_account(config, TRAINING, outputs.get(Output.TRAINING_ROLE_ARN)), "platform")]
+    return needed + [in_set(obj, "training") for obj in (environment_config_map(config, environment_yaml),
                                                           training_job(config, outputs, release, name))]
-
-
-def _in_set(obj: dict, apply_set: str) -> dict:
-    obj["metadata"]["labels"][SET_LABEL] = apply_set
-    return obj
 
 
 def to_yaml(objects: list[dict]) -> str:

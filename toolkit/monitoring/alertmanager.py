@@ -1,0 +1,50 @@
+"""Alert routing, one tree for every environment; only the receivers differ.
+
+    every alert ──► "notify" (grouped by alert and environment)
+      ├─ retrain="true" ──► "retrain"   (and on: the retraining hook; see the feedback loop)
+      └─ severity="page" ──► "page"
+
+Locally every receiver is a webhook on the toolkit's alert receiver (receiver.py), which records
+each notification; in the cloud (the AMP alert manager definition) each is the environment's
+SNS topic.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from toolkit.config import EnvironmentConfig
+
+RECEIVERS = ("notify", "page", "retrain")
+
+
+def route(config: EnvironmentConfig, group_wait_seconds: int) -> dict:
+    return {
+        "receiver": "notify", "group_by": ["alertname", "env", "label"],
+        "group_wait": f"{group_wait_seconds}s", "group_interval": f"{max(group_wait_seconds, 1) * 5}s",
+        "repeat_interval": "4h",
+        "routes": [
+            {"receiver": "retrain", "matchers": ['retrain="true"'], "continue": True},
+            {"receiver": "page", "matchers": ['severity="page"']},
+        ],
+    }
+
+
+def local_config(config: EnvironmentConfig) -> dict:
+    """Alertmanager's configuration on the local environment: webhooks on the toolkit's receiver."""
+    base = f"http://127.0.0.1:{config.monitoring.local.receiver_port}/alerts"
+    return {
+        "route": route(config, config.monitoring.local.group_wait_seconds),
+        "receivers": [{"name": name, "webhook_configs": [{"url": f"{base}/{name}", "send_resolved": True}]} for name in RECEIVERS],
+    }
+
+
+def sns_config(config: EnvironmentConfig, topic_arn: str) -> dict:
+    """The AMP alert manager's configuration: every receiver publishes to the environment's SNS topic."""
+    sns = {"topic_arn": topic_arn, "sigv4": {"region": config.aws.region}, "send_resolved": True,
+           "attributes": {"env": config.name}}
+    return {"route": route(config, 30), "receivers": [{"name": name, "sns_configs": [sns]} for name in RECEIVERS]}
+
+
+def render(document: dict) -> str:
+    return yaml.safe_dump(document, sort_keys=False)
