@@ -7,19 +7,21 @@ import jsii
 from cdktf import IAspect, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.eks_node_group import EksNodeGroup
 from cdktf_cdktf_provider_aws.launch_template import LaunchTemplate
+from cdktf_cdktf_provider_aws.prometheus_workspace import PrometheusWorkspace
 from cdktf_cdktf_provider_aws.provider import AwsProviderEndpoints
 from constructs import IConstruct
 
 from toolkit.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 
 # Every AWS API the stack (and its backend) calls; all of them go to `aws.endpoint_url` when set.
-ENDPOINT_SERVICES = ("ec2", "eks", "ecr", "iam", "kms", "s3", "sts", "cloudwatchlogs", "dynamodb")
+ENDPOINT_SERVICES = ("ec2", "eks", "ecr", "iam", "kms", "s3", "sts", "cloudwatchlogs", "dynamodb", "amp", "sns")
 # Fake keys for an emulator endpoint; real AWS uses the normal credential chain.
 CREDENTIALS = {"access_key": EMULATOR_ACCESS_KEY, "secret_key": EMULATOR_SECRET_KEY}
-# Attributes moto invents on create, per resource type: without ignoring them a second deploy
-# would plan changes that real AWS never shows. Moto adds a `remote_access` block (ec2SshKey
-# "eksKeypair") to every node group and a tag specification to launch templates.
-INVENTED_ATTRIBUTES = {EksNodeGroup: ["remote_access"], LaunchTemplate: ["tag_specifications"]}
+# Attributes moto invents or drops, per resource type: without ignoring them a second deploy would
+# plan changes that real AWS never shows. Moto adds a `remote_access` block (ec2SshKey "eksKeypair")
+# to every node group and a tag specification to launch templates, and does not keep an AMP
+# workspace's `kms_key_arn` (so it would be replaced on every deploy).
+INVENTED_ATTRIBUTES = {EksNodeGroup: ["remote_access"], LaunchTemplate: ["tag_specifications"], PrometheusWorkspace: ["kms_key_arn"]}
 
 
 def provider_settings(url: str) -> dict:
@@ -37,7 +39,7 @@ def backend_overrides(url: str) -> dict:
 
 @jsii.implements(IAspect)
 class IgnoreInventedAttributes:
-    """Adds the attributes the emulator invents to each resource's `lifecycle.ignore_changes`."""
+    """Adds the attributes the emulator invents or drops to each resource's `lifecycle.ignore_changes`."""
 
     def visit(self, node: IConstruct) -> None:
         for kind, attributes in INVENTED_ATTRIBUTES.items():

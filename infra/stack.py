@@ -10,6 +10,7 @@ from infra import emulator
 from modules.artifact_store import ArtifactStore
 from modules.cluster import Cluster
 from modules.identity import WorkloadRole
+from modules.monitoring import Monitoring
 from modules.network import Network
 from modules.node_pool import NodePool, NodeRole
 from modules.registry import Registry
@@ -46,6 +47,9 @@ class PlatformStack(TerraformStack):
         serving = WorkloadRole(self, "serving-role", name=f"{config.cluster.name}-serving", service_account="serving",
                                read_prefixes=[models], repository_arn=registry.arn, **identity)
 
+        monitoring = Monitoring(self, "monitoring", config=config, cluster_arn=cluster.cluster.arn,
+                                subnet_ids=network.private_subnet_ids, prevent_destroy=protect) if config.monitoring.amp.enabled else None
+
         outputs = {
             Output.CLUSTER_NAME: cluster.name,
             Output.CLUSTER_ENDPOINT: cluster.cluster.endpoint,
@@ -58,6 +62,9 @@ class PlatformStack(TerraformStack):
             Output.SERVING_ROLE_ARN: serving.arn,
             Output.REGION: config.aws.region,
         }
+        if monitoring is not None:
+            outputs[Output.PROMETHEUS_ENDPOINT] = monitoring.query_endpoint
+            outputs[Output.ALERT_TOPIC_ARN] = monitoring.topic.arn
         for key, value in outputs.items():
             TerraformOutput(self, str(key), value=value)
         if config.aws.endpoint_url:

@@ -48,3 +48,12 @@ def test_references_are_unquoted_only_where_terraform_wants_references():
     assert unquote_references(hcl) == (
         '  depends_on = [\n    aws_iam_role.x_1-A,\n  ]\n  lifecycle {\n    ignore_changes = [\n'
         '      scaling_config[0].desired_size,\n    ]\n  }\n  tags = ["not.a_reference"]\n  name = "aws_iam_role.x"\n')
+
+
+def test_heredoc_values_keep_their_exact_text():
+    """cdktf writes a multi-line string as a heredoc, which adds a newline to the value; the JSON stack's
+    string (e.g. the AMP rule file) has none more, so every plan from the HCL would change it."""
+    from toolkit.terraform.hcl import exact_heredocs
+
+    hcl = '  data = <<EOF\ngroups:\n- name: x\nEOF\n  name = "y"\n'
+    assert exact_heredocs(hcl) == '  data = trimsuffix(<<EOF\ngroups:\n- name: x\nEOF\n, "\\n")\n  name = "y"\n'

@@ -10,6 +10,7 @@ from toolkit.aws import client
 from toolkit.config import load_all_environments, load_environment
 from toolkit.context import Context
 from toolkit.local.moto import start_moto, stop_moto
+from toolkit.monitoring.rules import render as render_rules
 from toolkit.paths import ProjectPaths
 from toolkit.terraform.adapter import Workspace
 from toolkit.terraform.outputs import stack_outputs
@@ -104,6 +105,16 @@ def test_apply_read_back_and_destroy_on_moto(local_config, tmp_path):
         rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
         assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
         assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+        # Monitoring: the AMP workspace with its logging, the same rules as every other target, the alert topic.
+        amp = client("amp", config)
+        [workspace] = [w for w in amp.list_workspaces()["workspaces"] if w["alias"] == f"{config.cluster.name}-metrics"]
+        namespace = amp.describe_rule_groups_namespace(workspaceId=workspace["workspaceId"], name="toolkit-serving")
+        assert namespace["ruleGroupsNamespace"]["data"].decode() == render_rules(config)
+        logging = amp.describe_logging_configuration(workspaceId=workspace["workspaceId"])["loggingConfiguration"]
+        assert logging["logGroupArn"].endswith(f"log-group:/aws/prometheus/{config.cluster.name}:*")
+        assert outputs["prometheus_endpoint"].endswith(f"/workspaces/{workspace['workspaceId']}/")
+        topic = client("sns", config).get_topic_attributes(TopicArn=outputs["alert_topic_arn"])["Attributes"]
+        assert topic["KmsMasterKeyId"].startswith("arn:aws:kms:") and "aps.amazonaws.com" in topic["Policy"]
         # Remote state landed in the state bucket, with the S3 lockfile released.
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=config.state.bucket).get("Contents", [])]
         assert keys == [config.state.key]

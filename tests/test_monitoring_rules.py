@@ -136,3 +136,17 @@ def test_promtool_unit_tests_fire_and_stay_quiet(alert, tmp_path):
     result = subprocess.run([PROMTOOL, "test", "rules", str(tmp_path / "test.yml")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_alertmanager_configurations_pass_amtool(tmp_path):
+    from toolkit.monitoring import alertmanager
+
+    amtool = shutil.which("amtool") or "/usr/bin/amtool"
+    for name, document in (("local", alertmanager.local_config(load_environment("local"))),
+                           ("sns", alertmanager.sns_config(load_environment("prod"), "arn:aws:sns:eu-west-1:333333333333:alerts"))):
+        path = tmp_path / f"{name}.yml"
+        path.write_text(alertmanager.render(document))
+        result = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
+    route = alertmanager.local_config(load_environment("local"))["route"]
+    assert route["routes"][0] == {"receiver": "retrain", "matchers": ["retrain=true"], "continue": True}

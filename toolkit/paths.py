@@ -37,6 +37,8 @@ class Output(enum.StrEnum):
     TRAINING_ROLE_ARN = "training_role_arn"
     SERVING_ROLE_ARN = "serving_role_arn"
     REGION = "region"
+    PROMETHEUS_ENDPOINT = "prometheus_endpoint"  # the AMP workspace's query endpoint
+    ALERT_TOPIC_ARN = "alert_topic_arn"
 
 
 def project_root() -> Path:

@@ -22,8 +22,10 @@ from toolkit.cli.options import MODEL_OPTION, echo_err
 @click.option("--header-timeout", type=click.IntRange(1, 300), envvar="TOOLKIT_HEADER_TIMEOUT", metavar="SECONDS",
               help="Close a connection whose request head is not complete by then (default: serving.header_timeout_seconds "
                    "of ENV, else 10).")
+@click.option("--fault-file", type=click.Path(dir_okay=False, path_type=Path), hidden=True,
+              help="Tests only, loopback only: inject failures and latency from this JSON file (serve/faults.py).")
 def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_batch_size: int | None,
-          max_body_bytes: int | None, header_timeout: int | None) -> None:
+          max_body_bytes: int | None, header_timeout: int | None, fault_file: Path | None) -> None:
     """Serve a model over HTTP: POST /v1/predict, GET /healthz /readyz /metrics /docs.
 
     The artifact's checksums are verified before the server starts. In the serving image the
@@ -40,7 +42,12 @@ def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_bat
         port = port or serving.port
         header_timeout = header_timeout or serving.header_timeout_seconds
     limits.update({k: v for k, v in {"max_batch_size": max_batch_size, "max_body_bytes": max_body_bytes}.items() if v})
-    app = create_app(model_dir, **limits)
+    faults = None
+    if fault_file is not None:
+        from toolkit.serve.faults import FaultSwitch
+
+        faults = FaultSwitch(fault_file, host)
+    app = create_app(model_dir, **limits, faults=faults)
     echo_err(f"serving model {app.state.model.version} on http://{host}:{port or 8080}")
     run(app, host, port or 8080, header_timeout=header_timeout or 10)
 

@@ -24,8 +24,8 @@ def route(config: EnvironmentConfig, group_wait_seconds: int) -> dict:
         "group_wait": f"{group_wait_seconds}s", "group_interval": f"{max(group_wait_seconds, 1) * 5}s",
         "repeat_interval": "4h",
         "routes": [
-            {"receiver": "retrain", "matchers": ['retrain="true"'], "continue": True},
-            {"receiver": "page", "matchers": ['severity="page"']},
+            {"receiver": "retrain", "matchers": ["retrain=true"], "continue": True},
+            {"receiver": "page", "matchers": ["severity=page"]},
         ],
     }
 

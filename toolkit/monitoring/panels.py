@@ -37,7 +37,7 @@ def panels(config: EnvironmentConfig) -> list[Panel]:
                                           Query("toolkit:predict_latency_seconds:p99", "p99")],
               "s", threshold=m.slo_p99_ms / 1000, description=f"The SLO: p99 under {m.slo_p99_ms} ms."),
         Panel("Predictions by class", [Query(f"sum by (label) (rate(toolkit_predictions_total{{{JOB}}}[{window}]))", "class {{label}}")],
-              "short", description="Predicted labels per second; compare with the shares on the model's test split."),
+              "ops", description="Predicted labels per second; compare with the shares on the model's test split."),
         Panel("Error ratio", [Query("toolkit:predict_errors:ratio", "5xx ratio")], "percentunit", threshold=m.max_error_ratio,
               description=f"Share of 5xx answers; alerts above {m.max_error_ratio:.1%}."),
         Panel("Model version", [Query(f"count by (version) (toolkit_model_info{{{JOB}}})", "{{version}}")], "short", kind="stat",

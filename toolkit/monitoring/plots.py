@@ -10,7 +10,8 @@ from toolkit.config import EnvironmentConfig
 from toolkit.monitoring.panels import panels
 from toolkit.monitoring.query import PrometheusClient
 
-SCALE = {"s": (1000, "ms"), "percentunit": (100, "%"), "reqps": (1, "req/s"), "short": (1, "/s"), "percent": (1, "%")}
+SCALE = {"s": (1000, "ms"), "percentunit": (100, "%"), "reqps": (1, "requests/s"), "ops": (1, "predictions/s"), "short": (1, "count"),
+         "percent": (1, "%")}
 
 
 def _legend(template: str, labels: dict) -> str:
@@ -42,6 +43,8 @@ def render_png(client: PrometheusClient, config: EnvironmentConfig, path: Path, 
             ax.axhline(panel.threshold * factor, color="red", linestyle="--", linewidth=1, label="limit (SLO)")
         if not plotted:
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="grey")
+            now = dt.datetime.now()
+            ax.set_xlim(now - dt.timedelta(minutes=minutes), now)
         ax.set_title(panel.title)
         ax.set_ylabel(unit)
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from toolkit.errors import BadInputError
 from toolkit.ml.artifacts import ModelArtifact, load_artifact
 from toolkit.ml.predict import predict_records
+from toolkit.serve.faults import FaultSwitch
 from toolkit.serve.metrics import ServerMetrics
 from toolkit.serve.middleware import MeasureAndLimit
 
@@ -69,8 +70,10 @@ ERROR_RESPONSES = {
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes: int = 1_048_576) -> FastAPI:
-    """Load and verify the artifact, then build the app (an ArtifactError stops startup)."""
+def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes: int = 1_048_576,
+               faults: FaultSwitch | None = None) -> FastAPI:
+    """Load and verify the artifact, then build the app (an ArtifactError stops startup).
+    `faults`: the test-only fault switch (serve/faults.py)."""
     model = load_artifact(model_dir)
     metrics = ServerMetrics(model)
     app = FastAPI(title="toolkit inference server", version=model.version,
@@ -95,6 +98,8 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
     async def predict(request: Request) -> PredictResponse:
+        if faults is not None:
+            await faults.apply()
         _require_json(request.headers.get("content-type"))
         body = await request.body()  # read here, not by FastAPI; MeasureAndLimit stops it at max_body_bytes
         try:

@@ -5,8 +5,9 @@ Terraform from then on. Its converter has two known faults we correct for: it ma
 strings with references in them (the constructs build such documents with `Fn.jsonencode` or a
 policy document data source instead, so there are none), and it writes the references in
 `depends_on` and `lifecycle.ignore_changes` in the quoted form Terraform 0.11 used (deprecated:
-a warning today, an error later), which `unquote_references` rewrites. The result is formatted
-with `terraform fmt`.
+a warning today, an error later), which `unquote_references` rewrites; and it writes a multi-line
+string as a heredoc, whose value gains a newline at the end (so a plan would change every such
+attribute), which `exact_heredocs` takes off again. The result is formatted with `terraform fmt`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def unquote_references(text: str) -> str:
     return _REFERENCE_LISTS.sub(lambda m: m.group(1) + _QUOTED_REFERENCE.sub(r"\1", m.group(2)) + m.group(3), text)
 
 
+_HEREDOC = re.compile(r"=\s*<<(-?)([A-Z]+)\n(.*?)\n\2$", re.S | re.M)
+
+
+def exact_heredocs(text: str) -> str:
+    """`= <<EOF … EOF` → `= trimsuffix(<<EOF … EOF, "\\n")`: the heredoc adds the newline before its
+    terminator to the value, which the JSON stack's string does not have."""
+    return _HEREDOC.sub(lambda m: f'= trimsuffix(<<{m.group(1)}{m.group(2)}\n{m.group(3)}\n{m.group(2)}\n, "\\n")', text)
+
+
 def export_hcl(paths: ProjectPaths, outdir: Path, envs: list[str] | None = None) -> dict[str, Path]:
     """Synthesize the stacks of `envs` (default: all) as HCL into `outdir`/stacks/<stack>/cdk.tf."""
     app = " ".join([sys.executable, "-m", "infra", *(f"--env={env}" for env in envs or [])])  # this venv's Python
@@ -46,7 +56,7 @@ def export_hcl(paths: ProjectPaths, outdir: Path, envs: list[str] | None = None)
         hcl = directory / HCL_FILE
         if not hcl.exists() or (envs and directory.name not in {stack_name(env) for env in envs}):
             continue
-        hcl.write_text(unquote_references(hcl.read_text()))
+        hcl.write_text(exact_heredocs(unquote_references(hcl.read_text())))
         stacks[directory.name] = directory
     if shutil.which("terraform"):
         subprocess.run(["terraform", "fmt", "-list=false", *map(str, stacks.values())], capture_output=True,
