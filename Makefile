@@ -21,7 +21,7 @@ CDKTF = $(TF_ENV) npx --no-install cdktf
 STEP := scripts/step
 export VERBOSE V
 
-.PHONY: help setup demo test train bench clean synth synth-hcl deploy destroy local-up local-down lint lint-code build push release render plan
+.PHONY: help setup demo test train bench clean synth synth-hcl dashboards deploy destroy local-up local-down lint lint-code build push release render plan
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -106,6 +106,9 @@ plan: setup ## Review ENV's Terraform plan as PR markdown (.cache/plan-ENV.md; e
 synth: setup ## Synthesize every stack into cdktf.out/ (JSON; `npx cdktf synth --hcl` for HCL)
 	@$(STEP) validate $(TOOLKIT) config validate
 	@$(STEP) synth $(CDKTF) synth
+
+dashboards: setup ## Regenerate the Grafana dashboards (toolkit/monitoring/dashboards/<env>.json) from toolkit/monitoring/panels.py
+	@$(STEP) dashboards $(BIN)/python -m toolkit.monitoring.dashboard
 
 synth-hcl: setup ## Every stack as plain Terraform HCL in cdktf.out/hcl/stacks/<stack>/cdk.tf (the way out of CDKTF; README "Leaving CDKTF")
 	@$(STEP) --show '^platform-' synth-hcl $(TOOLKIT) hcl --out cdktf.out/hcl

@@ -138,3 +138,29 @@ def test_vpc_flow_logs_to_encrypted_log_group(synthesized, env):
     assert flow["traffic_type"] == "ALL" and flow["log_destination_type"] == "cloud-watch-logs"
     groups = resources(synthesized[env], "aws_cloudwatch_log_group")
     assert all(g["retention_in_days"] >= 365 and "kms_key_id" in g for g in groups)
+
+
+def test_monitoring_construct_per_environment(synthesized):
+    """AMP workspace (KMS, logging), the rules, the KMS-encrypted alert topic everywhere; the alert manager
+    definition and the managed scraper where AMP's full API exists (not on moto: local.yaml turns them off)."""
+    from toolkit.monitoring.rules import render
+
+    for env in ENVS:
+        synth, config = synthesized[env], load_environment(env)
+        workspace = one(synth, "aws_prometheus_workspace")
+        assert "aws_kms_key" in workspace["kms_key_arn"] and workspace["logging_configuration"]["log_group_arn"].endswith(":*")
+        assert one(synth, "aws_prometheus_rule_group_namespace")["data"] == render(config)
+        assert "aws_kms_key" in one(synth, "aws_sns_topic")["kms_master_key_id"]
+        subscriptions = resources(synth, "aws_sns_topic_subscription")
+        assert [(s["protocol"], s["endpoint"]) for s in subscriptions] == [(s.protocol, s.endpoint) for s in config.monitoring.amp.sns_subscriptions]
+        managed = env != "local"
+        assert bool(resources(synth, "aws_prometheus_alert_manager_definition")) == managed
+        assert bool(resources(synth, "aws_prometheus_scraper")) == managed
+    prod = synthesized["prod"]
+    definition = one(prod, "aws_prometheus_alert_manager_definition")["definition"]
+    assert definition.startswith("${yamlencode({\"alertmanager_config\" = yamlencode(") and "aws_sns_topic.monitoring_alerts" in definition
+    scraper = one(prod, "aws_prometheus_scraper")
+    assert "aws_eks_cluster" in scraper["source"][0]["eks"][0]["cluster_arn"]
+    assert "job_name: serving" in scraper["scrape_configuration"]
+    policy = resources(prod, "aws_sns_topic_policy")[0]["policy"]
+    assert "data.aws_iam_policy_document" in policy

@@ -150,3 +150,41 @@ def test_alertmanager_configurations_pass_amtool(tmp_path):
         assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
     route = alertmanager.local_config(load_environment("local"))["route"]
     assert route["routes"][0] == {"receiver": "retrain", "matchers": ["retrain=true"], "continue": True}
+
+
+def test_amp_queries_are_signed_with_sigv4(monkeypatch):
+    """The cloud path of `toolkit monitor`: AMP's query endpoint takes SigV4 (service "aps") requests."""
+    import http.server
+    import threading
+
+    from toolkit.monitoring.query import PrometheusClient, sigv4_signer
+
+    seen = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.update(self.headers.items())
+            seen["path"] = self.path
+            body = b'{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "0.5"]}]}}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    config = load_environment("prod")
+    client = PrometheusClient(f"http://127.0.0.1:{server.server_port}/workspaces/ws-1/", signer=sigv4_signer(config))
+    try:
+        assert client.scalar("toolkit:predict_requests:rate") == 0.5
+    finally:
+        server.shutdown()
+    assert seen["path"].startswith("/workspaces/ws-1/api/v1/query?query=toolkit%3Apredict_requests%3Arate")
+    assert re.match(r"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/\d{8}/eu-west-1/aps/aws4_request, SignedHeaders=host;x-amz-date, "
+                    r"Signature=[0-9a-f]{64}$", seen["Authorization"]), seen["Authorization"]
+    assert re.fullmatch(r"\d{8}T\d{6}Z", seen["X-Amz-Date"])
