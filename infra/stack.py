@@ -42,10 +42,11 @@ class PlatformStack(TerraformStack):
         models, datasets = config.artifact_store.models_prefix, config.artifact_store.datasets_prefix
         identity = dict(oidc_provider_arn=cluster.oidc_provider.arn, oidc_issuer=cluster.oidc_issuer,
                         namespace=config.workloads.namespace, bucket_arn=store.arn, kms_key_arn=store.key.arn)
+        loop = [f"{kind}/{config.name}/" for kind in ("predictions", "feedback")]  # the feedback loop's logs (toolkit/serve/shipping.py)
         training = WorkloadRole(self, "training-role", name=f"{config.cluster.name}-training", service_account="training",
-                                read_prefixes=[datasets, models], write_prefixes=[models], **identity)
+                                read_prefixes=[datasets, models, *loop], write_prefixes=[models], **identity)
         serving = WorkloadRole(self, "serving-role", name=f"{config.cluster.name}-serving", service_account="serving",
-                               read_prefixes=[models], repository_arn=registry.arn, **identity)
+                               read_prefixes=[models], write_prefixes=loop, repository_arn=registry.arn, **identity)
 
         monitoring = Monitoring(self, "monitoring", config=config, cluster_arn=cluster.cluster.arn,
                                 subnet_ids=network.private_subnet_ids, prevent_destroy=protect) if config.monitoring.amp.enabled else None

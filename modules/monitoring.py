@@ -12,13 +12,18 @@ from __future__ import annotations
 from cdktf import Fn
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import (
-    DataAwsIamPolicyDocument, DataAwsIamPolicyDocumentStatement, DataAwsIamPolicyDocumentStatementCondition,
+    DataAwsIamPolicyDocument,
+    DataAwsIamPolicyDocumentStatement,
+    DataAwsIamPolicyDocumentStatementCondition,
     DataAwsIamPolicyDocumentStatementPrincipals,
 )
 from cdktf_cdktf_provider_aws.prometheus_alert_manager_definition import PrometheusAlertManagerDefinition
 from cdktf_cdktf_provider_aws.prometheus_rule_group_namespace import PrometheusRuleGroupNamespace
 from cdktf_cdktf_provider_aws.prometheus_scraper import (
-    PrometheusScraper, PrometheusScraperDestination, PrometheusScraperDestinationAmp, PrometheusScraperSource,
+    PrometheusScraper,
+    PrometheusScraperDestination,
+    PrometheusScraperDestinationAmp,
+    PrometheusScraperSource,
     PrometheusScraperSourceEks,
 )
 from cdktf_cdktf_provider_aws.prometheus_workspace import PrometheusWorkspace, PrometheusWorkspaceLoggingConfiguration

@@ -75,6 +75,28 @@ CASES = {
         (_predictions({"0": 33, "1": 27}) + REFERENCE, "40m", []),  # the test split's shares
         (_predictions({"0": 0, "1": 2}) + REFERENCE, "40m", []),  # too few predictions to judge
     ],
+    "InputDriftDetected": [
+        ([_series("toolkit_feature_psi", 'job="serving",instance="a",feature="age"', "0.5x20"),
+          _series("toolkit_feature_psi", 'job="serving",instance="a",feature="chol"', "0.05x20"),
+          _series("toolkit_drift_window_records", 'job="serving",instance="a"', "1000x20")], "15m",
+         [({"feature": "age", "retrain": "true"}, {"value": "0.50", "labels.feature": "age"})]),
+        ([_series("toolkit_feature_psi", 'job="serving",instance="a",feature="age"', "0.1x20"),
+          _series("toolkit_drift_window_records", 'job="serving",instance="a"', "1000x20")], "15m", []),
+        ([_series("toolkit_feature_psi", 'job="serving",instance="a",feature="age"', "0.5x20"),
+          _series("toolkit_drift_window_records", 'job="serving",instance="a"', "100x20")], "15m", []),  # too few rows yet
+    ],
+    "OnlineAccuracyLow": [
+        ([_series("toolkit_feedback_total", 'job="serving",instance="a",outcome="correct"', "0+5x80"),
+          _series("toolkit_feedback_total", 'job="serving",instance="a",outcome="wrong"', "0+5x80"),
+          _series("toolkit_model_test_accuracy", 'job="serving",instance="a"', "0.85x80")], "75m",
+         [({"retrain": "true"}, {"value": "50%"})]),
+        ([_series("toolkit_feedback_total", 'job="serving",instance="a",outcome="correct"', "0+9x80"),
+          _series("toolkit_feedback_total", 'job="serving",instance="a",outcome="wrong"', "0+1x80"),
+          _series("toolkit_model_test_accuracy", 'job="serving",instance="a"', "0.85x80")], "75m", []),
+        ([_series("toolkit_feedback_total", 'job="serving",instance="a",outcome="correct"', "0+0.1x80"),
+          _series("toolkit_feedback_total", 'job="serving",instance="a",outcome="wrong"', "0+0.1x80"),
+          _series("toolkit_model_test_accuracy", 'job="serving",instance="a"', "0.85x80")], "75m", []),  # too few labels
+    ],
     "TrainingJobFailed": [
         ([_series("kube_job_status_failed", f'{NS},job_name="train-prod-20261127"', "0 0 1 1")], "3m",
          [({"namespace": "ml-platform", "job_name": "train-prod-20261127"}, {"labels.job_name": "train-prod-20261127"})]),
@@ -97,7 +119,7 @@ CASES = {
 def _annotations(rule: dict, values: dict[str, str]) -> dict:
     """The rule's annotation templates with `{{ $value | f }}` / `{{ $labels.x }}` filled in."""
     def fill(text: str) -> str:
-        text = re.sub(r"\{\{ \$value( \| \w+)? \}\}", lambda m: values["value"], text)
+        text = re.sub(r'\{\{ \$value( \| [\w "%.]+)? \}\}', lambda m: values["value"], text)
         return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: values[f"labels.{m.group(1)}"], text)
     return {key: fill(value) for key, value in rule["annotations"].items()}
 
@@ -107,7 +129,7 @@ def test_every_environment_rule_file_passes_promtool_check(tmp_path):
         path = tmp_path / f"{env}.yml"
         path.write_text(render(config))
         result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
-        assert result.returncode == 0 and "SUCCESS: 14 rules found" in result.stdout, result.stdout + result.stderr
+        assert result.returncode == 0 and "SUCCESS: 17 rules found" in result.stdout, result.stdout + result.stderr
 
 
 def test_every_alert_has_a_severity_a_summary_a_description_and_a_runbook_entry():

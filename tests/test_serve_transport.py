@@ -180,7 +180,7 @@ def test_a_500_is_logged_once_with_its_request_id_and_exception(model_dir, caplo
     def broken(*args, **kwargs):
         raise RuntimeError("the model broke")
 
-    monkeypatch.setattr(app_module, "predict_records", broken)
+    monkeypatch.setattr(app_module, "score_records", broken)
     client = TestClient(app_module.create_app(model_dir), raise_server_exceptions=False)
     record = {name: 1.0 for name in client.get("/v1/model").json()["features"]}
     with caplog.at_level("ERROR", logger="toolkit.serve"):

@@ -15,3 +15,11 @@ def client(service: str, config: EnvironmentConfig):
 
     extra = {"endpoint_url": config.aws.endpoint_url, **EMULATOR_KEYS} if config.aws.endpoint_url else {}
     return boto3.client(service, region_name=config.aws.region, **extra)
+
+
+def emulator_environment(config: EnvironmentConfig) -> dict[str, str]:
+    """Environment variables that point any AWS SDK at the environment's emulator (boto3 reads AWS_ENDPOINT_URL)."""
+    if not config.aws.endpoint_url:
+        return {}
+    return {"AWS_ENDPOINT_URL": config.aws.endpoint_url, "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_KEY, "AWS_REGION": config.aws.region, "AWS_DEFAULT_REGION": config.aws.region}

@@ -320,6 +320,35 @@ class MonitoringConfig(_Section):
     local: LocalMonitoringConfig = Field(default_factory=LocalMonitoringConfig)
 
 
+class RetrainConfig(_Section):
+    """The champion/challenger gate of `toolkit retrain`."""
+
+    tolerance: float = Field(0.01, ge=0, lt=1, description="a challenger may score this much below the champion and still win")
+    quality_floor: float = Field(0.75, gt=0, le=1, description="a challenger below this accuracy on the test split is never released")
+    holdout_fraction: float = Field(0.3, gt=0, lt=1, description="share of the labelled feedback (the newest) kept out of training to judge both")
+    debounce_minutes: int = Field(30, ge=0, description="alerts within this long of a retraining start none again")
+
+
+class FeedbackConfig(_Section):
+    """The feedback loop: prediction log, ground truth, drift (toolkit/serve/), retraining behind a gate."""
+
+    enabled: bool = True
+    sample_rate: float = Field(1.0, ge=0, le=1, description="share of predictions written to the prediction log")
+    queue_size: int = Field(10_000, ge=1, description="records the server buffers for the log; beyond, they are dropped and counted")
+    batch_size: int = Field(500, ge=1, description="records per object in the artifact store")
+    flush_seconds: float = Field(5.0, gt=0, le=3600, description="a partial batch is shipped after this long")
+    drift_window: int = Field(1000, ge=10, description="the last this many records are compared with the training data")
+    drift_min_records: int = Field(200, ge=1, description="records in the window before drift is judged")
+    max_psi: float = Field(0.2, gt=0, description="population stability index above which inputs have drifted")
+    drift_for_seconds: int = Field(600, ge=0, description="how long drift lasts before it alerts")
+    accuracy_margin: float = Field(0.05, ge=0, lt=1, description="online accuracy this far below the test accuracy alerts")
+    accuracy_window_minutes: int = Field(60, ge=1)
+    min_labelled: int = Field(50, ge=1, description="labelled predictions in the window before accuracy is judged")
+    secret_env: str = Field("TOOLKIT_FEEDBACK_SECRET", pattern=r"^[A-Z][A-Z0-9_]*$",
+                            description="environment variable holding the key that signs prediction ids (else the model's checksum)")
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+
+
 class EnvironmentConfig(_Section):
     name: Name
     prevent_destroy: bool = Field(False, description="protect cluster, registry and bucket from terraform destroy")
@@ -334,6 +363,7 @@ class EnvironmentConfig(_Section):
     serving: ServingConfig
     workloads: WorkloadsConfig = Field(default_factory=WorkloadsConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
 
     @model_validator(mode="after")
     def _pools(self) -> EnvironmentConfig:

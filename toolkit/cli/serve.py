@@ -31,23 +31,33 @@ def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_bat
     The artifact's checksums are verified before the server starts. In the serving image the
     settings come from TOOLKIT_* environment variables (a ConfigMap on Kubernetes)."""
     from toolkit.serve.app import create_app
+    from toolkit.serve.loop import LoopSettings
     from toolkit.serve.server import run
 
     limits = {}
+    loop = LoopSettings.from_environment()  # the serving image: TOOLKIT_ENV, TOOLKIT_FEEDBACK, ...
     if env:
         from toolkit.config import load_environment
 
-        serving = load_environment(env).serving
+        config = load_environment(env)
+        serving = config.serving
         limits = {"max_batch_size": serving.max_batch_size, "max_body_bytes": serving.max_body_bytes}
         port = port or serving.port
         header_timeout = header_timeout or serving.header_timeout_seconds
+        loop = LoopSettings(env, config.feedback, config.artifact_store.bucket)
+        if config.aws.endpoint_url:  # the local environment's store is moto's S3
+            import os
+
+            from toolkit.aws import emulator_environment
+
+            os.environ.update(emulator_environment(config))
     limits.update({k: v for k, v in {"max_batch_size": max_batch_size, "max_body_bytes": max_body_bytes}.items() if v})
     faults = None
     if fault_file is not None:
         from toolkit.serve.faults import FaultSwitch
 
         faults = FaultSwitch(fault_file, host)
-    app = create_app(model_dir, **limits, faults=faults)
+    app = create_app(model_dir, **limits, faults=faults, loop=loop)
     echo_err(f"serving model {app.state.model.version} on http://{host}:{port or 8080}")
     run(app, host, port or 8080, header_timeout=header_timeout or 10)
 

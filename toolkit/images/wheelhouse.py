@@ -12,9 +12,10 @@ from typing import Callable
 from toolkit.errors import ToolkitError
 from toolkit.paths import ProjectPaths
 
-SERVE_REQUIREMENTS = ["numpy", "pydantic", "PyYAML", "click", "fastapi", "uvicorn", "prometheus-client"]
-# The training image adds the S3 client and the progress bar (no matplotlib: curves are skipped there).
-TRAINING_REQUIREMENTS = ["boto3", "tqdm"]
+# boto3: the server ships its prediction log to the artifact store (the image keeps only botocore's S3 and STS models).
+SERVE_REQUIREMENTS = ["numpy", "pydantic", "PyYAML", "click", "fastapi", "uvicorn", "prometheus-client", "boto3"]
+# The training image adds the progress bar (no matplotlib: curves are skipped there).
+TRAINING_REQUIREMENTS = ["tqdm"]
 
 
 def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = print) -> Path:

@@ -7,6 +7,7 @@ the server never loads the training code.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,17 @@ def evaluate_artifact(model: artifacts.ModelArtifact, path: Path, delimiter: str
 
 def predict_table(model: artifacts.ModelArtifact, table: Table) -> list[dict]:
     """{label, probabilities} per row, through the model's own preprocessing."""
+    return score_table(model, table).predictions
+
+
+@dataclass
+class Scored:
+    predictions: list[dict]  # {label, probabilities} per row
+    features: np.ndarray  # the model's feature matrix of the rows (what drift is measured on)
+    predicted: np.ndarray  # the predicted class index per row
+
+
+def score_table(model: artifacts.ModelArtifact, table: Table) -> Scored:
     missing = [c for c in model.preprocessor.columns if c not in table]
     if missing:
         raise DataError(f"{table.source}: missing feature(s) {missing}; the model needs {model.preprocessor.columns}.")
@@ -54,15 +66,19 @@ def predict_table(model: artifacts.ModelArtifact, table: Table) -> list[dict]:
     if not np.isfinite(proba).all():
         row = int(np.argwhere(~np.isfinite(proba))[0][0])
         raise DataError(f"{table.source}: {table.row_name(row)}: values are too extreme for the model to score.")
-    return [
-        {"label": model.classes[int(np.argmax(p))], "probabilities": dict(zip(model.classes, map(float, p), strict=True))}
-        for p in proba
-    ]
+    predicted = proba.argmax(axis=1)
+    predictions = [{"label": model.classes[int(i)], "probabilities": dict(zip(model.classes, map(float, p), strict=True))}
+                   for i, p in zip(predicted, proba, strict=True)]
+    return Scored(predictions, features, predicted)
 
 
 def predict_records(model: artifacts.ModelArtifact, columns: dict[str, list], source: str) -> list[dict]:
     """Records by column name (request bodies, JSON input)."""
     return predict_table(model, Table.from_columns(columns, source))
+
+
+def score_records(model: artifacts.ModelArtifact, columns: dict[str, list], source: str) -> Scored:
+    return score_table(model, Table.from_columns(columns, source))
 
 
 def read_records(path: Path | None, data: bytes | None = None) -> Table:

@@ -20,6 +20,7 @@ from toolkit.ml.nn.metrics import classification_report, summarize_folds
 from toolkit.ml.nn.model import Sequential, class_probabilities, mlp_spec
 from toolkit.ml.nn.training import History, fit
 from toolkit.ml.preprocess import Preprocessor
+from toolkit.ml.reference import reference_distributions
 from toolkit.ml.table import read_csv, sha256_file
 from toolkit.paths import project_root
 
@@ -185,7 +186,9 @@ def train_and_save(
         metrics["cv"] = cross_validate(dataset, settings, cv_folds, on_fold)
     fitted = fit_model(dataset, train_rows, val_rows, settings, settings.seed, on_epoch)
     metrics["test"] = evaluate_rows(fitted, dataset, test_rows)
-    reference = {"predicted_class_share": predicted_class_share(fitted, dataset, test_rows)}
+    reference = {"predicted_class_share": predicted_class_share(fitted, dataset, test_rows),
+                 "inputs": reference_distributions(fitted.preprocessor.transform_table(dataset.table, train_rows),
+                                                   fitted.preprocessor.feature_names, dataset.numeric)}
     metrics["validation"] = evaluate_rows(fitted, dataset, val_rows)
     metrics["splits"] = {"train": len(train_rows), "validation": len(val_rows), "test": len(test_rows)}
     metrics["training"] = {

@@ -20,7 +20,7 @@ RECEIVERS = ("notify", "page", "retrain")
 
 def route(config: EnvironmentConfig, group_wait_seconds: int) -> dict:
     return {
-        "receiver": "notify", "group_by": ["alertname", "env", "label"],
+        "receiver": "notify", "group_by": ["alertname", "env", "label", "feature"],
         "group_wait": f"{group_wait_seconds}s", "group_interval": f"{max(group_wait_seconds, 1) * 5}s",
         "repeat_interval": "4h",
         "routes": [

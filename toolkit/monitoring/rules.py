@@ -59,6 +59,7 @@ def _duration(seconds: int) -> str:
 def recordings(config: EnvironmentConfig) -> list[Recording]:
     m = config.monitoring
     window, share = _duration(m.window_seconds), _duration(m.class_share_window_minutes * 60)
+    accuracy = _duration(config.feedback.accuracy_window_minutes * 60)
     return [
         Recording("toolkit:predict_requests:rate", f"sum(rate(toolkit_http_requests_total{{{PREDICT}}}[{window}]))"),
         Recording("toolkit:predict_errors:ratio",
@@ -68,6 +69,9 @@ def recordings(config: EnvironmentConfig) -> list[Recording]:
                   f"histogram_quantile(0.99, sum by (le) (rate(toolkit_http_request_duration_seconds_bucket{{{PREDICT}}}[{window}])))"),
         Recording("toolkit:predict_latency_seconds:p50",
                   f"histogram_quantile(0.5, sum by (le) (rate(toolkit_http_request_duration_seconds_bucket{{{PREDICT}}}[{window}])))"),
+        Recording("toolkit:online_accuracy:ratio",
+                  f'sum(increase(toolkit_feedback_total{{{JOB},outcome="correct"}}[{accuracy}])) / '
+                  f"sum(increase(toolkit_feedback_total{{{JOB}}}[{accuracy}]))"),
         Recording("toolkit:predicted_class:share",
                   f"sum by (label) (increase(toolkit_predictions_total{{{JOB}}}[{share}])) / ignoring(label) group_left "
                   f"sum(increase(toolkit_predictions_total{{{JOB}}}[{share}]))"),
@@ -75,9 +79,10 @@ def recordings(config: EnvironmentConfig) -> list[Recording]:
 
 
 def alerts(config: EnvironmentConfig) -> list[Alert]:
-    m, ns, env = config.monitoring, config.workloads.namespace, config.name
+    m, f, ns, env = config.monitoring, config.feedback, config.workloads.namespace, config.name
     slo = m.slo_p99_ms / 1000
     share = _duration(m.class_share_window_minutes * 60)
+    accuracy = _duration(f.accuracy_window_minutes * 60)
     return [
         Alert("ServingErrorRatioHigh", f"toolkit:predict_errors:ratio > {m.max_error_ratio}", m.for_seconds, "page",
               f"{env}: {{{{ $value | humanizePercentage }}}} of predictions fail",
@@ -110,6 +115,21 @@ def alerts(config: EnvironmentConfig) -> list[Alert]:
               f"Over the last {share} the share of predictions of class {{{{ $labels.label }}}} moved by {{{{ $value | humanizePercentage }}}} "
               f"from what the model predicted on its test split (the limit is {m.max_class_share_shift:.0%}): the inputs "
               "have changed, or the model no longer fits them.", {"retrain": "true"}),
+        Alert("InputDriftDetected",
+              f"max by (feature) (toolkit_feature_psi{{{JOB}}}) > {f.max_psi} "
+              f"and on() min(toolkit_drift_window_records{{{JOB}}}) >= {f.drift_min_records}",
+              f.drift_for_seconds, "ticket",
+              f"{env}: input feature {{{{ $labels.feature }}}} drifted (PSI {{{{ $value | printf \"%.2f\" }}}})",
+              f"The population stability index of feature {{{{ $labels.feature }}}} over the last {f.drift_window} predictions is "
+              f"{{{{ $value | printf \"%.2f\" }}}} against the training data (above {f.max_psi}: a significant shift). The model "
+              "is scoring inputs unlike those it learned from.", {"retrain": "true"}),
+        Alert("OnlineAccuracyLow",
+              f"toolkit:online_accuracy:ratio < (max(toolkit_model_test_accuracy{{{JOB}}}) - {f.accuracy_margin}) "
+              f"and on() sum(increase(toolkit_feedback_total{{{JOB}}}[{accuracy}])) >= {f.min_labelled}",
+              m.for_seconds, "ticket",
+              f"{env}: online accuracy {{{{ $value | humanizePercentage }}}} is below the model's test accuracy",
+              f"Of the predictions labelled through /v1/feedback in the last {accuracy}, {{{{ $value | humanizePercentage }}}} were "
+              f"right: more than {f.accuracy_margin:.0%} below the accuracy the model had on its test split.", {"retrain": "true"}),
         Alert("TrainingJobFailed", f'kube_job_status_failed{{namespace="{ns}",job_name=~"train-.*"}} > 0', 0, "ticket",
               f"{env}: training Job {{{{ $labels.job_name }}}} failed",
               f"Training Job {ns}/{{{{ $labels.job_name }}}} failed; `toolkit train --env {env} --remote` reports the reason, "

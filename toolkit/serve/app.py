@@ -12,6 +12,7 @@ Predictions go through the same preprocessing and forward pass as `toolkit predi
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Union
@@ -24,8 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 
 from toolkit.errors import BadInputError
 from toolkit.ml.artifacts import ModelArtifact, load_artifact
-from toolkit.ml.predict import predict_records
+from toolkit.ml.predict import score_records
 from toolkit.serve.faults import FaultSwitch
+from toolkit.serve.loop import FeedbackLoop, LoopSettings
 from toolkit.serve.metrics import ServerMetrics
 from toolkit.serve.middleware import MeasureAndLimit
 
@@ -43,6 +45,27 @@ class PredictRequest(BaseModel):
 class Prediction(BaseModel):
     label: str
     probabilities: dict[str, float]
+    prediction_id: str | None = Field(None, description="send it back with the true label to POST /v1/feedback")
+
+
+class LabelledPrediction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prediction_id: StrictStr = Field(description="the prediction_id /v1/predict answered with")
+    label: StrictStr | StrictInt = Field(description="the true class")
+
+
+class FeedbackRequest(BaseModel):
+    """One labelled prediction, or many under `feedback`."""
+
+    model_config = ConfigDict(extra="forbid")
+    feedback: list[LabelledPrediction] | None = Field(None, min_length=1)
+    prediction_id: StrictStr | None = None
+    label: StrictStr | StrictInt | None = None
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
+    correct: int
 
 
 class PredictResponse(BaseModel):
@@ -71,13 +94,25 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes: int = 1_048_576,
-               faults: FaultSwitch | None = None) -> FastAPI:
+               faults: FaultSwitch | None = None, loop: LoopSettings | None = None) -> FastAPI:
     """Load and verify the artifact, then build the app (an ArtifactError stops startup).
-    `faults`: the test-only fault switch (serve/faults.py)."""
+    `faults`: the test-only fault switch (serve/faults.py); `loop`: the feedback loop's settings
+    (None: no prediction ids, log, ground truth or drift)."""
     model = load_artifact(model_dir)
     metrics = ServerMetrics(model)
-    app = FastAPI(title="toolkit inference server", version=model.version,
+    feedback = FeedbackLoop(model, metrics, loop) if loop is not None and loop.config.enabled else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if feedback is not None:
+            feedback.start()
+        yield
+        if feedback is not None:
+            await feedback.stop()
+
+    app = FastAPI(title="toolkit inference server", version=model.version, lifespan=lifespan,
                   description=f"Model {model.version}: label '{model.manifest['label']}', classes {model.classes}.")
+    app.state.feedback = feedback
     app.state.model = model
 
     app.add_middleware(MeasureAndLimit, metrics=metrics, max_body_bytes=max_body_bytes, routes=app.router.routes)
@@ -107,10 +142,35 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
         except ValidationError as exc:  # invalid JSON too: name the fields
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
         columns = _columns(payload, model, max_batch_size)
-        predictions = predict_records(model, columns, "request")
-        metrics.count_predictions(p["label"] for p in predictions)
-        # Built by predict_records in the documented shape; skip re-validating it through pydantic.
-        return JSONResponse({"model_version": model.version, "predictions": predictions})
+        scored = score_records(model, columns, "request")
+        if feedback is not None:
+            feedback.on_predictions(columns, scored)
+        metrics.count_predictions(p["label"] for p in scored.predictions)
+        # Built by score_records in the documented shape; skip re-validating it through pydantic.
+        return JSONResponse({"model_version": model.version, "predictions": scored.predictions})
+
+    @app.post("/v1/feedback", response_model=FeedbackResponse, responses=ERROR_RESPONSES)
+    async def ground_truth(request: Request) -> FeedbackResponse:
+        """The true label of earlier predictions, by their prediction_id: one, or many under `feedback`."""
+        if feedback is None:
+            raise Problem(404, ["path"], "this server runs without the feedback loop (feedback.enabled, toolkit serve --env)")
+        _require_json(request.headers.get("content-type"))
+        try:
+            payload = FeedbackRequest.model_validate_json(await request.body() or b"null")
+        except ValidationError as exc:
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+        items = [item.model_dump() for item in payload.feedback] if payload.feedback is not None else (
+            [{"prediction_id": payload.prediction_id, "label": payload.label}] if payload.prediction_id is not None else [])
+        if not items or (payload.feedback is not None and payload.prediction_id is not None):
+            raise Problem(422, ["body"], "give one {prediction_id, label} or a list of them under 'feedback'")
+        if len(items) > max_batch_size:
+            raise Problem(422, ["body", "feedback"], f"{len(items)} labels are over the limit of {max_batch_size}")
+        for item in items:
+            item["label"] = str(item["label"])
+        problems = feedback.check_feedback(items)
+        if problems:
+            return _problem_response(422, [{"loc": loc, "msg": message, "type": "value_error"} for loc, message in problems])
+        return JSONResponse(feedback.on_feedback([(i["prediction_id"], i["label"]) for i in items]))
 
     @app.api_route("/v1/model", methods=["GET", "HEAD"])
     def describe() -> dict:

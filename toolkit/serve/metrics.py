@@ -32,6 +32,22 @@ class ServerMetrics:
         for label, share in (model.manifest.get("reference") or {}).get("predicted_class_share", {}).items():
             reference.labels(label).set(share)
         ProcessCollector(registry=self.registry)  # process_start_time_seconds: restarts (ServingRestarting)
+        Gauge("toolkit_model_test_accuracy", "Accuracy of the served model on its test split (the online accuracy's reference)",
+              registry=self.registry).set(float((model.manifest.get("metrics") or {}).get("test", {}).get("accuracy", 0.0)))
+        self.log_records = Counter("toolkit_prediction_log_records", "Prediction log and ground-truth records by outcome",
+                                   ["kind", "outcome"], registry=self.registry)
+        self.log_queue = Gauge("toolkit_prediction_log_queue", "Records waiting to be shipped", ["kind"], registry=self.registry)
+        self.log_errors = Counter("toolkit_prediction_log_errors", "Failed attempts to ship a batch", ["kind"], registry=self.registry)
+        self.feedback = Counter("toolkit_feedback", "Labelled predictions by outcome (the label matched the prediction or not)",
+                                ["outcome"], registry=self.registry)
+        for kind, outcome in (("predictions", "shipped"), ("predictions", "dropped"), ("feedback", "shipped"), ("feedback", "dropped")):
+            self.log_records.labels(kind, outcome)  # present from the start: rate() and alerts need the zero
+        for outcome in ("correct", "wrong"):
+            self.feedback.labels(outcome)
+
+    def watch_drift(self, drift) -> None:
+        """Export the drift monitor's PSI at each scrape."""
+        self.registry.register(_DriftCollector(drift))
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(route, str(status)).inc()
@@ -43,3 +59,21 @@ class ServerMetrics:
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _DriftCollector:
+    def __init__(self, drift) -> None:
+        self.drift = drift
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        features, predictions, size = self.drift.current()
+        family = GaugeMetricFamily("toolkit_feature_psi", "Population stability index of each input feature over the drift window "
+                                   "against the training data", labels=["feature"])
+        for name, value in features.items():
+            family.add_metric([name], value)
+        yield family
+        yield GaugeMetricFamily("toolkit_prediction_psi", "PSI of the predicted classes over the drift window against the test split",
+                                value=predictions)
+        yield GaugeMetricFamily("toolkit_drift_window_records", "Rows in the drift window", value=size)

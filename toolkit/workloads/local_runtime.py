@@ -15,6 +15,7 @@ import time
 import urllib.request
 from typing import Callable
 
+from toolkit.aws import emulator_environment
 from toolkit.config import EnvironmentConfig
 from toolkit.context import Context
 from toolkit.errors import RolloutError
@@ -65,7 +66,8 @@ def _run(docker, config: EnvironmentConfig, release: Release, name: str, port: i
     """Start the image like the Deployment's pod: non-root, read-only root fs, no capabilities,
     a tmpfs /tmp, the ConfigMap's environment; host network on 127.0.0.1 (DESIGN.md).
     The serving container comes back with the engine (`toolkit local down` / `up`)."""
-    environment = {**serving_environment(config), "TOOLKIT_HOST": "127.0.0.1", "TOOLKIT_PORT": str(port)}
+    environment = {**serving_environment(config), **emulator_environment(config), "TOOLKIT_HOST": "127.0.0.1",
+                   "TOOLKIT_PORT": str(port)}
     return docker.containers.run(
         release.image, name=name, detach=True, network_mode="host", environment=environment,
         user=f"{RUN_AS_USER}:{RUN_AS_USER}", read_only=True, tmpfs={"/tmp": "size=64m"}, cap_drop=["ALL"],

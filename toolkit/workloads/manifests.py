@@ -41,7 +41,10 @@ def serving_environment(config: EnvironmentConfig) -> dict[str, str]:
     serving = config.serving
     return {"TOOLKIT_HOST": "0.0.0.0", "TOOLKIT_PORT": str(serving.port),
             "TOOLKIT_MAX_BATCH_SIZE": str(serving.max_batch_size), "TOOLKIT_MAX_BODY_BYTES": str(serving.max_body_bytes),
-            "TOOLKIT_HEADER_TIMEOUT": str(serving.header_timeout_seconds)}
+            "TOOLKIT_HEADER_TIMEOUT": str(serving.header_timeout_seconds),
+            # the feedback loop (toolkit/serve/loop.py): prediction log to the artifact store, drift, ground truth
+            "TOOLKIT_ENV": config.name, "TOOLKIT_FEEDBACK": config.feedback.model_dump_json(),
+            "TOOLKIT_PREDICTION_LOG_BUCKET": config.artifact_store.bucket, "AWS_REGION": config.aws.region}
 
 
 def namespace(config: EnvironmentConfig) -> dict:

@@ -1,0 +1,54 @@
+"""Drift and online accuracy, computed by the server from what it already has.
+
+Inputs: every prediction's row of the model's feature matrix is binned against the reference
+distributions stored in the artifact (toolkit/ml/reference.py) into a ring buffer of the last
+`window` rows; the population stability index per feature and of the predicted classes is
+computed from it when /metrics is scraped, so a request pays for the binning only.
+
+Accuracy: each label that comes back through /v1/feedback is counted correct or wrong against
+the class the prediction id carries; Prometheus computes the accuracy over its window from these
+counters, across replicas (toolkit/monitoring/rules.py).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from toolkit.ml.reference import feature_bins, psi
+
+
+class DriftMonitor:
+    def __init__(self, reference: dict, class_shares: dict[str, float], classes: list[str], window: int) -> None:
+        self.reference = reference
+        self.names = [f["name"] for f in reference.get("features", [])]
+        self.class_shares = np.array([class_shares.get(c, 0.0) for c in classes])
+        self.window = window
+        self.bins = np.zeros((window, len(self.names)), dtype=np.int16)
+        self.predicted = np.zeros(window, dtype=np.int16)
+        self.position = self.filled = 0
+        self.lock = threading.Lock()  # observe runs in the event loop; the scrape may run in a thread
+
+    def observe(self, x: np.ndarray, predicted: np.ndarray) -> None:
+        if not self.names:
+            return
+        rows = feature_bins(x[-self.window:], self.reference)
+        classes = predicted[-self.window:]
+        with self.lock:
+            at = (self.position + np.arange(len(rows))) % self.window
+            self.bins[at] = rows
+            self.predicted[at] = classes
+            self.position = int((self.position + len(rows)) % self.window)
+            self.filled = min(self.filled + len(rows), self.window)
+
+    def current(self) -> tuple[dict[str, float], float, int]:
+        """({feature: PSI}, PSI of the predicted classes, rows in the window)."""
+        with self.lock:
+            bins, predicted, filled = self.bins[:self.filled].copy(), self.predicted[:self.filled].copy(), self.filled
+        features = {}
+        for k, feature in enumerate(self.reference.get("features", [])):
+            counts = np.bincount(bins[:, k], minlength=len(feature["shares"]))[:len(feature["shares"])]
+            features[feature["name"]] = psi(counts, feature["shares"])
+        classes = np.bincount(predicted, minlength=len(self.class_shares))[:len(self.class_shares)]
+        return features, psi(classes, self.class_shares), filled
