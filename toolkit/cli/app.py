@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from toolkit.cli import config, images, infra, local, ml, monitoring, serve, workloads
+from toolkit.cli import config, images, infra, local, loop, ml, monitoring, serve, workloads
 from toolkit.errors import ToolkitError
 
 
@@ -39,7 +39,7 @@ def cli() -> None:
     """
 
 
-for _module in (config, ml, serve, local, images, infra, workloads, monitoring):
+for _module in (config, ml, serve, local, images, infra, workloads, monitoring, loop):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -18,17 +18,12 @@ def build(env: str, model_dir: Path | None, as_json: bool) -> None:
     """Build ENV's serving image with the model baked in (docker SDK, streamed output).
 
     The model's checksums are verified first. Tag: <model version>-<git short sha>."""
-    from toolkit.images.build import build_image
-    from toolkit.images.release import ReleaseRecords
+    from toolkit.images.publish import build_release_images
     from toolkit.local.services import ensure_emulated_services
 
     ctx = load_context(env)
     ensure_emulated_services(ctx, on_line=echo_err)
-    model_dir = model_dir or ctx.paths.artifacts(env) / "latest"
-    on_line = quiet if as_json else echo_err
-    image = build_image(ctx, model_dir, on_line=on_line)
-    training = build_image(ctx, model_dir, on_line=on_line, target="training")
-    ReleaseRecords(ctx.paths, env).save_build(image.reference, image.image_id, training.reference)
+    image, training = build_release_images(ctx, model_dir or ctx.paths.artifacts(env) / "latest", quiet if as_json else echo_err)
     result = {"image": image.reference, "id": image.image_id, "size_mb": round(image.size_bytes / 1e6, 1),
               "training_image": training.reference, "training_size_mb": round(training.size_bytes / 1e6, 1)}
     if as_json:
@@ -48,31 +43,29 @@ def push(env: str, image_ref: str | None, as_json: bool) -> None:
 
     Refuses 'latest' and a tag the immutable registry holds with other content (pushing the same
     image again is a no-op); prints the digests."""
-    from toolkit.images.build import image_model_version
-    from toolkit.images.login import registry_login
-    from toolkit.images.registry import push_image
-    from toolkit.images.release import Release, ReleaseRecords
+    from toolkit.images.publish import push_release
+    from toolkit.images.release import ReleaseRecords
     from toolkit.local.services import ensure_emulated_services
 
     ctx = load_context(env)
     ensure_emulated_services(ctx, on_line=echo_err)
     records = ReleaseRecords(ctx.paths, env)
     # The serving image and (from `toolkit build`) the training image the GPU Jobs run.
-    refs = [image_ref] if image_ref else [records.last_build(), records.last_build("training_image")]
-    pushed = []
-    for ref in filter(None, refs):
-        progress = PushProgress(enabled=not as_json)
-        try:
-            digest = push_image(ctx, ref, on_line=echo_err, on_event=progress.update if not as_json else None)
-        finally:
-            progress.close()
-        pushed.append(f"{registry_login(ctx.config).host}/{ctx.config.registry.name}@{digest}")
-        if not as_json:
-            click.echo(f"pushed {pushed[-1]}  ({ref})")
-    training = pushed[1] if len(pushed) > 1 else None
-    records.save_push(Release(pushed[0], image_model_version(ctx.paths, refs[0])), training)
+    refs = [image_ref] if image_ref else [r for r in (records.last_build(), records.last_build("training_image")) if r]
+    bars: list[PushProgress] = []
+
+    def progress_for(ref: str):
+        bars.append(PushProgress(enabled=not as_json))
+        return bars[-1].update
+
+    try:
+        release, training = push_release(ctx, refs, on_line=echo_err, on_event=None if as_json else progress_for,
+                                         on_pushed=(lambda line: None) if as_json else click.echo)
+    finally:
+        for bar in bars:
+            bar.close()
     if as_json:
-        emit_json({"image": refs[0], "pushed": pushed[0], "digest": pushed[0].rpartition("@")[2], "training_image": training})
+        emit_json({"image": refs[0], "pushed": release.image, "digest": release.image.rpartition("@")[2], "training_image": training})
 
 
 COMMANDS = [build, push]

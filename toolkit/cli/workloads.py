@@ -9,7 +9,7 @@ import click
 
 from toolkit.cli.options import ENV_OPTION, JSON_OPTION, cluster_options, echo_err, emit_json, load_context, quiet, timeout_option
 from toolkit.cli.progress import RolloutProgress
-from toolkit.errors import BadInputError, ToolkitError
+from toolkit.errors import BadInputError
 
 if TYPE_CHECKING:
     from toolkit.context import Context
@@ -68,6 +68,7 @@ def deploy(env, image, model_version, kubeconfig, context, timeout, smoke, as_js
     container only once a candidate of it is ready.
     Exit 1 with the reason (image pull error, crash loop, probe failure) when it fails."""
     from toolkit.images.release import ReleaseRecords
+    from toolkit.workloads.deploy import deploy_release
     from toolkit.workloads.target import resolve_target
 
     ctx = load_context(env)
@@ -77,24 +78,10 @@ def deploy(env, image, model_version, kubeconfig, context, timeout, smoke, as_js
     if not as_json:
         echo_err(f"deploying {release.image} (model {release.model_version}) to {env}")
     if target.local:
-        from toolkit.images.login import registry_login
         from toolkit.local.services import ensure_emulated_services
-        from toolkit.workloads.local_runtime import deploy_local
 
         ensure_emulated_services(ctx, on_line=echo_err)
-        result = deploy_local(ctx, release, registry_login(ctx.config), timeout, on_line=quiet if as_json else echo_err)
-    else:
-        from toolkit.workloads.rollout import deploy as deploy_k8s
-
-        outcome = deploy_k8s(target.kube, ctx.config, target.outputs, release, timeout, RolloutProgress(not as_json))
-        result = {"release": release.image, "model_version": release.model_version, "applied": outcome.applied,
-                  "pruned": outcome.pruned, "seconds": round(outcome.seconds, 1)}
-    if smoke:
-        try:
-            result["smoke"] = _smoke(ctx, target)
-        except ToolkitError as exc:
-            # The rollout's probes passed, so this is not rolled back by itself: say how.
-            raise ToolkitError(f"{exc}\nThe release is deployed; `toolkit rollback --env {env}` returns to the previous one.") from None
+    result = deploy_release(ctx, target, release, timeout, RolloutProgress(not as_json), quiet if as_json else echo_err, smoke)
     if as_json:
         emit_json(result)
         return
@@ -103,13 +90,6 @@ def deploy(env, image, model_version, kubeconfig, context, timeout, smoke, as_js
     click.echo(f"deployed {release.image} (model {release.model_version}) in {result['seconds']} s")
     if smoke:
         _print_smoke(result["smoke"])
-
-
-def _smoke(ctx: Context, target) -> dict:
-    from toolkit.workloads.local_runtime import service_url
-    from toolkit.workloads.smoke import smoke_test_service, smoke_test_url
-
-    return smoke_test_url(service_url(ctx.config), ctx) if target.local else smoke_test_service(target.kube, ctx)
 
 
 def _print_smoke(smoke: dict) -> None:
@@ -163,6 +143,10 @@ def status(env, kubeconfig, context, as_json) -> None:
         from toolkit.workloads.rollout import status as status_k8s
 
         info = status_k8s(target.kube, ctx.config)
+    from toolkit.loop.retrain import last_decision
+
+    decision = last_decision(ctx)
+    info["last_retrain"] = {k: decision[k] for k in ("time", "decision", "reason", "url") if k in decision} if decision else None
     if as_json:
         emit_json(info)
         return
@@ -181,6 +165,9 @@ def status(env, kubeconfig, context, as_json) -> None:
         for event in info["events"]:
             click.echo(f"event    {event}")
     click.echo(f"history  {len(info['history'])} release(s); previous: {info['history'][-2] if len(info['history']) > 1 else '-'}")
+    decision = info.get("last_retrain")
+    if decision:
+        click.echo(f"retrain  {decision['time']}: {decision['decision']} ({decision['reason']})")
 
 
 @click.command()
@@ -189,10 +176,11 @@ def status(env, kubeconfig, context, as_json) -> None:
 @JSON_OPTION
 def smoke(env, kubeconfig, context, as_json) -> None:
     """POST a sample record from ENV's dataset to the deployed server's /v1/predict."""
+    from toolkit.workloads.deploy import smoke_test
     from toolkit.workloads.target import resolve_target
 
     ctx = load_context(env)
-    result = _smoke(ctx, resolve_target(ctx, kubeconfig, context))
+    result = smoke_test(ctx, resolve_target(ctx, kubeconfig, context))
     emit_json(result) if as_json else _print_smoke(result)
 
 

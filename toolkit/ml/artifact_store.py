@@ -75,3 +75,21 @@ def upload_artifact(config: EnvironmentConfig, artifact_dir: Path, prefix_url: s
     for name in [*sorted(manifest["files"]), MANIFEST]:
         upload_file(config, artifact_dir / name, base + name)
     return base
+
+
+def download_artifact(config: EnvironmentConfig, url: str, directory: Path) -> Path:
+    """Download the artifact at <url> (…/<version>/) into `directory`/<version>/ and verify it whole."""
+    import json
+
+    from toolkit.ml.artifacts import MANIFEST, verify_artifact
+
+    base = url.rstrip("/") + "/"
+    target = directory / base.rstrip("/").rsplit("/", 1)[-1]
+    target.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads(download_file(config, base + MANIFEST, target).read_text())
+    for name in manifest.get("files", {}):
+        if "/" in name or name.startswith("."):
+            raise ToolkitError(f"{base}{MANIFEST} lists {name!r}, which is not a plain file name.")
+        download_file(config, base + name, target)
+    verify_artifact(target)
+    return target

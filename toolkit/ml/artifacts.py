@@ -169,12 +169,16 @@ def save_artifact(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    latest = root / "latest"
+    point_latest(root, version)
+    return final
+
+
+def point_latest(root: Path, version: str) -> None:
+    """root/latest → root/<version>, atomically: readers never see a missing `latest`."""
     tmp_link = root / f".latest-{os.getpid()}"
     tmp_link.unlink(missing_ok=True)
     tmp_link.symlink_to(version)
-    tmp_link.replace(latest)  # atomic: readers never see a missing `latest`
-    return final
+    tmp_link.replace(root / "latest")
 
 
 MAX_MANIFEST_BYTES = 16 * 2**20

@@ -223,6 +223,13 @@ class Table:
         rows = range(len(self)) if rows is None else rows
         return [{name: self.data[name].value(i) for name in self.columns} for i in rows]
 
+    def append(self, other: Table) -> Table:
+        """This table's rows, then `other`'s (its columns by name; columns it lacks are missing cells)."""
+        n = len(other)
+        data = {name: Column.concat([column, other.data[name] if name in other else Column(np.full(n, np.nan))])
+                for name, column in self.data.items()}
+        return Table(self.columns, data, self.source, self.delimiter)
+
     @classmethod
     def from_columns(cls, columns: dict[str, list], source: str) -> Table:
         """Records by column (JSON input, request bodies): values are numbers, texts or None."""

@@ -169,10 +169,16 @@ def train_and_save(
     cv_folds: int | None = None,
     on_epoch: EpochCallback | None = None,
     on_fold: Callable[[int, dict], None] | None = None,
+    dataset: Dataset | None = None,
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    data_info: dict | None = None,
 ) -> TrainResult:
-    """Split, train, evaluate on the held-out test split, optionally cross-validate, save."""
-    dataset = choice.load()
-    train_rows, val_rows, test_rows = stratified_split(
+    """Split, train, evaluate on the held-out test split, optionally cross-validate, save.
+
+    `dataset`, `splits` and `data_info`: an already prepared dataset (the base data plus labelled
+    feedback, for `toolkit retrain`), its (train, validation, test) rows and what to record of it."""
+    dataset = dataset or choice.load()
+    train_rows, val_rows, test_rows = splits or stratified_split(
         dataset.y, settings.validation_fraction, settings.test_fraction, settings.seed
     )
     for name, rows in (("training", train_rows), ("validation", val_rows), ("test", test_rows)):
@@ -199,7 +205,7 @@ def train_and_save(
     }
     dataset_info = {
         "path": str(choice.path), "sha256": sha256_file(choice.path), "rows": len(dataset.table),
-        "rows_without_label": dataset.dropped_rows, "delimiter": dataset.table.delimiter,
+        "rows_without_label": dataset.dropped_rows, "delimiter": dataset.table.delimiter, **(data_info or {}),
     }
 
     def write_curves(directory: Path) -> None:

@@ -19,6 +19,7 @@ import uuid
 from typing import Callable
 
 log = logging.getLogger("toolkit.serve")
+POLL_SECONDS = 0.25  # how often a waiting shipper looks whether the server is stopping
 
 
 def s3_put(bucket: str) -> Callable[[str, bytes], None]:
@@ -42,6 +43,7 @@ class Shipper:
         self.batch_size, self.flush_seconds = batch_size, flush_seconds
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task | None = None
+        self._batch: list[dict] = []  # taken from the queue, not yet shipped
 
     def offer(self, record: dict) -> None:
         try:
@@ -51,42 +53,59 @@ class Shipper:
         self.metrics.log_queue.labels(self.kind).set(self.queue.qsize())
 
     def start(self) -> None:
+        self._closing = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Ship what is queued (within `timeout`), then stop."""
+        """Ship what is queued and the batch being gathered (within `timeout`), then stop."""
         if self._task is None:
             return
-        self._task.cancel()
-        batch = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
-        if batch:
+        self._closing.set()
+        try:
+            await asyncio.wait_for(self._task, timeout)
+        except Exception as exc:  # shutting down: what cannot be shipped now is lost, and said so
+            log.warning("%d %s records not shipped at shutdown: %r", self.queue.qsize() + len(self._batch), self.kind, exc)
+
+    async def _gather(self) -> list[dict]:
+        """The next batch: up to `batch_size` records, or what arrived within `flush_seconds` of the first;
+        when closing, whatever is left in the queue ([] when it is empty)."""
+        loop = asyncio.get_running_loop()
+        batch: list[dict] = []
+        self._batch = batch
+        deadline = None
+        while len(batch) < self.batch_size:
+            if self._closing.is_set():
+                while len(batch) < self.batch_size and not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                break
+            wait = POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - loop.time())
+            if wait <= 0:
+                break
             try:
-                await asyncio.wait_for(asyncio.to_thread(self._ship, batch), timeout)
-            except Exception as exc:  # shutting down: what cannot be shipped now is lost, and said so
-                log.warning("%d %s records not shipped at shutdown: %s", len(batch), self.kind, exc)
+                batch.append(await asyncio.wait_for(self.queue.get(), wait))
+            except asyncio.TimeoutError:
+                continue
+            deadline = deadline or loop.time() + self.flush_seconds
+        return batch
 
     async def _run(self) -> None:
         delay = 1.0
         while True:
-            batch = [await self.queue.get()]
-            deadline = asyncio.get_running_loop().time() + self.flush_seconds
-            while len(batch) < self.batch_size:
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
-                except asyncio.TimeoutError:
-                    break
+            batch = await self._gather()
+            if not batch:
+                return  # closing and nothing left
             self.metrics.log_queue.labels(self.kind).set(self.queue.qsize())
             while True:
                 try:
                     await asyncio.to_thread(self._ship, batch)
+                    self._batch = []
                     delay = 1.0
                     break
                 except Exception as exc:  # any failure of the store (down, slow, denied): keep the batch, back off, retry
                     self.metrics.log_errors.labels(self.kind).inc()
                     log.warning("shipping %d %s records failed (%s); retrying in %.0f s", len(batch), self.kind, exc, delay)
+                    if self._closing.is_set():
+                        raise  # no retries at shutdown: stop() reports what is lost
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30.0)
 

@@ -1,0 +1,112 @@
+"""The champion/challenger gate on real parts: a real `toolkit serve` of the champion, predictions and
+ground truth sent to it, its prediction log and the labels read back from a real moto S3, a
+challenger trained on them. Flipped labels make a challenger that is refused; honest ones pass."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+
+import pytest
+
+from conftest import HEART, REPO, free_port, train_small_model, wait_ready
+from toolkit.context import Context
+from toolkit.loop.retrain import record_decision, retrain
+from toolkit.ml.table import read_csv
+from toolkit.paths import ProjectPaths
+
+
+@pytest.fixture
+def loop(tmp_path):
+    """moto with the artifact store's bucket, a champion served by `toolkit serve` with the feedback loop on."""
+    from toolkit.aws import client as aws_client
+    from toolkit.aws import emulator_environment
+    from toolkit.local.moto import start_moto, stop_moto
+
+    paths = ProjectPaths(tmp_path / "project")
+    paths.root.mkdir()
+    (paths.root / "data").symlink_to(REPO / "data")  # the base dataset, as in a checkout
+    ctx = Context.load("local", REPO)
+    config = ctx.config.model_copy(update={"aws": ctx.config.aws.model_copy(update={"endpoint_url": f"http://127.0.0.1:{free_port()}"}),
+                                           "feedback": ctx.config.feedback.model_copy(update={"flush_seconds": 0.2})})
+    ctx = Context(config, paths)
+    start_moto(paths, config.aws.endpoint_url)
+    aws_client("s3", config).create_bucket(Bucket=config.artifact_store.bucket)
+    # the champion is trained on the same split as the challenger will be (the config's seed): the gate's test split is unseen by both
+    champion = train_small_model(tmp_path / "champion", seed=config.training.seed)
+    port = free_port()
+    env = {**os.environ, **emulator_environment(config), "TOOLKIT_ENV": "local", "TOOLKIT_FEEDBACK": config.feedback.model_dump_json(),
+           "TOOLKIT_PREDICTION_LOG_BUCKET": config.artifact_store.bucket}
+    server = subprocess.Popen([str(REPO / ".venv" / "bin" / "toolkit"), "serve", "--model", str(champion), "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/readyz")
+        yield ctx, champion, f"http://127.0.0.1:{port}", server
+    finally:
+        server.terminate()
+        server.wait(10)
+        stop_moto(paths)
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(request, timeout=10).read())
+
+
+def _send_labelled_traffic(ctx: Context, url: str, flip: bool) -> int:
+    """Every row of the dataset outside the test split to /v1/predict, then its true class (or the other
+    one) to /v1/feedback. The test split stays unseen: it is where the gate judges both models."""
+    from toolkit.ml.data import stratified_split
+    from toolkit.ml.train import DatasetChoice
+
+    settings = ctx.config.training
+    dataset = DatasetChoice.from_config(settings, root=ctx.root).load()
+    _, _, test = stratified_split(dataset.y, settings.validation_fraction, settings.test_fraction, settings.seed)
+    assert dataset.dropped_rows == 0  # row i of the file is row i of the dataset
+    unseen = set(test.tolist())
+    records = [r for i, r in enumerate(read_csv(HEART).records()) if i not in unseen]
+    truth = ["1" if r["num"] > 0 else "0" for r in records]
+    for start in range(0, len(records), 100):
+        batch = [{k: v for k, v in r.items() if k != "num"} for r in records[start:start + 100]]
+        predictions = _post(url + "/v1/predict", {"records": batch})["predictions"]
+        labels = [("0" if t == "1" else "1") if flip else t for t in truth[start:start + 100]]
+        _post(url + "/v1/feedback", {"feedback": [{"prediction_id": p["prediction_id"], "label": label}
+                                                  for p, label in zip(predictions, labels, strict=True)]})
+    return len(records)
+
+
+def _stop_and_flush(server) -> None:
+    server.terminate()  # graceful: the shippers flush what is queued
+    server.wait(10)
+
+
+def test_a_challenger_trained_on_flipped_labels_is_refused(loop):
+    ctx, champion, url, server = loop
+    sent = _send_labelled_traffic(ctx, url, flip=True)
+    _stop_and_flush(server)
+    decision = retrain(ctx, champion, ctx.paths.artifacts("local") / "challengers", on_line=lambda line: None)
+    assert not decision.release, decision.reason
+    assert "worse than the champion on the test split" in decision.reason or "below the quality floor" in decision.reason
+    record = decision.record
+    assert record["data"]["feedback"]["rows"] == sent and record["data"]["feedback"]["holdout"] > 0
+    assert record["champion"]["test_split"]["accuracy"] > record["challenger"]["test_split"]["accuracy"]
+    url_written = record_decision(ctx, {**record, "dry_run": True, "released": None})
+    from toolkit.aws import client
+
+    bucket, key = url_written[5:].split("/", 1)
+    stored = json.loads(client("s3", ctx.config).get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert stored["decision"] == "keep" and stored["reason"] == decision.reason
+    assert (ctx.paths.artifacts("local") / "latest").exists() is False  # the refused challenger is not the environment's model
+
+
+def test_a_challenger_on_honest_labels_passes_the_gate(loop):
+    ctx, champion, url, server = loop
+    _send_labelled_traffic(ctx, url, flip=False)
+    _stop_and_flush(server)
+    decision = retrain(ctx, champion, ctx.paths.artifacts("local") / "challengers", on_line=lambda line: None)
+    assert decision.release, decision.reason
+    challenger, reference = decision.record["challenger"], decision.record["champion"]
+    assert challenger["test_split"]["accuracy"] >= reference["test_split"]["accuracy"] - ctx.config.feedback.retrain.tolerance
+    assert challenger["feedback_holdout"]["n"] == decision.record["data"]["feedback"]["holdout"]

@@ -1,0 +1,39 @@
+"""The two halves of a release that happen before a deploy, as `toolkit build` and `toolkit push`
+(and `toolkit retrain`) do them: build both images of a model and record it; push them and record
+the release (image by digest + model version) that `deploy` takes by default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from toolkit.context import Context
+from toolkit.images.build import BuiltImage, build_image, image_model_version
+from toolkit.images.login import registry_login
+from toolkit.images.registry import push_image
+from toolkit.images.release import Release, ReleaseRecords
+
+Progress = Callable[[str], None]
+
+
+def build_release_images(ctx: Context, model_dir: Path, on_line: Progress = print) -> tuple[BuiltImage, BuiltImage]:
+    """The serving image (the model baked in) and the training image; recorded as the last build."""
+    image = build_image(ctx, model_dir, on_line=on_line)
+    training = build_image(ctx, model_dir, on_line=on_line, target="training")
+    ReleaseRecords(ctx.paths, ctx.env).save_build(image.reference, image.image_id, training.reference)
+    return image, training
+
+
+def push_release(ctx: Context, refs: list[str], on_line: Progress = print, on_event=None,
+                 on_pushed: Progress = lambda ref: None) -> tuple[Release, str | None]:
+    """Push the serving image (refs[0]) and the training image (refs[1], if any); record the release."""
+    host = registry_login(ctx.config).host
+    pushed = []
+    for ref in refs:
+        digest = push_image(ctx, ref, on_line=on_line, on_event=on_event(ref) if on_event else None)
+        pushed.append(f"{host}/{ctx.config.registry.name}@{digest}")
+        on_pushed(f"pushed {pushed[-1]}  ({ref})")
+    release = Release(pushed[0], image_model_version(ctx.paths, refs[0]))
+    training = pushed[1] if len(pushed) > 1 else None
+    ReleaseRecords(ctx.paths, ctx.env).save_push(release, training)
+    return release, training

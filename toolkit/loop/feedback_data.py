@@ -1,0 +1,71 @@
+"""The labelled feedback in the artifact store: logged predictions (features) joined with the ground
+truth that came back for them (labels), by prediction id."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from toolkit.config import EnvironmentConfig
+from toolkit.errors import ToolkitError
+from toolkit.ml.data import Dataset
+from toolkit.ml.table import Table
+
+
+@dataclass
+class LabelledRow:
+    prediction_id: str
+    time: float
+    features: dict
+    label: str
+
+
+def _read(config: EnvironmentConfig, bucket: str, prefix: str) -> list[dict]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from toolkit.aws import client
+
+    s3 = client("s3", config)
+    records = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                records += [json.loads(line) for line in gzip.decompress(body).decode().splitlines() if line.strip()]
+    except (BotoCoreError, ClientError) as exc:
+        raise ToolkitError(f"reading s3://{bucket}/{prefix} failed: {exc}") from None
+    return records
+
+
+def labelled_rows(config: EnvironmentConfig, bucket: str) -> list[LabelledRow]:
+    """Every logged prediction that got a label, oldest first (the last label given for an id counts)."""
+    predictions = {r["prediction_id"]: r for r in _read(config, bucket, f"predictions/{config.name}/")}
+    labels = {}
+    for record in sorted(_read(config, bucket, f"feedback/{config.name}/"), key=lambda r: r["time"]):
+        labels[record["prediction_id"]] = record["label"]
+    rows = [LabelledRow(pid, predictions[pid]["time"], predictions[pid]["features"], label)
+            for pid, label in labels.items() if pid in predictions]
+    return sorted(rows, key=lambda r: (r.time, r.prediction_id))
+
+
+def rows_digest(rows: list[LabelledRow]) -> str:
+    canonical = json.dumps([[r.prediction_id, r.features, r.label] for r in rows], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def with_feedback(base: Dataset, rows: list[LabelledRow]) -> Dataset:
+    """The base dataset with the labelled rows appended (features by column name, labels as classes)."""
+    if not rows:
+        return base
+    unknown = sorted({r.label for r in rows} - set(base.classes))
+    if unknown:
+        raise ToolkitError(f"feedback labels {unknown} are not classes of the dataset ({base.classes}).")
+    columns = {name: [r.features.get(name) for r in rows] for name in base.features}
+    table = base.table.append(Table.from_columns(columns, "feedback"))
+    y = np.concatenate([base.y, np.array([base.classes.index(r.label) for r in rows], dtype=np.int64)])
+    return Dataset(table, base.numeric, base.categorical, y, base.classes, base.label, base.target, base.dropped_rows,
+                   list(base.warnings))

@@ -1,0 +1,29 @@
+"""Releasing a model from Python, as `make release` does: build, push, deploy with a smoke test."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from toolkit.context import Context
+from toolkit.images.publish import build_release_images, push_release
+from toolkit.ml.artifacts import point_latest
+from toolkit.workloads.deploy import deploy_release
+from toolkit.workloads.target import Target
+
+
+def adopt(ctx: Context, artifact: Path) -> Path:
+    """Make a challenger the environment's model: artifacts/<env>/<version>/, `latest` pointing at it."""
+    root = ctx.paths.artifacts(ctx.env)
+    target = root / artifact.name
+    if not target.exists():
+        shutil.copytree(artifact, target)
+    point_latest(root, artifact.name)
+    return target
+
+
+def release_model(ctx: Context, target: Target, model_dir: Path, on_line: Callable[[str], None] = print) -> dict:
+    image, training = build_release_images(ctx, model_dir, on_line)
+    release, _ = push_release(ctx, [image.reference, training.reference], on_line=on_line, on_pushed=on_line)
+    return deploy_release(ctx, target, release, ctx.config.workloads.rollout_timeout_seconds, on_line=on_line)

@@ -1,0 +1,154 @@
+"""`toolkit retrain`: a challenger trained on the base data plus the labelled feedback, judged against
+the champion (the model being served) on the same held-out rows, released only if it is as good.
+
+Held-out rows, never trained on by the challenger: the base dataset's test split (the same split
+the champion was judged on: same data, same seed) and the newest `holdout_fraction` of the
+labelled feedback. The gate, in order:
+  1. the challenger's accuracy on the test split is at least `quality_floor`;
+  2. it is at least the champion's minus `tolerance` on the test split (the trusted labels);
+  3. and on the held-out feedback (the newest inputs), when there is any.
+Either way a decision record with both models' metrics, the data's hashes and row counts and the
+reason is written to the artifact store (`decisions/<env>/<time>.json`) and kept locally
+(`.local/decision-<env>.json`, what `toolkit status` shows).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from toolkit.context import Context
+from toolkit.errors import ToolkitError
+from toolkit.loop.feedback_data import LabelledRow, labelled_rows, rows_digest, with_feedback
+from toolkit.ml.artifacts import ModelArtifact, load_artifact
+from toolkit.ml.data import Dataset, stratified_split
+from toolkit.ml.nn.metrics import classification_report
+from toolkit.ml.table import sha256_file
+from toolkit.ml.train import DatasetChoice, train_and_save
+from toolkit.paths import read_json, write_json
+
+Progress = Callable[[str], None]
+METRICS = ("accuracy", "roc_auc", "f1")
+
+
+@dataclass
+class Decision:
+    release: bool
+    reason: str
+    record: dict = field(default_factory=dict)
+
+
+def evaluate(model: ModelArtifact, dataset: Dataset, rows: np.ndarray) -> dict | None:
+    """accuracy, ROC AUC, F1 of `model` on `rows` of `dataset` (None for no rows)."""
+    if len(rows) == 0:
+        return None
+    x = model.preprocessor.transform_table(dataset.table, rows)
+    remap = np.array([model.classes.index(c) if c in model.classes else -1 for c in dataset.classes])
+    report = classification_report(remap[dataset.y[rows]], model.predict_proba(x), len(model.classes))
+    return {k: round(float(report[k]), 4) for k in METRICS} | {"n": int(len(rows))}
+
+
+def gate(ctx: Context, champion: dict | None, challenger: dict) -> tuple[bool, str]:
+    """(release?, why) from the metrics of both on the test split and the held-out feedback."""
+    rules = ctx.config.feedback.retrain
+    test = challenger["test_split"]["accuracy"]
+    if test < rules.quality_floor:
+        return False, f"the challenger's accuracy on the test split, {test:.3f}, is below the quality floor {rules.quality_floor}"
+    if champion is None:
+        return True, f"nothing is served yet; the challenger clears the quality floor ({test:.3f} ≥ {rules.quality_floor})"
+    for part, name in (("test_split", "the test split"), ("feedback_holdout", "the held-out feedback")):
+        ours, theirs = challenger.get(part), champion.get(part)
+        if ours is None or theirs is None:
+            continue
+        if ours["accuracy"] < theirs["accuracy"] - rules.tolerance:
+            return False, (f"the challenger is worse than the champion on {name}: accuracy {ours['accuracy']:.3f} against "
+                           f"{theirs['accuracy']:.3f} (tolerance {rules.tolerance})")
+    return True, (f"the challenger is at least as good as the champion within {rules.tolerance} on the test split "
+                  f"({challenger['test_split']['accuracy']:.3f} vs {champion['test_split']['accuracy']:.3f})"
+                  + (f" and on the held-out feedback ({challenger['feedback_holdout']['accuracy']:.3f} vs "
+                     f"{champion['feedback_holdout']['accuracy']:.3f})" if challenger.get("feedback_holdout") and champion.get("feedback_holdout") else ""))
+
+
+def split_rows(ctx: Context, base: Dataset, feedback: list[LabelledRow]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test split, feedback holdout) row indices of the merged dataset."""
+    settings = ctx.config.training
+    train, val, test = stratified_split(base.y, settings.validation_fraction, settings.test_fraction, settings.seed)
+    n_base, n_feedback = len(base.y), len(feedback)
+    holdout_count = int(round(n_feedback * ctx.config.feedback.retrain.holdout_fraction)) if n_feedback >= 2 else 0
+    feedback_rows = np.arange(n_base, n_base + n_feedback)
+    trained, holdout = feedback_rows[:n_feedback - holdout_count], feedback_rows[n_feedback - holdout_count:]
+    return np.sort(np.concatenate([train, trained])), val, test, holdout
+
+
+def retrain(ctx: Context, champion_dir: Path | None, out_root: Path, on_line: Progress = print, bucket: str | None = None) -> Decision:
+    """Train a challenger, judge it against the champion and decide; no release here (see release.py)."""
+    settings = ctx.config.training
+    choice = DatasetChoice.from_config(settings, root=ctx.root)
+    base = choice.load()
+    feedback = labelled_rows(ctx.config, bucket or ctx.config.artifact_store.bucket)
+    on_line(f"data: {len(base.y)} base rows, {len(feedback)} labelled feedback rows")
+    merged = with_feedback(base, feedback)
+    train, val, test, holdout = split_rows(ctx, base, feedback)
+    feedback_data = {"rows": len(feedback), "sha256": rows_digest(feedback), "trained": len(feedback) - len(holdout),
+                     "holdout": int(len(holdout))}
+    result = train_and_save(choice, settings, out_root, env=ctx.env, dataset=merged, splits=(train, val, test),
+                            data_info={"feedback": feedback_data})
+    challenger = load_artifact(result.artifact_dir)
+    on_line(f"challenger {challenger.version} trained")
+    metrics = {"challenger": {"test_split": evaluate(challenger, merged, test), "feedback_holdout": evaluate(challenger, merged, holdout)}}
+    champion = load_artifact(champion_dir) if champion_dir else None
+    if champion is not None:
+        metrics["champion"] = {"test_split": evaluate(champion, merged, test), "feedback_holdout": evaluate(champion, merged, holdout)}
+    release, reason = gate(ctx, metrics.get("champion"), metrics["challenger"])
+    record = {
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "env": ctx.env,
+        "decision": "release" if release else "keep", "reason": reason,
+        "champion": {"version": champion.version, **metrics["champion"]} if champion else None,
+        "challenger": {"version": challenger.version, "artifact": str(result.artifact_dir), **metrics["challenger"]},
+        "data": {"base": {"path": settings.dataset, "sha256": sha256_file(choice.path), "rows": int(len(base.y))},
+                 "feedback": feedback_data,
+                 "test_split_rows": int(len(test))},
+        "gate": ctx.config.feedback.retrain.model_dump(),
+    }
+    return Decision(release, reason, record)
+
+
+def record_decision(ctx: Context, record: dict, bucket: str | None = None) -> str:
+    """Write the decision to the artifact store and keep it locally; returns its s3:// URL."""
+    from toolkit.ml.artifact_store import upload_file
+
+    stamp = record["time"].replace(":", "").replace("-", "")
+    bucket = bucket or ctx.config.artifact_store.bucket
+    url = f"s3://{bucket}/decisions/{ctx.env}/{stamp}.json"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{stamp}.json"
+        path.write_text(json.dumps(record, indent=2, sort_keys=True))
+        upload_file(ctx.config, path, url)
+    write_json(ctx.paths.record(f"decision-{ctx.env}"), {**record, "url": url})
+    return url
+
+
+def last_decision(ctx: Context) -> dict | None:
+    return read_json(ctx.paths.record(f"decision-{ctx.env}"))
+
+
+def champion_artifact(ctx: Context, version: str | None, bucket: str | None = None) -> Path | None:
+    """The served model's artifact: in artifacts/<env>/, else downloaded from the artifact store."""
+    if version is None:
+        return None
+    local = ctx.paths.artifacts(ctx.env) / version
+    if (local / "manifest.json").exists():
+        return local
+    from toolkit.ml.artifact_store import download_artifact
+
+    url = f"s3://{bucket or ctx.config.artifact_store.bucket}/{ctx.config.artifact_store.models_prefix}{ctx.env}/{version}/"
+    try:
+        return download_artifact(ctx.config, url, ctx.paths.artifacts(ctx.env))
+    except ToolkitError as exc:
+        raise ToolkitError(f"the served model {version} is neither in {local} nor in the artifact store ({exc}).") from None
