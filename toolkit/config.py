@@ -327,6 +327,10 @@ class RetrainConfig(_Section):
     quality_floor: float = Field(0.75, gt=0, le=1, description="a challenger below this accuracy on the test split is never released")
     holdout_fraction: float = Field(0.3, gt=0, lt=1, description="share of the labelled feedback (the newest) kept out of training to judge both")
     debounce_minutes: int = Field(30, ge=0, description="alerts within this long of a retraining start none again")
+    github_repository: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+                                          description="forward retrain alerts to this repository's retrain.yml (repository_dispatch)")
+    github_token_env: str = Field("GITHUB_TOKEN", pattern=r"^[A-Z][A-Z0-9_]*$",
+                                  description="environment variable of the alert receiver holding the token for github_repository")
 
 
 class FeedbackConfig(_Section):
@@ -345,7 +349,7 @@ class FeedbackConfig(_Section):
     accuracy_window_minutes: int = Field(60, ge=1)
     min_labelled: int = Field(50, ge=1, description="labelled predictions in the window before accuracy is judged")
     secret_env: str = Field("TOOLKIT_FEEDBACK_SECRET", pattern=r"^[A-Z][A-Z0-9_]*$",
-                            description="environment variable holding the key that signs prediction ids (else the model's checksum)")
+                            description="environment variable holding the key that signs prediction ids (else one derived from the environment's name)")
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
 

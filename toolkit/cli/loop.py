@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from toolkit.cli.options import ENV_OPTION, JSON_OPTION, cluster_options, echo_err, emit_json, load_context, quiet
+from toolkit.errors import BadInputError
 
 
 @click.command()
@@ -22,14 +23,11 @@ def retrain(env: str, dry_run: bool, kubeconfig, context, as_json: bool) -> None
     3. scores the challenger and the served model (the champion) on the same held-out rows: the
        base test split and the newest feedback (feedback.retrain.holdout_fraction);
     4. releases the challenger (build, push, deploy, smoke test) only if it clears
-       feedback.retrain.quality_floor and is within feedback.retrain.tolerance of the champion on
-       both; otherwise the champion keeps serving.
+       feedback.retrain.quality_floor on both and is within feedback.retrain.tolerance of the
+       champion on both; otherwise the champion keeps serving.
     Either way a decision record goes to s3://<bucket>/decisions/ENV/ (`toolkit status` shows the last).
     Exit 0 for both outcomes; 1 when something failed."""
-    from toolkit.loop.release import adopt, release_model
-    from toolkit.loop.retrain import champion_artifact, record_decision
-    from toolkit.loop.retrain import retrain as run_retrain
-    from toolkit.workloads.deploy import live_model_version
+    from toolkit.loop.command import retrain_and_release
     from toolkit.workloads.target import resolve_target
 
     ctx = load_context(env)
@@ -38,21 +36,12 @@ def retrain(env: str, dry_run: bool, kubeconfig, context, as_json: bool) -> None
         from toolkit.local.services import ensure_emulated_services
 
         ensure_emulated_services(ctx, on_line=on_line)
-    target = resolve_target(ctx, kubeconfig, context)
-    champion = champion_artifact(ctx, live_model_version(ctx, target))
-    on_line(f"champion: {champion.name if champion else 'none (nothing deployed)'}")
-    decision = run_retrain(ctx, champion, ctx.paths.artifacts(env) / "challengers", on_line)
-    record = {**decision.record, "dry_run": dry_run, "released": None}
-    if decision.release and not dry_run:
-        model = adopt(ctx, ctx.paths.artifacts(env) / "challengers" / decision.record["challenger"]["version"])
-        deployed = release_model(ctx, target, model, on_line)
-        record["released"] = deployed["release"]
-    record["url"] = record_decision(ctx, record)
+    record = retrain_and_release(ctx, resolve_target(ctx, kubeconfig, context), dry_run, on_line)
     if as_json:
         emit_json(record)
         return
-    verdict = ("released" if record["released"] else "would release (dry run)") if decision.release else "kept the champion"
-    click.echo(f"decision {verdict}: {decision.reason}")
+    verdict = ("released" if record["released"] else "would release (dry run)") if record["decision"] == "release" else "kept the champion"
+    click.echo(f"decision {verdict}: {record['reason']}")
     for side in ("champion", "challenger"):
         if record[side]:
             parts = [f"{part} acc {m['accuracy']:.3f} auc {m['roc_auc']:.3f} (n={m['n']})"
@@ -61,4 +50,35 @@ def retrain(env: str, dry_run: bool, kubeconfig, context, as_json: bool) -> None
     click.echo(f"record   {record['url']}")
 
 
-COMMANDS = [retrain]
+@click.command("loop-drill")
+@ENV_OPTION
+@click.option("--timeout", type=click.IntRange(10, 3600), default=600, show_default=True, metavar="SECONDS",
+              help="How long to wait for each step.")
+@JSON_OPTION
+def loop_drill(env: str, timeout: int, as_json: bool) -> None:
+    """Drive the feedback loop once on an emulated environment and time each step (`make demo-loop`).
+
+    \b
+    Sends drifted traffic (patients aged 60+) with true labels to the served model, then waits for:
+    the PSI metric in Prometheus, the InputDriftDetected alert, Alertmanager's notification to the
+    alert receiver, the retraining it starts (`toolkit retrain`), the gate's decision, and the
+    released challenger serving (or the champion staying). Needs a served model: `make demo` first."""
+    from toolkit.local.services import ensure_emulated_services
+    from toolkit.loop.drill import run_drill
+    from toolkit.workloads.deploy import live_model_version
+    from toolkit.workloads.target import resolve_target
+
+    ctx = load_context(env)
+    target = resolve_target(ctx, None, None)
+    if not target.local:
+        raise BadInputError(f"the loop drill sends synthetic traffic and runs on an emulated environment only; {env} is not one.")
+    ensure_emulated_services(ctx, on_line=quiet if as_json else echo_err)
+    if live_model_version(ctx, target) is None:
+        raise BadInputError(f"nothing is served on {env}: release a model first (`make demo`, or `make release ENV={env}`).")
+    steps = run_drill(ctx, target, on_step=quiet if as_json else
+                      lambda s: click.echo(f"{s.seconds:7.1f} s  {s.name:<17} {s.detail}"), timeout=timeout)
+    if as_json:
+        emit_json([vars(s) for s in steps])
+
+
+COMMANDS = [retrain, loop_drill]

@@ -7,6 +7,9 @@ its configuration changed."""
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import shutil
 import sys
 import urllib.request
@@ -52,16 +55,32 @@ def monitoring_status(ctx: Context) -> list[Service]:
                     paths.state_subdir(name) / f"{name}.log") for name in (PROMETHEUS, ALERTMANAGER, RECEIVER)]
 
 
-def start_monitoring(ctx: Context, timeout: float = 30.0) -> list[Service]:
+def receiver_command(ctx: Context, retrain_command: list[str] | None = None) -> list[str]:
+    """The alert receiver, which runs `retrain_command` (default `toolkit retrain --env ENV`) for retrain
+    alerts, and forwards them to GitHub when configured."""
+    local, retrain = ctx.config.monitoring.local, ctx.config.feedback.retrain
+    argv = [sys.executable, "-m", "toolkit.monitoring.receiver", "--port", str(local.receiver_port),
+            "--out", str(notifications_file(ctx.paths)), "--env", ctx.env]
+    if ctx.config.feedback.enabled:
+        retrain_command = retrain_command or [sys.executable, "-m", "toolkit.cli", "retrain", "--env", ctx.env]
+        argv += ["--retrain-command", shlex.join(retrain_command),
+                 "--retrain-state", str(ctx.paths.state_subdir("retrain")), "--retrain-debounce", str(retrain.debounce_minutes * 60)]
+    if retrain.github_repository:
+        argv += ["--github-repository", retrain.github_repository, "--github-token-env", retrain.github_token_env]
+    return argv
+
+
+def start_monitoring(ctx: Context, timeout: float = 30.0, retrain_command: list[str] | None = None) -> list[Service]:
     config, paths, local = ctx.config, ctx.paths, ctx.config.monitoring.local
     status = {s.name: s for s in monitoring_status(ctx)}
 
     receiver = status[RECEIVER]
+    if _write(paths.state_subdir(RECEIVER) / "argv.json", json.dumps(receiver_command(ctx, retrain_command))) and receiver.running:
+        stop_pid(paths.pidfile(RECEIVER))  # started with other settings: restart it with these
+        receiver = Service(receiver.name, receiver.url, None, False, receiver.log)
     if not receiver.running:
-        spawn_and_wait("alert receiver", [sys.executable, "-m", "toolkit.monitoring.receiver", "--port", str(local.receiver_port),
-                                          "--out", str(notifications_file(paths))],
-                       pidfile=paths.pidfile(RECEIVER), log=receiver.log, ready=lambda: http_ok(receiver.url + "/healthz"),
-                       timeout=timeout)
+        spawn_and_wait("alert receiver", receiver_command(ctx, retrain_command), pidfile=paths.pidfile(RECEIVER), log=receiver.log,
+                       ready=lambda: http_ok(receiver.url + "/healthz"), timeout=timeout, env={**os.environ, "TOOLKIT_ROOT": str(ctx.root)})
 
     base = paths.state_subdir(ALERTMANAGER)
     changed = _write(base / "alertmanager.yml", alertmanager.render(alertmanager.local_config(config)))

@@ -4,7 +4,8 @@ the champion (the model being served) on the same held-out rows, released only i
 Held-out rows, never trained on by the challenger: the base dataset's test split (the same split
 the champion was judged on: same data, same seed) and the newest `holdout_fraction` of the
 labelled feedback. The gate, in order:
-  1. the challenger's accuracy on the test split is at least `quality_floor`;
+  1. the challenger's accuracy on the test split is at least `quality_floor`, and on the held-out
+     feedback too when it has at least `feedback.min_labelled` rows;
   2. it is at least the champion's minus `tolerance` on the test split (the trusted labels);
   3. and on the held-out feedback (the newest inputs), when there is any.
 Either way a decision record with both models' metrics, the data's hashes and row counts and the
@@ -60,6 +61,12 @@ def gate(ctx: Context, champion: dict | None, challenger: dict) -> tuple[bool, s
     test = challenger["test_split"]["accuracy"]
     if test < rules.quality_floor:
         return False, f"the challenger's accuracy on the test split, {test:.3f}, is below the quality floor {rules.quality_floor}"
+    recent = challenger.get("feedback_holdout")
+    if recent and recent["n"] >= ctx.config.feedback.min_labelled and recent["accuracy"] < rules.quality_floor:
+        # labels the challenger cannot learn (contradicting the base data, e.g. flipped) or a world it cannot fit
+        return False, (f"the challenger's accuracy on the held-out feedback, {recent['accuracy']:.3f} (n={recent['n']}), is below "
+                       f"the quality floor {rules.quality_floor}: the feedback's labels contradict the rest of the data, or no model "
+                       "of this shape fits them")
     if champion is None:
         return True, f"nothing is served yet; the challenger clears the quality floor ({test:.3f} ≥ {rules.quality_floor})"
     for part, name in (("test_split", "the test split"), ("feedback_holdout", "the held-out feedback")):

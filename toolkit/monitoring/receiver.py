@@ -2,9 +2,12 @@
 
 Every notification (webhook payload version 4) is appended as one JSON line to the notifications
 file, with the receiver it came for (`/alerts/<receiver>`) and when it arrived. Handlers can be
-registered per receiver (`on_notification`): the feedback loop's retraining hook is one.
+registered per receiver (`on_notification`): the feedback loop's retraining hook is one
+(retrain_trigger.py): `--retrain-command` runs a command for the `retrain` receiver's firing
+alerts, `--github-repository` forwards them to a repository's `retrain.yml` workflow.
 
-    python -m toolkit.monitoring.receiver --port 9095 --out .local/alerts/notifications.jsonl
+    python -m toolkit.monitoring.receiver --port 9095 --out .local/alerts/notifications.jsonl \
+        --retrain-command "toolkit retrain --env local" --retrain-debounce 60
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -93,9 +97,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True, help="the notifications file (JSON lines)")
+    parser.add_argument("--retrain-command", type=shlex.split, help="run this for the retrain receiver's firing alerts")
+    parser.add_argument("--retrain-state", type=Path, help="where runs.jsonl and the run logs go (default: next to --out)")
+    parser.add_argument("--retrain-debounce", type=float, default=1800.0, metavar="SECONDS",
+                        help="start no retraining within this long of the last one (default 1800)")
+    parser.add_argument("--github-repository", metavar="OWNER/NAME", help="forward retrain alerts as repository_dispatch events")
+    parser.add_argument("--github-token-env", default="GITHUB_TOKEN", help="the environment variable holding the token")
+    parser.add_argument("--github-api-url", default="https://api.github.com")
+    parser.add_argument("--env", default="local", help="the environment named in forwarded events")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Receiver((args.host, args.port), args.out).serve_forever()
+    from toolkit.monitoring.retrain_trigger import GitHubDispatch, RetrainRunner
+
+    receiver = Receiver((args.host, args.port), args.out)
+    if args.retrain_command:
+        receiver.on_notification("retrain", RetrainRunner(args.retrain_command, args.retrain_state or args.out.parent / "retrain",
+                                                          args.retrain_debounce))
+    if args.github_repository:
+        receiver.on_notification("retrain", GitHubDispatch(args.github_repository, args.github_token_env, args.env, args.github_api_url))
+    receiver.serve_forever()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,28 @@
+"""`toolkit retrain` from start to end, for the CLI and for whatever else starts a retraining:
+find the champion (the model the environment serves), train and judge a challenger, release it if
+it passed (unless a dry run), and record the decision either way."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from toolkit.context import Context
+from toolkit.loop.release import adopt, release_model
+from toolkit.loop.retrain import champion_artifact, record_decision, retrain
+from toolkit.workloads.deploy import live_model_version
+from toolkit.workloads.target import Target
+
+
+def retrain_and_release(ctx: Context, target: Target, dry_run: bool, on_line: Callable[[str], None] = print) -> dict:
+    """The decision record, with `released` (the image deployed, or None) and `url` (where it is stored)."""
+    champion = champion_artifact(ctx, live_model_version(ctx, target))
+    on_line(f"champion: {champion.name if champion else 'none (nothing deployed)'}")
+    challengers = ctx.paths.artifacts(ctx.env) / "challengers"
+    decision = retrain(ctx, champion, challengers, on_line)
+    on_line(f"decision: {'release' if decision.release else 'keep the champion'}: {decision.reason}")
+    record = {**decision.record, "dry_run": dry_run, "released": None}
+    if decision.release and not dry_run:
+        model = adopt(ctx, challengers / decision.record["challenger"]["version"])
+        record["released"] = release_model(ctx, target, model, on_line)["release"]
+    record["url"] = record_decision(ctx, record)
+    return record
