@@ -20,6 +20,7 @@ from toolkit.config import load_environment
 from toolkit.ml.table import read_csv
 from toolkit.paths import ProjectPaths
 from toolkit.serve.app import create_app
+from toolkit.serve.log_format import records as log_records
 from toolkit.serve.loop import LoopSettings
 
 
@@ -142,7 +143,7 @@ def _objects(s3, bucket: str, prefix: str) -> list[dict]:
     records = []
     for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
         body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-        records += [json.loads(line) for line in gzip.decompress(body).decode().splitlines()]
+        records += [r for line in gzip.decompress(body).decode().splitlines() for r in log_records(json.loads(line))]
     return records
 
 

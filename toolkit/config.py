@@ -338,8 +338,10 @@ class FeedbackConfig(_Section):
 
     enabled: bool = True
     sample_rate: float = Field(1.0, ge=0, le=1, description="share of predictions written to the prediction log")
-    queue_size: int = Field(10_000, ge=1, description="records the server buffers for the log; beyond, they are dropped and counted")
-    batch_size: int = Field(500, ge=1, description="records per object in the artifact store")
+    queue_size: int = Field(50_000, ge=1, description="records the server buffers for the log (about 150 bytes each); beyond, "
+                                                      "they are dropped and counted")
+    batch_size: int = Field(10_000, ge=1, description="records per object in the artifact store at most (each PUT costs the "
+                                                      "server about 2 ms of CPU: few large objects)")
     flush_seconds: float = Field(5.0, gt=0, le=3600, description="a partial batch is shipped after this long")
     drift_window: int = Field(1000, ge=10, description="the last this many records are compared with the training data")
     drift_min_records: int = Field(200, ge=1, description="records in the window before drift is judged")

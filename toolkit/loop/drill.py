@@ -2,7 +2,8 @@
 
   1. the champion serves (the local runtime's container) and the local monitoring runs;
   2. drifted traffic: patients of 60 and older only, from the rows the champion trained on (never
-     its test split), each prediction followed by its true label on POST /v1/feedback;
+     its test split), each prediction followed by its true label on POST /v1/feedback, until the
+     server has shipped the labels to the artifact store;
   3. the server's PSI of a feature rises above `feedback.max_psi` (read from Prometheus);
   4. InputDriftDetected fires in Prometheus;
   5. Alertmanager notifies the alert receiver's `retrain` route;
@@ -71,6 +72,25 @@ def send_labelled(url: str, records: list[dict], labels: list[str], count: int, 
     return labelled
 
 
+def shipped(url: str, kind: str) -> float:
+    """Records of `kind` (predictions, feedback) the server has shipped to the artifact store."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    prefix = f'toolkit_prediction_log_records_total{{kind="{kind}",outcome="shipped"}} '
+    return sum(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def wait_shipped(url: str, before: float, count: int, timeout: float = 60.0) -> None:
+    """Until the server has shipped `count` more feedback records than `before` (what a retraining reads)."""
+    deadline = time.monotonic() + timeout
+    while shipped(url, "feedback") < before + count:
+        if time.monotonic() > deadline:
+            raise ToolkitError(f"the server did not ship {count} feedback records to the artifact store within {timeout:.0f} s; "
+                               "see toolkit_prediction_log_* in its /metrics.")
+        time.sleep(0.2)
+
+
 def run_drill(ctx: Context, target: Target, on_step: Callable[[Step], None], timeout: float = 600.0,
               monitoring: ProjectPaths | None = None) -> list[Step]:
     """`monitoring`: where the local monitoring keeps its state (default: the project's .local)."""
@@ -100,7 +120,9 @@ def run_drill(ctx: Context, target: Target, on_step: Callable[[Step], None], tim
     step("serving", f"champion {champion} on {url}")
     records, labels = drifted_records(ctx)
     count = max(config.feedback.drift_window, config.feedback.min_labelled) + config.feedback.drift_window // 2
+    before = shipped(url, "feedback")
     labelled = send_labelled(url, records, labels, count)
+    wait_shipped(url, before, labelled)
     step("traffic", f"{count} predictions of patients aged {OLDER}+ ({len(records)} distinct rows), {labelled} labelled")
 
     def psi():

@@ -14,6 +14,7 @@ from toolkit.config import EnvironmentConfig
 from toolkit.errors import ToolkitError
 from toolkit.ml.data import Dataset
 from toolkit.ml.table import Table
+from toolkit.serve.log_format import records as log_records
 
 
 @dataclass
@@ -35,7 +36,9 @@ def _read(config: EnvironmentConfig, bucket: str, prefix: str) -> list[dict]:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-                records += [json.loads(line) for line in gzip.decompress(body).decode().splitlines() if line.strip()]
+                for line in gzip.decompress(body).decode().splitlines():
+                    if line.strip():
+                        records += log_records(json.loads(line))
     except (BotoCoreError, ClientError) as exc:
         raise ToolkitError(f"reading s3://{bucket}/{prefix} failed: {exc}") from None
     return records

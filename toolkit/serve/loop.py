@@ -9,10 +9,13 @@ import random
 import time
 from dataclasses import dataclass
 
+import orjson
+
 from toolkit.config import FeedbackConfig
 from toolkit.ml.artifacts import ModelArtifact
 from toolkit.ml.predict import Scored
 from toolkit.serve.drift import DriftMonitor
+from toolkit.serve.log_format import feedback_line, prediction_line
 from toolkit.serve.metrics import ServerMetrics
 from toolkit.serve.prediction_ids import PredictionIds
 from toolkit.serve.shipping import Shipper, s3_put
@@ -57,30 +60,33 @@ class FeedbackLoop:
             await shipper.stop()
 
     def on_predictions(self, columns: dict[str, list], scored: Scored) -> None:
-        """Give each prediction its id; bin its features for drift; log a sample of them."""
+        """Give each prediction its id; keep its features for drift; log a sample of them. The request
+        pays for the ids and a few appends: binning and encoding happen off the request path."""
+        ids = self.ids.issue_many(scored.predicted.tolist())
+        for prediction, prediction_id in zip(scored.predictions, ids, strict=True):
+            prediction["prediction_id"] = prediction_id
         self.drift.observe(scored.features, scored.predicted)
-        now = time.time()
-        sample = self.config.sample_rate
-        for i, prediction in enumerate(scored.predictions):
-            prediction["prediction_id"] = self.ids.issue(int(scored.predicted[i]))
-            if "predictions" in self.shippers and (sample >= 1.0 or random.random() < sample):
-                self.shippers["predictions"].offer({
-                    "prediction_id": prediction["prediction_id"], "time": now, "model_version": self.model.version,
-                    "features": {name: values[i] for name, values in columns.items()},
-                    "label": prediction["label"], "probabilities": prediction["probabilities"]})
+        shipper = self.shippers.get("predictions")
+        if shipper is None:
+            return
+        sample, n = self.config.sample_rate, len(ids)
+        rows = None if sample >= 1.0 else [i for i in range(n) if random.random() < sample]
+        if rows != []:
+            # encoded now (~15 µs for 64 rows): a queue of bytes keeps no request's objects alive
+            line = prediction_line(time.time(), self.model.version, self.model.classes, ids, columns, scored.predictions, rows)
+            shipper.offer(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE), n if rows is None else len(rows))
 
     def on_feedback(self, items: list[tuple[str, str]]) -> dict:
         """Count and log (prediction id, true label) pairs already checked by `check_feedback`."""
-        correct = 0
-        now = time.time()
-        for prediction_id, label in items:
-            predicted = self.model.classes[self.ids.predicted_index(prediction_id)]
-            outcome = "correct" if predicted == label else "wrong"
-            correct += outcome == "correct"
-            self.metrics.feedback.labels(outcome).inc()
-            if "feedback" in self.shippers:
-                self.shippers["feedback"].offer({"prediction_id": prediction_id, "label": label, "predicted": predicted,
-                                                 "time": now, "model_version": self.model.version})
+        classes = self.model.classes
+        predicted = [classes[self.ids.predicted_index(prediction_id)] for prediction_id, _ in items]
+        correct = sum(p == label for p, (_, label) in zip(predicted, items, strict=True))
+        self.metrics.feedback.labels("correct").inc(correct)
+        self.metrics.feedback.labels("wrong").inc(len(items) - correct)
+        shipper = self.shippers.get("feedback")
+        if shipper is not None and items:
+            line = feedback_line(time.time(), self.model.version, [i for i, _ in items], [label for _, label in items], predicted)
+            shipper.offer(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE), len(items))
         return {"accepted": len(items), "correct": correct}
 
     def check_feedback(self, items: list[dict]) -> list[tuple[list, str]]:

@@ -1,7 +1,11 @@
-"""Prediction ids any replica can check: `<random>.<class index>.<signature>`.
+"""Prediction ids any replica can check: `<nonce>.<class index>.<signature>`.
+
+The nonce is 64 random bits drawn once per request and the row's number within it (20 hex
+digits), so ids are unique without a random draw per row; the signature is keyed BLAKE2b (a MAC
+by design, RFC 7693; 64 bits) of nonce and class index, one C call of about 0.5 µs per row.
 
 Ground truth comes back later, to whichever replica (and whichever model version) is serving then,
-so an id carries what is needed to score the prediction (the predicted class) and an HMAC that
+so an id carries what is needed to score the prediction (the predicted class) and a MAC that
 proves this platform issued it; an id that does not verify is unknown (a 4xx). The key comes
 from the environment variable `feedback.secret_env` (a Kubernetes Secret); without one it
 falls back to a key derived from the environment's name, which stops typos and random ids but
@@ -16,12 +20,12 @@ import os
 import re
 import secrets
 
-_ID = re.compile(r"^([0-9a-f]{16})\.(\d{1,4})\.([0-9a-f]{16})$")
+_ID = re.compile(r"^([0-9a-f]{16,24})\.(\d{1,4})\.([0-9a-f]{16})$")
 
 
 class PredictionIds:
     def __init__(self, key: bytes) -> None:
-        self.key = key
+        self.key = key if len(key) <= 64 else hashlib.sha256(key).digest()  # BLAKE2b takes keys up to 64 bytes
 
     @classmethod
     def for_environment(cls, env: str, secret_env: str) -> PredictionIds:
@@ -29,11 +33,23 @@ class PredictionIds:
         return cls(secret.encode() if secret else f"toolkit-feedback:{env}".encode())
 
     def _sign(self, nonce: str, index: int) -> str:
-        return hmac.new(self.key, f"{nonce}.{index}".encode(), hashlib.sha256).hexdigest()[:16]
+        return hashlib.blake2b(f"{nonce}.{index}".encode(), key=self.key, digest_size=8).hexdigest()
+
+    def issue_many(self, indices: list[int]) -> list[str]:
+        """Ids for one request's rows, given each row's predicted class index. The MAC's state after the
+        key and the request's random prefix is computed once and copied per row (same tags as `_sign`)."""
+        prefix = secrets.token_hex(8)
+        keyed = hashlib.blake2b(prefix.encode(), key=self.key, digest_size=8)
+        ids = []
+        for row, index in enumerate(indices):
+            tail = f"{row:04x}.{index}"
+            mac = keyed.copy()
+            mac.update(tail.encode())
+            ids.append(f"{prefix}{tail}.{mac.hexdigest()}")
+        return ids
 
     def issue(self, index: int) -> str:
-        nonce = secrets.token_hex(8)
-        return f"{nonce}.{index}.{self._sign(nonce, index)}"
+        return self.issue_many([index])[0]
 
     def predicted_index(self, prediction_id: str) -> int | None:
         """The predicted class index the id was issued for; None when this platform did not issue it."""
