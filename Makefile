@@ -21,7 +21,7 @@ CDKTF = $(TF_ENV) npx --no-install cdktf
 STEP := scripts/step
 export VERBOSE V
 
-.PHONY: help setup demo test train bench clean synth synth-hcl dashboards deploy destroy local-up local-down lint lint-code build push release render plan
+.PHONY: help setup demo demo-loop retrain test train bench clean synth synth-hcl dashboards deploy destroy local-up local-down lint lint-code build push release render plan
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,14 @@ demo: setup ## The main job on the local environment: deploy the stack, train (5
 	@$(STEP) --tail 5 demo-evaluate $(TOOLKIT) evaluate --model artifacts/local/latest --data data/heart-cleveland.csv
 	$(call release_steps,demo,local)
 	@$(TOOLKIT) status --env local
+
+# Needs what `make demo` leaves (services up, a model served): runs it first when that is missing.
+demo-loop: setup ## The feedback loop on the local environment: drifted traffic → drift alert → retraining → gate → release, each step timed
+	@$(TOOLKIT) loop-drill --env local --ready >/dev/null 2>&1 || $(MAKE) --no-print-directory demo
+	@$(TOOLKIT) loop-drill --env local
+
+retrain: setup ## Retrain ENV on its labelled feedback, release only past the champion/challenger gate (DRY_RUN=1: judge only)
+	$(TOOLKIT) retrain --env $(ENV) $(if $(DRY_RUN),--dry-run)
 
 train: setup ## Train on ENV's dataset (make train ENV=dev)
 	$(TOOLKIT) train --env $(ENV)

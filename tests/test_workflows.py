@@ -21,7 +21,7 @@ def _validate(*paths) -> subprocess.CompletedProcess:
 
 def test_workflows_validate_against_the_github_schema():
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert [f.name for f in files] == ["ci.yml", "plan-review.yml"]
+    assert [f.name for f in files] == ["ci.yml", "plan-review.yml", "retrain.yml"]
     result = _validate(*files)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -51,3 +51,40 @@ def test_ci_runs_make_test():
     workflow = yaml.safe_load((WORKFLOWS / "ci.yml").read_text())
     runs = [step.get("run", "") for step in workflow["jobs"]["test"]["steps"]]
     assert any("make test" in run for run in runs)
+
+
+def test_retrain_runs_make_retrain_on_schedule_dispatch_and_by_hand():
+    workflow = yaml.safe_load((WORKFLOWS / "retrain.yml").read_text())
+    triggers = workflow[True]
+    assert triggers["schedule"] and triggers["repository_dispatch"]["types"] == ["retrain"]  # what the alert receiver sends
+    assert triggers["workflow_dispatch"]["inputs"]["env"]["options"] == ["dev", "staging", "prod"]
+    job = workflow["jobs"]["retrain"]
+    assert job["environment"] == "${{ matrix.env }}" and job["concurrency"]["cancel-in-progress"] is False
+    runs = "\n".join(step.get("run", "") for step in job["steps"])
+    assert 'make retrain ENV="$ENV"' in runs
+    credentials = next(step for step in job["steps"] if "configure-aws-credentials" in step.get("uses", ""))
+    assert "RETRAIN_ROLE_ARN_" in credentials["with"]["role-to-assume"]  # OIDC, no stored keys
+    assert workflow["permissions"]["id-token"] == "write"
+
+
+def test_no_workflow_puts_an_expression_into_a_script():
+    """`${{ … }}` inside `run:` is script injection when it carries event data (a dispatch payload,
+    a PR title): values go through `env:` instead."""
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for name, job in yaml.safe_load(path.read_text())["jobs"].items():
+            for step in job["steps"]:
+                assert "${{" not in step.get("run", ""), f"{path.name} job {name}: {step.get('name', step.get('id'))}"
+
+
+def test_the_retrain_dispatch_accepts_only_known_environments(tmp_path):
+    """The select step's script, run as the workflow would with an untrusted payload."""
+    workflow = yaml.safe_load((WORKFLOWS / "retrain.yml").read_text())
+    script = workflow["jobs"]["select"]["steps"][0]["run"]
+    for payload, code, envs in (("staging", 0, '["staging"]'), ("prod", 0, '["prod"]'), ("$(rm -rf ~)", 1, None), ("local", 1, None)):
+        output = tmp_path / "output"
+        output.write_text("")
+        result = subprocess.run(["bash", "-e", "-c", script], env={"EVENT": "repository_dispatch", "DISPATCH_ENV": payload,
+                                                                  "GITHUB_OUTPUT": str(output), "PATH": "/usr/bin:/bin"},
+                                capture_output=True, text=True)
+        assert result.returncode == code, (payload, result.stdout)
+        assert output.read_text() == (f"envs={envs}\n" if envs else "")

@@ -54,8 +54,9 @@ def retrain(env: str, dry_run: bool, kubeconfig, context, as_json: bool) -> None
 @ENV_OPTION
 @click.option("--timeout", type=click.IntRange(10, 3600), default=600, show_default=True, metavar="SECONDS",
               help="How long to wait for each step.")
+@click.option("--ready", is_flag=True, hidden=True, help="Only check: exit 0 if the drill can run now (`make demo-loop`).")
 @JSON_OPTION
-def loop_drill(env: str, timeout: int, as_json: bool) -> None:
+def loop_drill(env: str, timeout: int, ready: bool, as_json: bool) -> None:
     """Drive the feedback loop once on an emulated environment and time each step (`make demo-loop`).
 
     \b
@@ -72,6 +73,12 @@ def loop_drill(env: str, timeout: int, as_json: bool) -> None:
     target = resolve_target(ctx, None, None)
     if not target.local:
         raise BadInputError(f"the loop drill sends synthetic traffic and runs on an emulated environment only; {env} is not one.")
+    if ready:
+        from toolkit.local.services import local_services_status
+
+        if not all(s.running for s in local_services_status(ctx)) or live_model_version(ctx, target) is None:
+            raise BadInputError("not ready: start the services and release a model (`make demo`).")
+        return
     ensure_emulated_services(ctx, on_line=quiet if as_json else echo_err)
     if live_model_version(ctx, target) is None:
         raise BadInputError(f"nothing is served on {env}: release a model first (`make demo`, or `make release ENV={env}`).")

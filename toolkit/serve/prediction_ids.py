@@ -7,8 +7,8 @@ by design, RFC 7693; 64 bits) of nonce and class index, one C call of about 0.5 
 Ground truth comes back later, to whichever replica (and whichever model version) is serving then,
 so an id carries what is needed to score the prediction (the predicted class) and a MAC that
 proves this platform issued it; an id that does not verify is unknown (a 4xx). The key comes
-from the environment variable `feedback.secret_env` (a Kubernetes Secret); without one it
-falls back to a key derived from the environment's name, which stops typos and random ids but
+from the environment variable `feedback.secret_env`, or the file its `_FILE` twin names (the
+Kubernetes Secret `toolkit-feedback`, mounted); without one it falls back to a key derived from the environment's name, which stops typos and random ids but
 not a client who reads this code.
 """
 
@@ -29,7 +29,13 @@ class PredictionIds:
 
     @classmethod
     def for_environment(cls, env: str, secret_env: str) -> PredictionIds:
+        """The key from $<secret_env>, else the file named by $<secret_env>_FILE (a mounted Kubernetes
+        Secret), else one derived from the environment's name."""
         secret = os.environ.get(secret_env)
+        path = os.environ.get(f"{secret_env}_FILE")
+        if not secret and path and os.path.isfile(path):
+            with open(path, "rb") as handle:
+                secret = handle.read().strip().decode(errors="replace")
         return cls(secret.encode() if secret else f"toolkit-feedback:{env}".encode())
 
     def _sign(self, nonce: str, index: int) -> str:

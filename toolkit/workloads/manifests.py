@@ -36,6 +36,10 @@ def _system_pool(config: EnvironmentConfig) -> NodePoolConfig:
     return next(pool for pool in config.node_pools if not pool.gpu)
 
 
+FEEDBACK_SECRET = "toolkit-feedback"  # `kubectl -n NS create secret generic toolkit-feedback --from-literal=secret=$(openssl rand -hex 32)`
+FEEDBACK_SECRET_DIR = "/etc/toolkit/feedback"
+
+
 def serving_environment(config: EnvironmentConfig) -> dict[str, str]:
     """The server's environment: the same on Kubernetes (ConfigMap) and on the local Docker runtime."""
     serving = config.serving
@@ -78,12 +82,16 @@ def deployment(config: EnvironmentConfig, release: Release) -> dict:
         "name": "server", "image": release.image, "imagePullPolicy": "Always",
         "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": SERVING}}],
+        # the key that signs prediction ids, shared by every replica, as a file (serve/prediction_ids.py);
+        # optional: without the Secret, a key derived from the environment's name
+        "env": [{"name": f"{config.feedback.secret_env}_FILE", "value": f"{FEEDBACK_SECRET_DIR}/secret"}],
         "resources": resource_requirements(serving.resources),
         "startupProbe": {**probe, "failureThreshold": 30, "periodSeconds": 2},
         "readinessProbe": probe,
         "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
         "securityContext": restricted_container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": FEEDBACK_SECRET, "mountPath": FEEDBACK_SECRET_DIR, "readOnly": True}],
     }
     spec = {
         "revisionHistoryLimit": 10,
@@ -103,7 +111,8 @@ def deployment(config: EnvironmentConfig, release: Release) -> dict:
                 ],
                 "terminationGracePeriodSeconds": 30,
                 "containers": [container],
-                "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+                "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                            {"name": FEEDBACK_SECRET, "secret": {"secretName": FEEDBACK_SECRET, "optional": True, "defaultMode": 0o440}}],
             },
         },
     }

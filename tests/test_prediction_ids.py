@@ -1,0 +1,39 @@
+"""Prediction ids: every id of a request verifies and carries its class; a changed class, nonce or
+signature, or another key, does not verify; the key comes from the variable, else the mounted file."""
+
+from __future__ import annotations
+
+from toolkit.serve.prediction_ids import PredictionIds
+
+
+def test_ids_of_a_request_verify_with_their_class_and_are_unique():
+    ids = PredictionIds(b"k" * 32)
+    classes = [0, 1, 1, 0, 2] * 30
+    issued = ids.issue_many(classes)
+    assert [ids.predicted_index(i) for i in issued] == classes
+    assert len(set(issued)) == len(issued) and len(set(issued) | set(ids.issue_many(classes))) == 2 * len(issued)
+
+
+def test_tampered_ids_and_other_keys_do_not_verify():
+    ids = PredictionIds(b"k" * 32)
+    nonce, index, signature = ids.issue(1).split(".")
+    assert ids.predicted_index(f"{nonce}.0.{signature}") is None  # the class changed
+    assert ids.predicted_index(f"{nonce[:-1]}{'0' if nonce[-1] != '0' else '1'}.1.{signature}") is None
+    assert ids.predicted_index(f"{nonce}.1.{signature[::-1]}") is None
+    assert PredictionIds(b"other").predicted_index(f"{nonce}.1.{signature}") is None
+    assert PredictionIds(b"x" * 100).predicted_index(PredictionIds(b"x" * 100).issue(3)) == 3  # keys over 64 bytes
+    for junk in ("", "nonsense", "a.b.c", None, 7, f"{nonce}.99999.{signature}"):
+        assert ids.predicted_index(junk) is None
+
+
+def test_the_key_comes_from_the_variable_else_the_mounted_file_else_the_environment(tmp_path, monkeypatch):
+    key_file = tmp_path / "secret"
+    key_file.write_text("from-the-file\n")
+    monkeypatch.delenv("FEEDBACK_KEY", raising=False)
+    monkeypatch.setenv("FEEDBACK_KEY_FILE", str(key_file))
+    assert PredictionIds.for_environment("prod", "FEEDBACK_KEY").key == b"from-the-file"
+    monkeypatch.setenv("FEEDBACK_KEY", "from-the-variable")
+    assert PredictionIds.for_environment("prod", "FEEDBACK_KEY").key == b"from-the-variable"
+    monkeypatch.delenv("FEEDBACK_KEY")
+    monkeypatch.setenv("FEEDBACK_KEY_FILE", str(tmp_path / "missing"))  # the Secret is optional
+    assert PredictionIds.for_environment("prod", "FEEDBACK_KEY").key == b"toolkit-feedback:prod"
