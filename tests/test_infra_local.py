@@ -107,12 +107,12 @@ def test_apply_read_back_and_destroy_on_moto(local_config, tmp_path):
         assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
         # Monitoring: the AMP workspace with its logging, the same rules as every other target, the alert topic.
         amp = client("amp", config)
-        [workspace] = [w for w in amp.list_workspaces()["workspaces"] if w["alias"] == f"{config.cluster.name}-metrics"]
-        namespace = amp.describe_rule_groups_namespace(workspaceId=workspace["workspaceId"], name="toolkit-serving")
+        [amp_workspace] = [w for w in amp.list_workspaces()["workspaces"] if w["alias"] == f"{config.cluster.name}-metrics"]
+        namespace = amp.describe_rule_groups_namespace(workspaceId=amp_workspace["workspaceId"], name="toolkit-serving")
         assert namespace["ruleGroupsNamespace"]["data"].decode() == render_rules(config)
-        logging = amp.describe_logging_configuration(workspaceId=workspace["workspaceId"])["loggingConfiguration"]
+        logging = amp.describe_logging_configuration(workspaceId=amp_workspace["workspaceId"])["loggingConfiguration"]
         assert logging["logGroupArn"].endswith(f"log-group:/aws/prometheus/{config.cluster.name}:*")
-        assert outputs["prometheus_endpoint"].endswith(f"/workspaces/{workspace['workspaceId']}/")
+        assert outputs["prometheus_endpoint"].endswith(f"/workspaces/{amp_workspace['workspaceId']}/")
         topic = client("sns", config).get_topic_attributes(TopicArn=outputs["alert_topic_arn"])["Attributes"]
         assert topic["KmsMasterKeyId"].startswith("arn:aws:kms:") and "aps.amazonaws.com" in topic["Policy"]
         # Remote state landed in the state bucket, with the S3 lockfile released.
