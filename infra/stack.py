@@ -15,7 +15,7 @@ from modules.network import Network
 from modules.node_pool import NodePool, NodeRole
 from modules.registry import Registry
 from toolkit.config import EnvironmentConfig
-from toolkit.paths import Output, stack_name
+from toolkit.paths import Output, loop_prefix, stack_name
 
 
 class PlatformStack(TerraformStack):
@@ -42,9 +42,10 @@ class PlatformStack(TerraformStack):
         models, datasets = config.artifact_store.models_prefix, config.artifact_store.datasets_prefix
         identity = dict(oidc_provider_arn=cluster.oidc_provider.arn, oidc_issuer=cluster.oidc_issuer,
                         namespace=config.workloads.namespace, bucket_arn=store.arn, kms_key_arn=store.key.arn)
-        loop = [f"{kind}/{config.name}/" for kind in ("predictions", "feedback")]  # the feedback loop's logs (toolkit/serve/shipping.py)
+        loop = [loop_prefix(kind, config.name) for kind in ("predictions", "feedback")]  # the server's logs (toolkit/serve/shipping.py)
+        retrain = loop_prefix("retrain", config.name)  # a retraining Job's feedback snapshot and challenger (toolkit/loop/remote.py)
         training = WorkloadRole(self, "training-role", name=f"{config.cluster.name}-training", service_account="training",
-                                read_prefixes=[datasets, models, *loop], write_prefixes=[models], **identity)
+                                read_prefixes=[datasets, models, *loop, retrain], write_prefixes=[models, retrain], **identity)
         serving = WorkloadRole(self, "serving-role", name=f"{config.cluster.name}-serving", service_account="serving",
                                read_prefixes=[models], write_prefixes=loop, repository_arn=registry.arn, **identity)
 

@@ -141,12 +141,15 @@ def _matches_fields(obj: dict, selector: str) -> bool:
 
 class PlatformEmulator(kmock.KubernetesEmulator):
     """Set `behaviour[image]` to 'crash', 'pull-error' or 'stall' (default: roll out fine);
-    `job_behaviour[job name prefix]` to 'fail' (default: complete); `pod_logs[pod]` to a log text."""
+    `job_behaviour[job name prefix]` to 'fail' (default: complete); `pod_logs[pod]` to a log text;
+    `job_runner` to a function that really runs a Job (its object in, (succeeded, log) out), in a
+    thread while the pod shows Running."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.behaviour: dict[str, str] = {}
         self.job_behaviour: dict[str, str] = {}
+        self.job_runner = None
         self.pod_logs: dict[str, str] = {}
         self.delay = 0.2
         self.deleted_pods: list[dict] = []
@@ -461,6 +464,9 @@ class PlatformEmulator(kmock.KubernetesEmulator):
             self._store(key, job)
         await asyncio.sleep(self.delay * 2)
         fail = any(name.startswith(prefix) and mode == "fail" for prefix, mode in self.job_behaviour.items())
+        if self.job_runner is not None:
+            succeeded, self.pod_logs[pod] = await asyncio.to_thread(self.job_runner, job)
+            fail = not succeeded
         async with self._lock:
             job = self._live(key)
             self._remove(self._key(resource_pods, namespace, pod))
@@ -519,6 +525,7 @@ class EmulatorThread:
                 self.emulator._remove(key)
             self.emulator.behaviour.clear()
             self.emulator.job_behaviour.clear()
+            self.emulator.job_runner = None
             self.emulator.pod_logs.clear()
             self.emulator.deleted_pods.clear()
             self.emulator.service_backends.clear()

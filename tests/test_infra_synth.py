@@ -102,6 +102,11 @@ def test_irsa_roles_are_scoped_to_their_service_accounts(synthesized):
     assert len(policies) == 2
     for policy in policies.values():
         assert '"s3:*"' not in policy and '"Action" = "*"' not in policy
+    # the feedback loop: the server writes its logs, a retraining Job reads them and writes its challenger
+    training = next(p for role, p in policies.items() if "training-role" in role)
+    serving = next(p for role, p in policies.items() if "serving-role" in role)
+    assert "/predictions/local/*" in serving and "/feedback/local/*" in serving and "retrain/" not in serving
+    assert "/retrain/local/*" in training and "/predictions/local/*" in training
 
 
 def test_remote_state_uses_s3_lockfile(synthesized):

@@ -110,3 +110,67 @@ def test_a_challenger_on_honest_labels_passes_the_gate(loop):
     challenger, reference = decision.record["challenger"], decision.record["champion"]
     assert challenger["test_split"]["accuracy"] >= reference["test_split"]["accuracy"] - ctx.config.feedback.retrain.tolerance
     assert challenger["feedback_holdout"]["n"] == decision.record["data"]["feedback"]["holdout"]
+
+
+def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snapshot(loop, tmp_path):
+    """`toolkit retrain --remote` against the Kubernetes emulator, whose Job runner really runs the
+    Job's command (`toolkit train-challenger`) with the environment file from its ConfigMap and the
+    Job's environment: the challenger comes back through the artifact store and is judged here."""
+    import sys
+
+    import yaml
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from kube_emulator import EmulatorThread
+
+    from toolkit.aws import client
+    from toolkit.images.release import Release, ReleaseRecords
+    from toolkit.loop.remote import remote_trainer
+    from toolkit.workloads.kube import Kube
+    from toolkit.workloads.target import resolve_target
+
+    ctx, champion, url, server = loop
+    sent = _send_labelled_traffic(ctx, url, flip=False)
+    _stop_and_flush(server)
+    ctx.paths.environment_file("local").parent.mkdir()
+    ctx.paths.environment_file("local").write_text(yaml.safe_dump(ctx.config.model_dump(mode="json"), sort_keys=False))
+    ReleaseRecords(ctx.paths, "local").save_push(Release("registry.test/ml@sha256:" + "a" * 64, "v1"),
+                                                 training_image="registry.test/ml@sha256:" + "b" * 64)
+    commands = []
+
+    def run_job(job: dict) -> tuple[bool, str]:
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        namespace = job["metadata"]["namespace"]
+        root = tmp_path / "job-root"
+        (root / "environments").mkdir(parents=True, exist_ok=True)
+        configmap = kube.get("ConfigMap", "toolkit-environment", namespace)
+        for name, text in configmap["data"].items():  # what the pod mounts at /etc/toolkit/environments
+            (root / "environments" / name).write_text(text)
+        env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env", [])}, "TOOLKIT_ROOT": str(root)}
+        commands.append(container["command"])
+        result = subprocess.run([str(REPO / ".venv" / "bin" / container["command"][0]), *container["command"][1:]],
+                                env=env, capture_output=True, text=True, timeout=300)
+        return result.returncode == 0, result.stdout + result.stderr
+
+    lines = []
+    with EmulatorThread() as emulator:
+        emulator.emulator.job_runner = run_job
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+            "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
+            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
+            "users": [{"name": "emu", "user": {"token": "t"}}]}))
+        target = resolve_target(ctx, str(kubeconfig), None)
+        kube: Kube = target.kube
+        out = ctx.paths.artifacts("local") / "challengers"
+        decision = retrain(ctx, champion, out, lines.append, trainer=remote_trainer(ctx, target, out, 300, lines.append))
+    assert [c[:2] for c in commands] == [["toolkit", "train-challenger"]], lines
+    assert decision.release, decision.reason
+    assert decision.record["data"]["feedback"]["rows"] == sent
+    version = decision.record["challenger"]["version"]
+    assert (out / version / "manifest.json").exists()  # downloaded and verified
+    keys = [o["Key"] for o in client("s3", ctx.config).list_objects_v2(Bucket=ctx.config.artifact_store.bucket,
+                                                                       Prefix="retrain/local/")["Contents"]]
+    assert any(k.endswith("/feedback.jsonl.gz") for k in keys) and any(k.endswith(f"/{version}/manifest.json") for k in keys)
+    assert any("training a challenger on heart-cleveland.csv and" in line for line in lines)  # the Job's log, streamed

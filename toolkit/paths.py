@@ -24,6 +24,18 @@ def stack_name(env: str) -> str:
     return f"{STACK_PREFIX}{env}"
 
 
+def loop_prefix(kind: str, env: str) -> str:
+    """Where the feedback loop keeps `kind` of an environment in its artifact store: `predictions`
+    and `feedback` (the server ships them), `retrain` (a retraining Job's inputs and challenger),
+    `decisions` (the gate's records). The IRSA policies (infra/stack.py) are written from these."""
+    if kind not in LOOP_KINDS:
+        raise ValueError(f"unknown feedback-loop prefix {kind!r}")
+    return f"{kind}/{env}/"
+
+
+LOOP_KINDS = ("predictions", "feedback", "retrain", "decisions")
+
+
 class Output(enum.StrEnum):
     """Outputs of a platform stack: written by infra/stack.py, read by the toolkit."""
 

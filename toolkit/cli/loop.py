@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from toolkit.cli.options import ENV_OPTION, JSON_OPTION, cluster_options, echo_err, emit_json, load_context, quiet
+from toolkit.cli.options import ENV_OPTION, JSON_OPTION, cluster_options, echo_err, emit_json, load_context, quiet, timeout_option
 from toolkit.errors import BadInputError
 
 
 @click.command()
 @ENV_OPTION
 @click.option("--dry-run", is_flag=True, help="Train and judge the challenger, write the decision, but release nothing.")
+@click.option("--remote", is_flag=True, help="Train the challenger as a GPU Job on ENV's cluster (the gate still runs here).")
 @cluster_options()
+@timeout_option("With --remote: how long to wait for the training Job.")
 @JSON_OPTION
-def retrain(env: str, dry_run: bool, kubeconfig, context, as_json: bool) -> None:
+def retrain(env: str, dry_run: bool, remote: bool, kubeconfig, context, timeout, as_json: bool) -> None:
     """Retrain on the labelled feedback and release the challenger only if it is as good as the champion.
 
     \b
     1. gathers the base dataset and the labelled feedback from the artifact store (the prediction
        log joined with the ground truth sent to POST /v1/feedback);
-    2. trains a challenger on the base training rows plus the older feedback;
+    2. trains a challenger on the base training rows plus the older feedback (here, or with
+       --remote as a Job on the GPU pool, from a snapshot of that feedback);
     3. scores the challenger and the served model (the champion) on the same held-out rows: the
        base test split and the newest feedback (feedback.retrain.holdout_fraction);
     4. releases the challenger (build, push, deploy, smoke test) only if it clears
@@ -36,7 +41,8 @@ def retrain(env: str, dry_run: bool, kubeconfig, context, as_json: bool) -> None
         from toolkit.local.services import ensure_emulated_services
 
         ensure_emulated_services(ctx, on_line=on_line)
-    record = retrain_and_release(ctx, resolve_target(ctx, kubeconfig, context), dry_run, on_line)
+    remote_timeout = (timeout or ctx.config.workloads.remote_training.active_deadline_seconds) if remote else None
+    record = retrain_and_release(ctx, resolve_target(ctx, kubeconfig, context), dry_run, on_line, remote_timeout)
     if as_json:
         emit_json(record)
         return
@@ -88,4 +94,29 @@ def loop_drill(env: str, timeout: int, ready: bool, as_json: bool) -> None:
         emit_json([vars(s) for s in steps])
 
 
-COMMANDS = [retrain, loop_drill]
+@click.command("train-challenger", hidden=True)
+@ENV_OPTION
+@click.option("--data", required=True, metavar="S3_URL", help="The base dataset (CSV).")
+@click.option("--feedback", "snapshot", required=True, metavar="S3_URL", help="The labelled feedback snapshot (remote.py).")
+@click.option("--upload", required=True, metavar="S3_URL", help="Upload the challenger to <this>/<version>/.")
+def train_challenger(env: str, data: str, snapshot: str, upload: str) -> None:
+    """Inside a retraining Job (`toolkit retrain --remote`): train the challenger on the base dataset
+    plus the feedback snapshot, the same rows the gate will judge with, and upload it."""
+    import tempfile
+
+    from toolkit.loop.feedback_data import read_snapshot
+    from toolkit.loop.retrain import train_challenger as train
+    from toolkit.loop.retrain import training_data
+    from toolkit.ml.artifact_store import download_file, upload_artifact
+    from toolkit.ml.train import DatasetChoice
+
+    ctx = load_context(env)
+    choice = DatasetChoice.from_config(ctx.config.training, root=ctx.root, path=download_file(ctx.config, data))
+    rows = read_snapshot(download_file(ctx.config, snapshot).read_bytes())
+    echo_err(f"training a challenger on {choice.path.name} and {len(rows)} labelled feedback rows")
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact = train(ctx, training_data(ctx, choice, rows), Path(tmp))
+        click.echo(f"challenger uploaded to {upload_artifact(ctx.config, artifact, upload)}")
+
+
+COMMANDS = [retrain, loop_drill, train_challenger]

@@ -13,12 +13,19 @@ from toolkit.workloads.deploy import live_model_version
 from toolkit.workloads.target import Target
 
 
-def retrain_and_release(ctx: Context, target: Target, dry_run: bool, on_line: Callable[[str], None] = print) -> dict:
-    """The decision record, with `released` (the image deployed, or None) and `url` (where it is stored)."""
+def retrain_and_release(ctx: Context, target: Target, dry_run: bool, on_line: Callable[[str], None] = print,
+                        remote_timeout: float | None = None) -> dict:
+    """The decision record, with `released` (the image deployed, or None) and `url` (where it is stored).
+    `remote_timeout`: train the challenger as a Job on the cluster (remote.py), waiting this long."""
     champion = champion_artifact(ctx, live_model_version(ctx, target))
     on_line(f"champion: {champion.name if champion else 'none (nothing deployed)'}")
     challengers = ctx.paths.artifacts(ctx.env) / "challengers"
-    decision = retrain(ctx, champion, challengers, on_line)
+    trainer = None
+    if remote_timeout is not None:
+        from toolkit.loop.remote import remote_trainer
+
+        trainer = remote_trainer(ctx, target, challengers, remote_timeout, on_line)
+    decision = retrain(ctx, champion, challengers, on_line, trainer=trainer)
     on_line(f"decision: {'release' if decision.release else 'keep the champion'}: {decision.reason}")
     record = {**decision.record, "dry_run": dry_run, "released": None}
     if decision.release and not dry_run:

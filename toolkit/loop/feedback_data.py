@@ -14,6 +14,7 @@ from toolkit.config import EnvironmentConfig
 from toolkit.errors import ToolkitError
 from toolkit.ml.data import Dataset
 from toolkit.ml.table import Table
+from toolkit.paths import loop_prefix
 from toolkit.serve.log_format import records as log_records
 
 
@@ -46,9 +47,9 @@ def _read(config: EnvironmentConfig, bucket: str, prefix: str) -> list[dict]:
 
 def labelled_rows(config: EnvironmentConfig, bucket: str) -> list[LabelledRow]:
     """Every logged prediction that got a label, oldest first (the last label given for an id counts)."""
-    predictions = {r["prediction_id"]: r for r in _read(config, bucket, f"predictions/{config.name}/")}
+    predictions = {r["prediction_id"]: r for r in _read(config, bucket, loop_prefix("predictions", config.name))}
     labels = {}
-    for record in sorted(_read(config, bucket, f"feedback/{config.name}/"), key=lambda r: r["time"]):
+    for record in sorted(_read(config, bucket, loop_prefix("feedback", config.name)), key=lambda r: r["time"]):
         labels[record["prediction_id"]] = record["label"]
     rows = [LabelledRow(pid, predictions[pid]["time"], predictions[pid]["features"], label)
             for pid, label in labels.items() if pid in predictions]
@@ -72,3 +73,18 @@ def with_feedback(base: Dataset, rows: list[LabelledRow]) -> Dataset:
     y = np.concatenate([base.y, np.array([base.classes.index(r.label) for r in rows], dtype=np.int64)])
     return Dataset(table, base.numeric, base.categorical, y, base.classes, base.label, base.target, base.dropped_rows,
                    list(base.warnings))
+
+
+def snapshot_bytes(rows: list[LabelledRow]) -> bytes:
+    """The labelled rows as one gzipped JSON-lines file: what a retraining Job trains on, so that
+    the Job and the gate see the same feedback however much arrives meanwhile."""
+    lines = "".join(json.dumps({"prediction_id": r.prediction_id, "time": r.time, "features": r.features, "label": r.label},
+                               separators=(",", ":")) + "\n" for r in rows)
+    return gzip.compress(lines.encode(), mtime=0)
+
+
+def read_snapshot(data: bytes) -> list[LabelledRow]:
+    try:
+        return [LabelledRow(**json.loads(line)) for line in gzip.decompress(data).decode().splitlines() if line.strip()]
+    except (OSError, ValueError, TypeError) as exc:
+        raise ToolkitError(f"the feedback snapshot is not gzipped JSON lines of labelled rows: {exc}") from None

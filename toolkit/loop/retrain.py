@@ -32,7 +32,7 @@ from toolkit.ml.data import Dataset, stratified_split
 from toolkit.ml.nn.metrics import classification_report
 from toolkit.ml.table import sha256_file
 from toolkit.ml.train import DatasetChoice, train_and_save
-from toolkit.paths import read_json, write_json
+from toolkit.paths import loop_prefix, read_json, write_json
 
 Progress = Callable[[str], None]
 METRICS = ("accuracy", "roc_auc", "f1")
@@ -82,32 +82,70 @@ def gate(ctx: Context, champion: dict | None, challenger: dict) -> tuple[bool, s
                      f"{champion['feedback_holdout']['accuracy']:.3f})" if challenger.get("feedback_holdout") and champion.get("feedback_holdout") else ""))
 
 
-def split_rows(ctx: Context, base: Dataset, feedback: list[LabelledRow]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(train, validation, test split, feedback holdout) row indices of the merged dataset."""
+@dataclass
+class TrainingData:
+    """What a challenger is trained and judged on: the base dataset plus the labelled feedback."""
+
+    choice: DatasetChoice
+    feedback: list[LabelledRow]
+    merged: Dataset
+    base_rows: int
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray  # the base test split
+    holdout: np.ndarray  # the newest labelled feedback
+
+    @property
+    def feedback_info(self) -> dict:
+        return {"rows": len(self.feedback), "sha256": rows_digest(self.feedback), "trained": len(self.feedback) - len(self.holdout),
+                "holdout": int(len(self.holdout))}
+
+
+def training_data(ctx: Context, choice: DatasetChoice, feedback: list[LabelledRow]) -> TrainingData:
+    """The merged dataset and its rows: base training rows + older feedback to train on, the base
+    validation rows to stop on, the base test split and the newest feedback to judge on."""
     settings = ctx.config.training
+    base = choice.load()
     train, val, test = stratified_split(base.y, settings.validation_fraction, settings.test_fraction, settings.seed)
     n_base, n_feedback = len(base.y), len(feedback)
     holdout_count = int(round(n_feedback * ctx.config.feedback.retrain.holdout_fraction)) if n_feedback >= 2 else 0
     feedback_rows = np.arange(n_base, n_base + n_feedback)
     trained, holdout = feedback_rows[:n_feedback - holdout_count], feedback_rows[n_feedback - holdout_count:]
-    return np.sort(np.concatenate([train, trained])), val, test, holdout
+    return TrainingData(choice, feedback, with_feedback(base, feedback), n_base, np.sort(np.concatenate([train, trained])), val, test,
+                        holdout)
 
 
-def retrain(ctx: Context, champion_dir: Path | None, out_root: Path, on_line: Progress = print, bucket: str | None = None) -> Decision:
-    """Train a challenger, judge it against the champion and decide; no release here (see release.py)."""
-    settings = ctx.config.training
-    choice = DatasetChoice.from_config(settings, root=ctx.root)
-    base = choice.load()
-    feedback = labelled_rows(ctx.config, bucket or ctx.config.artifact_store.bucket)
-    on_line(f"data: {len(base.y)} base rows, {len(feedback)} labelled feedback rows")
-    merged = with_feedback(base, feedback)
-    train, val, test, holdout = split_rows(ctx, base, feedback)
-    feedback_data = {"rows": len(feedback), "sha256": rows_digest(feedback), "trained": len(feedback) - len(holdout),
-                     "holdout": int(len(holdout))}
-    result = train_and_save(choice, settings, out_root, env=ctx.env, dataset=merged, splits=(train, val, test),
-                            data_info={"feedback": feedback_data})
-    challenger = load_artifact(result.artifact_dir)
+def gather(ctx: Context, bucket: str | None = None) -> TrainingData:
+    """The environment's base dataset and the labelled feedback in its artifact store."""
+    choice = DatasetChoice.from_config(ctx.config.training, root=ctx.root)
+    return training_data(ctx, choice, labelled_rows(ctx.config, bucket or ctx.config.artifact_store.bucket))
+
+
+def train_challenger(ctx: Context, data: TrainingData, out_root: Path) -> Path:
+    """Train on `data` here; the artifact's directory."""
+    result = train_and_save(data.choice, ctx.config.training, out_root, env=ctx.env, dataset=data.merged,
+                            splits=(data.train, data.validation, data.test), data_info={"feedback": data.feedback_info})
+    return result.artifact_dir
+
+
+Trainer = Callable[[TrainingData], Path]
+
+
+def retrain(ctx: Context, champion_dir: Path | None, out_root: Path, on_line: Progress = print, bucket: str | None = None,
+            trainer: Trainer | None = None) -> Decision:
+    """Train a challenger (here, or with `trainer`: e.g. as a GPU Job), judge it against the champion
+    and decide; no release here (see release.py)."""
+    data = gather(ctx, bucket)
+    on_line(f"data: {data.base_rows} base rows, {len(data.feedback)} labelled feedback rows")
+    challenger_dir = (trainer or (lambda d: train_challenger(ctx, d, out_root)))(data)
+    return judge(ctx, data, champion_dir, challenger_dir, on_line)
+
+
+def judge(ctx: Context, data: TrainingData, champion_dir: Path | None, challenger_dir: Path, on_line: Progress = print) -> Decision:
+    """Both models on the same held-out rows, the gate, and the decision record."""
+    challenger = load_artifact(challenger_dir)
     on_line(f"challenger {challenger.version} trained")
+    merged, test, holdout = data.merged, data.test, data.holdout
     metrics = {"challenger": {"test_split": evaluate(challenger, merged, test), "feedback_holdout": evaluate(challenger, merged, holdout)}}
     champion = load_artifact(champion_dir) if champion_dir else None
     if champion is not None:
@@ -117,9 +155,9 @@ def retrain(ctx: Context, champion_dir: Path | None, out_root: Path, on_line: Pr
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "env": ctx.env,
         "decision": "release" if release else "keep", "reason": reason,
         "champion": {"version": champion.version, **metrics["champion"]} if champion else None,
-        "challenger": {"version": challenger.version, "artifact": str(result.artifact_dir), **metrics["challenger"]},
-        "data": {"base": {"path": settings.dataset, "sha256": sha256_file(choice.path), "rows": int(len(base.y))},
-                 "feedback": feedback_data,
+        "challenger": {"version": challenger.version, "artifact": str(challenger_dir), **metrics["challenger"]},
+        "data": {"base": {"path": ctx.config.training.dataset, "sha256": sha256_file(data.choice.path), "rows": data.base_rows},
+                 "feedback": data.feedback_info,
                  "test_split_rows": int(len(test))},
         "gate": ctx.config.feedback.retrain.model_dump(),
     }
@@ -132,7 +170,7 @@ def record_decision(ctx: Context, record: dict, bucket: str | None = None) -> st
 
     stamp = record["time"].replace(":", "").replace("-", "")
     bucket = bucket or ctx.config.artifact_store.bucket
-    url = f"s3://{bucket}/decisions/{ctx.env}/{stamp}.json"
+    url = f"s3://{bucket}/{loop_prefix('decisions', ctx.env)}{stamp}.json"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{stamp}.json"
         path.write_text(json.dumps(record, indent=2, sort_keys=True))

@@ -17,9 +17,9 @@ class JobFailed(ToolkitError):
     pass
 
 
-def job_name(env: str, now: dt.datetime | None = None) -> str:
+def job_name(env: str, now: dt.datetime | None = None, kind: str = "train") -> str:
     now = now or dt.datetime.now(dt.timezone.utc)
-    return f"train-{env}-{now:%Y%m%d-%H%M%S}"
+    return f"{kind}-{env}-{now:%Y%m%d-%H%M%S}"
 
 
 def job_outcome(job: dict) -> tuple[str | None, str]:
@@ -35,11 +35,13 @@ def job_outcome(job: dict) -> tuple[str | None, str]:
 
 
 def run_training_job(kube: Kube, config: EnvironmentConfig, outputs: dict, release: Release, environment_yaml: str, timeout: float,
-                     on_log: Callable[[str], None], poll: float = 2.0, name: str | None = None) -> dict:
-    """Apply the Job (and its environment ConfigMap), stream logs, wait; JobFailed on failure or timeout."""
+                     on_log: Callable[[str], None], poll: float = 2.0, name: str | None = None,
+                     command: list[str] | None = None) -> dict:
+    """Apply the Job (and its environment ConfigMap), stream logs, wait; JobFailed on failure or timeout.
+    `command`: what the Job runs instead of `toolkit train` (manifests.training_job)."""
     name = name or job_name(config.name)
     namespace = config.workloads.namespace
-    for obj in training_manifests(config, outputs, release, name, environment_yaml):
+    for obj in training_manifests(config, outputs, release, name, environment_yaml, command):
         kube.apply(obj)
     printed: dict[str, int] = {}
     start = time.monotonic()

@@ -219,14 +219,15 @@ def device_plugin_daemonset(config: EnvironmentConfig) -> dict:
                      "template": {"metadata": {"labels": {**meta["labels"]}}, "spec": pod_spec}}}
 
 
-def training_job(config: EnvironmentConfig, outputs: dict, release: Release, name: str) -> dict:
-    """A GPU training Job: `toolkit train` in the released image, its artifact uploaded to the S3 store."""
+def training_job(config: EnvironmentConfig, outputs: dict, release: Release, name: str, command: list[str] | None = None) -> dict:
+    """A GPU training Job: `toolkit train` in the released image, its artifact uploaded to the S3 store
+    (`command`: another toolkit command instead, e.g. a retraining's challenger)."""
     remote, ns = config.workloads.remote_training, config.workloads.namespace
     gpu_pool = config.gpu_pools()[0] if config.gpu_pools() else None
     bucket = artifact_bucket(config, outputs)
     dataset = f"s3://{bucket}/{config.artifact_store.datasets_prefix}{config.training.dataset.rsplit('/', 1)[-1]}"
-    command = ["toolkit", "train", "--env", config.name, "--data", dataset, "--out", "/tmp/artifacts",
-               "--upload", f"s3://{bucket}/{config.artifact_store.models_prefix}{config.name}/"]
+    command = command or ["toolkit", "train", "--env", config.name, "--data", dataset, "--out", "/tmp/artifacts",
+                          "--upload", f"s3://{bucket}/{config.artifact_store.models_prefix}{config.name}/"]
     pod_spec = {
         "serviceAccountName": TRAINING, "automountServiceAccountToken": False, "restartPolicy": "Never",
         "securityContext": pod_security(),
@@ -272,13 +273,14 @@ def serving_manifests(config: EnvironmentConfig, outputs: dict, release: Release
     return [in_set(obj, "platform") for obj in objects]
 
 
-def training_manifests(config: EnvironmentConfig, outputs: dict, release: Release, name: str, environment_yaml: str) -> list[dict]:
+def training_manifests(config: EnvironmentConfig, outputs: dict, release: Release, name: str, environment_yaml: str,
+                       command: list[str] | None = None) -> list[dict]:
     """The training Job and what it needs: its namespace and ServiceAccount (the same objects
     `deploy` applies, so either command may run first) and the environment file."""
     needed = [in_set(namespace(config), "platform"),
               in_set(service_account(config, TRAINING, outputs.get(Output.TRAINING_ROLE_ARN)), "platform")]
     return needed + [in_set(obj, "training") for obj in (environment_config_map(config, environment_yaml),
-                                                          training_job(config, outputs, release, name))]
+                                                          training_job(config, outputs, release, name, command))]
 
 
 def to_yaml(objects: list[dict]) -> str:

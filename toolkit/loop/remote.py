@@ -1,0 +1,76 @@
+"""`toolkit retrain --remote`: the challenger trained as a GPU Job on the environment's cluster.
+
+The gate runs where `toolkit retrain` runs; only the training moves. So that both see the same
+data, the labelled feedback is frozen into one snapshot first:
+
+    s3://<bucket>/retrain/<env>/<stamp>/feedback.jsonl.gz    what the Job trains on (and the gate judges on)
+    s3://<bucket>/datasets/<base dataset>                    the base dataset, as `train --remote` uploads it
+    s3://<bucket>/retrain/<env>/<stamp>/<version>/           the challenger the Job uploads
+
+The Job runs `toolkit train-challenger` (a hidden command) in the training image, which rebuilds
+the same merged dataset and rows (same code, same seed) and trains; the challenger is downloaded,
+its checksums verified, and judged here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from toolkit.context import Context
+from toolkit.errors import ToolkitError
+from toolkit.loop.feedback_data import snapshot_bytes
+from toolkit.loop.retrain import TrainingData
+from toolkit.paths import Output, loop_prefix
+from toolkit.workloads.target import Target
+
+SNAPSHOT = "feedback.jsonl.gz"
+
+
+def remote_trainer(ctx: Context, target: Target, out_root: Path, timeout: float, on_line: Callable[[str], None]):
+    """A `retrain(trainer=…)` that trains the challenger as a Job on `target`'s cluster."""
+    from toolkit.images.release import ReleaseRecords
+    from toolkit.ml.artifact_store import download_artifact, upload_file
+    from toolkit.workloads.jobs import job_name, run_training_job
+    from toolkit.workloads.target import environment_yaml
+
+    if target.local:
+        raise ToolkitError(f"{ctx.env} has no Kubernetes cluster (its EKS is emulated): retrain without --remote, "
+                           "or give --kubeconfig/--context for a real cluster.")
+    config = ctx.config
+    bucket = target.outputs.get(Output.BUCKET) or config.artifact_store.bucket
+    release = ReleaseRecords(ctx.paths, ctx.env).training_release()
+
+    def train(data: TrainingData) -> Path:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        prefix = f"s3://{bucket}/{loop_prefix('retrain', ctx.env)}{stamp}/"
+        dataset = f"s3://{bucket}/{config.artifact_store.datasets_prefix}{data.choice.path.name}"
+        with tempfile.TemporaryDirectory() as tmp:
+            snapshot = Path(tmp) / SNAPSHOT
+            snapshot.write_bytes(snapshot_bytes(data.feedback))
+            upload_file(config, snapshot, prefix + SNAPSHOT)
+        upload_file(config, data.choice.path, dataset)
+        on_line(f"feedback snapshot ({len(data.feedback)} rows) and base dataset uploaded; training Job starting")
+        command = ["toolkit", "train-challenger", "--env", ctx.env, "--data", dataset, "--feedback", prefix + SNAPSHOT,
+                   "--upload", prefix]
+        result = run_training_job(target.kube, config, target.outputs, release, environment_yaml(ctx), timeout, on_log=on_line,
+                                  name=job_name(ctx.env, kind="retrain"), command=command)
+        on_line(f"training Job {result['job']} completed in {result['seconds']} s")
+        return download_artifact(config, challenger_url(ctx, prefix), out_root)
+
+    return train
+
+
+def challenger_url(ctx: Context, prefix: str) -> str:
+    """The one artifact the Job uploaded under `prefix` (…/<version>/)."""
+    from toolkit.aws import client
+    from toolkit.ml.artifact_store import parse_s3_url
+
+    bucket, key = parse_s3_url(prefix)
+    listing = client("s3", ctx.config).list_objects_v2(Bucket=bucket, Prefix=key, Delimiter="/")
+    versions = [p["Prefix"] for p in listing.get("CommonPrefixes", [])]
+    if len(versions) != 1:
+        raise ToolkitError(f"the training Job should have uploaded one challenger under {prefix}; found {len(versions)}.")
+    return f"s3://{bucket}/{versions[0]}"
