@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import HEART, REPO, free_port, train_small_model, wait_ready
+from kube_emulator import EmulatorThread
 from toolkit.context import Context
 from toolkit.loop.retrain import record_decision, retrain
 from toolkit.ml.table import read_csv
@@ -116,12 +117,7 @@ def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snap
     """`toolkit retrain --remote` against the Kubernetes emulator, whose Job runner really runs the
     Job's command (`toolkit train-challenger`) with the environment file from its ConfigMap and the
     Job's environment: the challenger comes back through the artifact store and is judged here."""
-    import sys
-
     import yaml
-
-    sys.path.insert(0, str(REPO / "tests"))
-    from kube_emulator import EmulatorThread
 
     from toolkit.aws import client
     from toolkit.images.release import Release, ReleaseRecords
