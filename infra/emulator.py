@@ -14,7 +14,7 @@ from constructs import IConstruct
 from toolkit.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 
 # Every AWS API the stack (and its backend) calls; all of them go to `aws.endpoint_url` when set.
-ENDPOINT_SERVICES = ("ec2", "eks", "ecr", "iam", "kms", "s3", "sts", "cloudwatchlogs", "dynamodb", "amp", "sns")
+ENDPOINT_SERVICES = ("ec2", "eks", "ecr", "iam", "kms", "s3", "sts", "cloudwatchlogs", "dynamodb", "amp", "sns", "secretsmanager")
 # Fake keys for an emulator endpoint; real AWS uses the normal credential chain.
 CREDENTIALS = {"access_key": EMULATOR_ACCESS_KEY, "secret_key": EMULATOR_SECRET_KEY}
 # Attributes moto invents or drops, per resource type: without ignoring them a second deploy would

@@ -8,12 +8,15 @@ from constructs import Construct
 
 from infra import emulator
 from modules.artifact_store import ArtifactStore
+from modules.ci_identity import CiIdentity
 from modules.cluster import Cluster
+from modules.cluster_access import ClusterAccess
 from modules.identity import WorkloadRole
 from modules.monitoring import Monitoring
 from modules.network import Network
 from modules.node_pool import NodePool, NodeRole
 from modules.registry import Registry
+from modules.signing_key import SigningKey
 from toolkit.config import EnvironmentConfig
 from toolkit.paths import Output, loop_prefix, stack_name
 
@@ -44,10 +47,19 @@ class PlatformStack(TerraformStack):
                         namespace=config.workloads.namespace, bucket_arn=store.arn, kms_key_arn=store.key.arn)
         loop = [loop_prefix(kind, config.name) for kind in ("predictions", "feedback")]  # the server's logs (toolkit/serve/shipping.py)
         retrain = loop_prefix("retrain", config.name)  # a retraining Job's feedback snapshot and challenger (toolkit/loop/remote.py)
+        signing = SigningKey(self, "signing-key", name=config.signing_secret_name, kms_key_arn=store.key.arn,
+                             prevent_destroy=protect)
         training = WorkloadRole(self, "training-role", name=f"{config.cluster.name}-training", service_account="training",
-                                read_prefixes=[datasets, models, *loop, retrain], write_prefixes=[models, retrain], **identity)
+                                read_prefixes=[datasets, models, *loop, retrain], write_prefixes=[models, retrain],
+                                secret_arns=[signing.arn], **identity)
         serving = WorkloadRole(self, "serving-role", name=f"{config.cluster.name}-serving", service_account="serving",
                                read_prefixes=[models], write_prefixes=loop, repository_arn=registry.arn, **identity)
+
+        ci = CiIdentity(self, "ci", config=config, account_id=account, registry_arn=registry.arn, bucket_arn=store.arn,
+                        store_key_arn=store.key.arn, cluster_arn=cluster.cluster.arn, signing_secret_arn=signing.arn)
+        if config.cluster.access_entries:
+            ClusterAccess(self, "cluster-access", cluster_name=cluster.name, deploy_role_arn=ci.deploy_role.arn,
+                          namespace=config.workloads.namespace, admin_principals=list(config.cluster.admin_principals))
 
         monitoring = Monitoring(self, "monitoring", config=config, cluster_arn=cluster.cluster.arn,
                                 subnet_ids=network.private_subnet_ids, prevent_destroy=protect) if config.monitoring.amp.enabled else None
@@ -63,6 +75,9 @@ class PlatformStack(TerraformStack):
             Output.TRAINING_ROLE_ARN: training.arn,
             Output.SERVING_ROLE_ARN: serving.arn,
             Output.REGION: config.aws.region,
+            Output.PLAN_ROLE_ARN: ci.plan_role.arn,
+            Output.DEPLOY_ROLE_ARN: ci.deploy_role.arn,
+            Output.SIGNING_KEY_SECRET: signing.name,
         }
         if monitoring is not None:
             outputs[Output.PROMETHEUS_ENDPOINT] = monitoring.query_endpoint

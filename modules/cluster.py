@@ -5,6 +5,7 @@ from __future__ import annotations
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.eks_cluster import (
     EksCluster,
+    EksClusterAccessConfig,
     EksClusterEncryptionConfig,
     EksClusterEncryptionConfigProvider,
     EksClusterVpcConfig,
@@ -62,6 +63,9 @@ class Cluster(Construct):
             encryption_config=EksClusterEncryptionConfig(
                 resources=["secrets"], provider=EksClusterEncryptionConfigProvider(key_arn=self.secrets_key.arn)
             ),
+            # Access entries only (modules/cluster_access.py): the creator gets no implicit admin entry.
+            access_config=EksClusterAccessConfig(authentication_mode="API", bootstrap_cluster_creator_admin_permissions=False)
+            if config.access_entries else None,
             depends_on=[attachment, log_group],
             lifecycle=protect(prevent_destroy),
         )

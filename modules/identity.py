@@ -42,12 +42,13 @@ class WorkloadRole(Construct):
         bucket_arn / kms_key_arn: the artifact store and its key.
         read_prefixes / write_prefixes: S3 prefixes the workload may read / write.
         repository_arn: ECR repository it may pull from (None: no ECR access).
+        secret_arns: Secrets Manager secrets it may read (the model-signing key, for training).
     """
 
     def __init__(
         self, scope: Construct, id: str, *, name: str, oidc_provider_arn: str, oidc_issuer: str, namespace: str,
         service_account: str, bucket_arn: str, kms_key_arn: str, read_prefixes: list[str],
-        write_prefixes: list[str] = (), repository_arn: str | None = None,
+        write_prefixes: list[str] = (), repository_arn: str | None = None, secret_arns: list[str] = (),
     ) -> None:
         super().__init__(scope, id)
         self.role = IamRole(self, "role", name=name,
@@ -68,5 +69,8 @@ class WorkloadRole(Construct):
                                "Resource": repository_arn})
             # GetAuthorizationToken cannot be scoped to a repository.
             statements.append({"Sid": "RegistryLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"})
+        if secret_arns:
+            statements.append({"Sid": "ReadSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                               "Resource": list(secret_arns)})
         IamRolePolicy(self, "policy", role=self.role.id, policy=Fn.jsonencode({"Version": "2012-10-17", "Statement": statements}))
         self.arn = self.role.arn

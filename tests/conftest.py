@@ -21,6 +21,14 @@ REPO = Path(__file__).resolve().parent.parent
 PATHS = ProjectPaths(REPO)
 HEART = REPO / "data" / "heart-cleveland.csv"
 
+# Models the tests train are signed with this checkout's local key (.local/signing/, generated on
+# first use), which every server and `toolkit predict` the tests start trusts through the variable
+# the serving container gets its keys from.
+from toolkit.ml.signing_keys import PUBLIC_KEYS_ENV, local_key_files  # noqa: E402
+
+SIGNING_KEY, SIGNING_PUBLIC_KEY = local_key_files(PATHS)
+os.environ[PUBLIC_KEYS_ENV] = SIGNING_PUBLIC_KEY.read_text()
+
 # jsii cache in the repo, offline provider mirror, no checkpoint calls: as the Makefile does.
 os.environ.update(terraform_environment(PATHS))
 
@@ -131,5 +139,9 @@ def train_small_model(root, seed: int):
     from toolkit.config import load_environment
     from toolkit.ml.train import DatasetChoice, train_and_save
 
+    from toolkit.ml.signing import sign_artifact
+
     settings = load_environment("local").training.model_copy(update={"epochs": 15, "seed": seed})
-    return train_and_save(DatasetChoice.from_config(settings), settings, root, env="test").artifact_dir
+    artifact = train_and_save(DatasetChoice.from_config(settings), settings, root, env="test").artifact_dir
+    sign_artifact(artifact, SIGNING_KEY.read_bytes())
+    return artifact

@@ -12,13 +12,14 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from reference_model import reference_predict
 
-from conftest import HEART
+from conftest import HEART, SIGNING_KEY
 from toolkit.config import load_environment
 from toolkit.errors import ArtifactError
 from toolkit.ml.artifacts import load_artifact
 from toolkit.ml.predict import predict_records
 from toolkit.ml.table import read_csv
 from toolkit.ml.train import DatasetChoice, train_and_save
+from toolkit.ml.signing import sign_artifact
 from toolkit.serve.app import create_app
 
 MAX_BATCH = 8
@@ -29,7 +30,9 @@ MAX_BODY = 4096
 def model_dir(tmp_path_factory):
     settings_ = load_environment("local").training.model_copy(update={"epochs": 20})
     out = tmp_path_factory.mktemp("serve-artifacts")
-    return train_and_save(DatasetChoice.from_config(settings_), settings_, out, env="test").artifact_dir
+    artifact = train_and_save(DatasetChoice.from_config(settings_), settings_, out, env="test").artifact_dir
+    sign_artifact(artifact, SIGNING_KEY.read_bytes())  # the servers the tests start trust this key (conftest)
+    return artifact
 
 
 @pytest.fixture(scope="module")

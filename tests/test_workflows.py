@@ -63,7 +63,7 @@ def test_retrain_runs_make_retrain_on_schedule_dispatch_and_by_hand():
     runs = "\n".join(step.get("run", "") for step in job["steps"])
     assert 'make retrain ENV="$ENV"' in runs
     credentials = next(step for step in job["steps"] if "configure-aws-credentials" in step.get("uses", ""))
-    assert "RETRAIN_ROLE_ARN_" in credentials["with"]["role-to-assume"]  # OIDC, no stored keys
+    assert "DEPLOY_ROLE_ARN_" in credentials["with"]["role-to-assume"]  # OIDC, no stored keys
     assert workflow["permissions"]["id-token"] == "write"
 
 

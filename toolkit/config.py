@@ -69,6 +69,30 @@ class StateConfig(_Section):
     key: str = Field("platform/terraform.tfstate", min_length=1)
 
 
+IamArn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$",
+                               description="an IAM role or user ARN")]
+GitHubRepository = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9_.-]{1,100}$", description="OWNER/NAME")]
+
+
+class SigningConfig(_Section):
+    """Model signing (toolkit/ml/signing.py): artifacts are signed at training time with the
+    environment's private key and verified against its public key wherever they are loaded."""
+
+    public_key: str | None = Field(None, pattern=r"^[A-Za-z0-9_./-]+\.pub$",
+                                   description="the environment's public key (PEM), relative to the project root, e.g. "
+                                               "keys/prod.pub: written by `toolkit signing-key --env ENV` and committed; "
+                                               "unset on an emulated environment (its key pair is generated under .local/signing/)")
+
+
+class CiConfig(_Section):
+    """Delivery from GitHub Actions (modules/ci_identity.py): GitHub's OIDC provider and this
+    environment's `plan` role (pull requests) and `deploy` role (the GitHub environment of the same name)."""
+
+    github_repository: GitHubRepository = Field(description="the repository whose workflows assume the roles")
+    create_oidc_provider: bool = Field(True, description="create GitHub's OIDC provider; there is one per AWS account, so every "
+                                                         "other environment in the same account sets false and looks it up")
+
+
 class ClusterConfig(_Section):
     name: Name
     kubernetes_version: Literal["1.29", "1.30", "1.31", "1.32"]
@@ -78,6 +102,10 @@ class ClusterConfig(_Section):
     log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = Field(
         default_factory=lambda: ["api", "audit", "authenticator", "controllerManager", "scheduler"]
     )
+    access_entries: bool = Field(True, description="grant cluster access with EKS access entries (authentication mode API): "
+                                                   "the CI deploy role and admin_principals; moto does not emulate them")
+    admin_principals: list[IamArn] = Field(default_factory=list, description="IAM roles or users with cluster-admin; the "
+                                                                           "creator has no implicit admin rights")
 
     @field_validator("public_access_cidrs")
     @classmethod
@@ -370,6 +398,10 @@ class EnvironmentConfig(_Section):
     workloads: WorkloadsConfig = Field(default_factory=WorkloadsConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    ci: CiConfig
+    signing: SigningConfig = Field(default_factory=SigningConfig)
+    promotion_from: Name | None = Field(None, description="deploy only image digests and models promoted from this environment "
+                                                          "(`toolkit promote --from … --to ENV`)")
 
     @model_validator(mode="after")
     def _pools(self) -> EnvironmentConfig:
@@ -386,6 +418,11 @@ class EnvironmentConfig(_Section):
 
     def gpu_pools(self) -> list[NodePoolConfig]:
         return [p for p in self.node_pools if p.gpu]
+
+    @property
+    def signing_secret_name(self) -> str:
+        """The Secrets Manager secret of the model-signing private key (modules/signing_key.py)."""
+        return f"{self.cluster.name}-model-signing-key"
 
 
 # ---------------------------------------------------------------- loading

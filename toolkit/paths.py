@@ -51,6 +51,11 @@ class Output(enum.StrEnum):
     REGION = "region"
     PROMETHEUS_ENDPOINT = "prometheus_endpoint"  # the AMP workspace's query endpoint
     ALERT_TOPIC_ARN = "alert_topic_arn"
+    # CI (modules/ci_identity.py): the workflows' variables are named after these, per environment:
+    # PLAN_ROLE_ARN_<ENV> and DEPLOY_ROLE_ARN_<ENV> (README "Delivery from CI").
+    PLAN_ROLE_ARN = "plan_role_arn"
+    DEPLOY_ROLE_ARN = "deploy_role_arn"
+    SIGNING_KEY_SECRET = "signing_key_secret"  # the Secrets Manager secret of the model-signing key
 
 
 def project_root() -> Path:

@@ -1,4 +1,4 @@
-"""`toolkit train | evaluate | predict`: the numpy core on CSV and JSON data."""
+"""`toolkit train | evaluate | predict | verify | signing-key`: the numpy core on CSV and JSON data, and signed artifacts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,21 @@ import click
 
 from toolkit.cli.options import ENV_OPTION, JSON_OPTION, MODEL_OPTION, cluster_options, echo_err, emit_json, load_context, timeout_option
 from toolkit.cli.progress import EpochProgress
+
+PUBLIC_KEY_OPTION = click.option(
+    "--public-key", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
+    help="Verify the model's signature against this public key only (default: $TOOLKIT_MODEL_PUBLIC_KEYS and the keys "
+         "the model's environment trusts).")
+
+
+def load_signed(model_dir: Path, public_key: Path | None, env: str | None = None):
+    """(model, the key that signed it): checksums first, then the signature (toolkit/ml/signing.py)."""
+    from toolkit.ml.artifacts import load_artifact
+    from toolkit.ml.signing import verify_signature
+    from toolkit.ml.signing_keys import keys_for_model
+
+    model = load_artifact(model_dir)
+    return model, verify_signature(model_dir, keys_for_model(model_dir, public_key, env))
 
 
 @click.command()
@@ -63,6 +78,10 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
         settings, root=ctx.root, path=data, label=label, target=target, categorical=categorical,
         drop_columns=drop_columns, delimiter=delimiter,
     )
+    from toolkit.ml.signing import sign_artifact
+    from toolkit.ml.signing_keys import private_key
+
+    signing_key = private_key(ctx)  # before training: a missing key fails now, not after the last epoch
     progress = EpochProgress(settings.epochs, enabled=not as_json)
     on_fold = None if as_json else _report_fold
     try:
@@ -70,6 +89,7 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
                                 on_epoch=progress.update, on_fold=on_fold)
     finally:
         progress.close()
+    sign_artifact(result.artifact_dir, signing_key)
     for warning in result.warnings:
         echo_err(f"warning: {warning}")
     summary = {
@@ -96,7 +116,7 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
         cv = result.metrics["cv"]
         parts = [f"{k} {cv[k]['mean']:.3f} ± {cv[k]['std']:.3f}" for k in ("accuracy", "roc_auc", "f1")]
         click.echo(f"cv({cv['folds']})    " + "  ".join(parts))
-    click.echo(f"artifact {result.artifact_dir}")
+    click.echo(f"artifact {result.artifact_dir}  (signed with the key of {env})")
     click.echo(f"metrics  {result.metrics_path}")
     click.echo(f"curves   {result.curves_path or '(matplotlib not installed: no plot; the history is in metrics.json)'}")
     if upload:
@@ -116,13 +136,13 @@ def _format_report(report: dict) -> str:
 @MODEL_OPTION
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled CSV to score.")
 @click.option("--delimiter", help="CSV delimiter (default: detected).")
+@PUBLIC_KEY_OPTION
 @JSON_OPTION
-def evaluate(model_dir: Path, data: Path, delimiter: str | None, as_json: bool) -> None:
-    """Score a saved model on a labelled CSV (checksums are verified first)."""
-    from toolkit.ml.artifacts import load_artifact
+def evaluate(model_dir: Path, data: Path, delimiter: str | None, public_key: Path | None, as_json: bool) -> None:
+    """Score a saved model on a labelled CSV (checksums and signature are verified first)."""
     from toolkit.ml.predict import evaluate_artifact
 
-    model = load_artifact(model_dir)
+    model, _ = load_signed(model_dir, public_key)
     report = evaluate_artifact(model, data, delimiter)
     if as_json:
         emit_json({"version": model.version, "data": str(data), **report})
@@ -138,13 +158,14 @@ def evaluate(model_dir: Path, data: Path, delimiter: str | None, as_json: bool) 
 @MODEL_OPTION
 @click.option("--input", "input_path", default="-", type=click.Path(path_type=Path, allow_dash=True),
               help="CSV or JSON records ([{...}] or {\"records\": [...]}); '-' reads stdin.")
+@PUBLIC_KEY_OPTION
 @JSON_OPTION
-def predict(model_dir: Path, input_path: Path, as_json: bool) -> None:
-    """Predict labels and class probabilities for records by feature name."""
-    from toolkit.ml.artifacts import load_artifact
+def predict(model_dir: Path, input_path: Path, public_key: Path | None, as_json: bool) -> None:
+    """Predict labels and class probabilities for records by feature name (checksums and signature
+    are verified first)."""
     from toolkit.ml.predict import predict_table, read_records
 
-    model = load_artifact(model_dir)
+    model, _ = load_signed(model_dir, public_key)
     stdin = str(input_path) == "-"
     table = read_records(None, click.get_binary_stream("stdin").read()) if stdin else read_records(input_path)
     predictions = predict_table(model, table)
@@ -158,4 +179,35 @@ def predict(model_dir: Path, input_path: Path, as_json: bool) -> None:
         click.echo("  ".join(f"{c:>8}" for c in cells))
 
 
-COMMANDS = [train, evaluate, predict]
+@click.command()
+@MODEL_OPTION
+@PUBLIC_KEY_OPTION
+@click.option("--env", help="Verify against the keys ENV trusts (its own and those it promotes from).")
+@JSON_OPTION
+def verify(model_dir: Path, public_key: Path | None, env: str | None, as_json: bool) -> None:
+    """Check a model artifact: its manifest, every file's checksum, and its signature against the
+    trusted public keys. Exit 0 when it can be served, 2 with the reason when not."""
+    model, key = load_signed(model_dir, public_key, env)
+    result = {"model": str(model_dir), "version": model.version, "files": len(model.manifest["files"]) + 1, "signed_by": key.name}
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"ok  {model_dir}: model {model.version}, {result['files']} files intact, signed by the key of {key.name}")
+
+
+@click.command("signing-key")
+@ENV_OPTION
+@click.option("--rotate", is_flag=True, help="Replace an existing key (every model signed with the old one must be re-signed "
+                                             "or retrained before it can be served again).")
+def signing_key(env: str, rotate: bool) -> None:
+    """Create ENV's model-signing key pair: the private key into the Secrets Manager secret the stack
+    made for it (emulated environments: .local/signing/), the public key into signing.public_key
+    (keys/ENV.pub), to commit. Run once per environment, by someone allowed to write the secret."""
+    from toolkit.ml.signing_keys import create_signing_key
+
+    ctx = load_context(env)
+    for line in create_signing_key(ctx, rotate):
+        click.echo(line)
+
+
+COMMANDS = [train, evaluate, predict, verify, signing_key]

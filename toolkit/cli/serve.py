@@ -22,13 +22,16 @@ from toolkit.cli.options import MODEL_OPTION, echo_err
 @click.option("--header-timeout", type=click.IntRange(1, 300), envvar="TOOLKIT_HEADER_TIMEOUT", metavar="SECONDS",
               help="Close a connection whose request head is not complete by then (default: serving.header_timeout_seconds "
                    "of ENV, else 10).")
+@click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
+              help="Serve only a model signed with this key (default: $TOOLKIT_MODEL_PUBLIC_KEYS, the keys ENV trusts, "
+                   "or those of the environment the model was trained for).")
 @click.option("--fault-file", type=click.Path(dir_okay=False, path_type=Path), hidden=True,
               help="Tests only, loopback only: inject failures and latency from this JSON file (serve/faults.py).")
 def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_batch_size: int | None,
-          max_body_bytes: int | None, header_timeout: int | None, fault_file: Path | None) -> None:
+          max_body_bytes: int | None, header_timeout: int | None, public_key: Path | None, fault_file: Path | None) -> None:
     """Serve a model over HTTP: POST /v1/predict, GET /healthz /readyz /metrics /docs.
 
-    The artifact's checksums are verified before the server starts. In the serving image the
+    The artifact's checksums and signature are verified before the server starts. In the serving image the
     settings come from TOOLKIT_* environment variables (a ConfigMap on Kubernetes)."""
     from toolkit.serve.app import create_app
     from toolkit.serve.loop import LoopSettings
@@ -57,8 +60,11 @@ def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_bat
         from toolkit.serve.faults import FaultSwitch
 
         faults = FaultSwitch(fault_file, host)
-    app = create_app(model_dir, **limits, faults=faults, loop=loop)
-    echo_err(f"serving model {app.state.model.version} on http://{host}:{port or 8080}")
+    from toolkit.ml.signing_keys import keys_for_model
+
+    keys = keys_for_model(model_dir, public_key, env)
+    app = create_app(model_dir, **limits, faults=faults, loop=loop, public_keys=keys)
+    echo_err(f"serving model {app.state.model.version} (signed by the key of {app.state.signed_by}) on http://{host}:{port or 8080}")
     run(app, host, port or 8080, header_timeout=header_timeout or 10)
 
 

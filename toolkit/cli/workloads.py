@@ -39,7 +39,14 @@ def render(env: str, image: str | None, model_version: str | None, job: bool) ->
         echo_err(f"note: {stack_name(env)} is not deployed; values from its stack outputs are placeholders.")
     records = ReleaseRecords(ctx.paths, env)
     release = records.last_push(image, model_version)
-    objects = serving_manifests(ctx.config, outputs, release)
+    from toolkit.workloads.deploy import trusted_key_bundle
+
+    try:
+        keys = trusted_key_bundle(ctx)
+    except BadInputError as exc:
+        echo_err(f"note: {exc}")
+        keys = f"<the public keys {env} trusts: `toolkit signing-key --env {env}`>"
+    objects = serving_manifests(ctx.config, outputs, release, keys)
     if job:
         try:
             trainer = records.training_release()
@@ -117,9 +124,11 @@ def rollback(env, kubeconfig, context, timeout, as_json) -> None:
         result = rollback_local(ctx, registry_login(ctx.config), timeout, on_line=quiet if as_json else echo_err)
         image = result["release"]
     else:
+        from toolkit.workloads.deploy import trusted_key_bundle
         from toolkit.workloads.rollout import rollback as rollback_k8s
 
-        outcome = rollback_k8s(target.kube, ctx.config, target.outputs, timeout, RolloutProgress(not as_json))
+        outcome = rollback_k8s(target.kube, ctx.config, target.outputs, timeout, RolloutProgress(not as_json),
+                               public_keys=trusted_key_bundle(ctx))
         image = outcome.release.image
         result = {"release": image, "model_version": outcome.release.model_version, "seconds": round(outcome.seconds, 1)}
     emit_json(result) if as_json else click.echo(f"rolled back to {image} (model {result['model_version']})")

@@ -29,6 +29,8 @@ from toolkit.errors import ToolkitError
 from toolkit.loop.feedback_data import LabelledRow, labelled_rows, rows_digest, with_feedback
 from toolkit.ml.artifacts import ModelArtifact, load_artifact
 from toolkit.ml.data import Dataset, stratified_split
+from toolkit.ml.signing import sign_artifact, verify_signature
+from toolkit.ml.signing_keys import private_key, trusted_keys
 from toolkit.ml.nn.metrics import classification_report
 from toolkit.ml.table import sha256_file
 from toolkit.ml.train import DatasetChoice, train_and_save
@@ -122,9 +124,11 @@ def gather(ctx: Context, bucket: str | None = None) -> TrainingData:
 
 
 def train_challenger(ctx: Context, data: TrainingData, out_root: Path) -> Path:
-    """Train on `data` here; the artifact's directory."""
+    """Train on `data` here and sign it with the environment's key; the artifact's directory."""
+    key = private_key(ctx)  # before training: a missing key fails now
     result = train_and_save(data.choice, ctx.config.training, out_root, env=ctx.env, dataset=data.merged,
                             splits=(data.train, data.validation, data.test), data_info={"feedback": data.feedback_info})
+    sign_artifact(result.artifact_dir, key)
     return result.artifact_dir
 
 
@@ -142,8 +146,10 @@ def retrain(ctx: Context, champion_dir: Path | None, out_root: Path, on_line: Pr
 
 
 def judge(ctx: Context, data: TrainingData, champion_dir: Path | None, challenger_dir: Path, on_line: Progress = print) -> Decision:
-    """Both models on the same held-out rows, the gate, and the decision record."""
+    """Both models on the same held-out rows, the gate, and the decision record. The challenger must
+    be signed by a key the environment trusts (it may come back from a Job)."""
     challenger = load_artifact(challenger_dir)
+    verify_signature(challenger_dir, trusted_keys(ctx))
     on_line(f"challenger {challenger.version} trained")
     merged, test, holdout = data.merged, data.test, data.holdout
     metrics = {"challenger": {"test_split": evaluate(challenger, merged, test), "feedback_holdout": evaluate(challenger, merged, holdout)}}

@@ -67,21 +67,25 @@ def download_file(config: EnvironmentConfig, url: str, directory: Path | None = 
 
 
 def upload_artifact(config: EnvironmentConfig, artifact_dir: Path, prefix_url: str) -> str:
-    """Upload a verified artifact to <prefix_url>/<version>/; returns that URL."""
+    """Upload a verified artifact (and its signature) to <prefix_url>/<version>/; returns that URL."""
     from toolkit.ml.artifacts import MANIFEST, verify_artifact
+    from toolkit.ml.signing import SIGNATURE
 
     manifest = verify_artifact(artifact_dir)
     base = prefix_url.rstrip("/") + "/" + manifest["version"] + "/"
-    for name in [*sorted(manifest["files"]), MANIFEST]:
+    signature = [SIGNATURE] if (artifact_dir / SIGNATURE).is_file() else []
+    for name in [*sorted(manifest["files"]), MANIFEST, *signature]:  # the signature last: it vouches for the rest
         upload_file(config, artifact_dir / name, base + name)
     return base
 
 
 def download_artifact(config: EnvironmentConfig, url: str, directory: Path) -> Path:
-    """Download the artifact at <url> (…/<version>/) into `directory`/<version>/ and verify it whole."""
+    """Download the artifact at <url> (…/<version>/) and its signature, if any, into
+    `directory`/<version>/ and verify its checksums (the signature is checked where it is loaded)."""
     import json
 
     from toolkit.ml.artifacts import MANIFEST, verify_artifact
+    from toolkit.ml.signing import SIGNATURE
 
     base = url.rstrip("/") + "/"
     target = directory / base.rstrip("/").rsplit("/", 1)[-1]
@@ -91,5 +95,11 @@ def download_artifact(config: EnvironmentConfig, url: str, directory: Path) -> P
         if "/" in name or name.startswith("."):
             raise ToolkitError(f"{base}{MANIFEST} lists {name!r}, which is not a plain file name.")
         download_file(config, base + name, target)
+    try:
+        download_file(config, base + SIGNATURE, target)
+    except ToolkitError as exc:
+        if "404" not in str(exc) and "Not Found" not in str(exc):
+            raise
+        (target / SIGNATURE).unlink(missing_ok=True)  # an unsigned artifact: refused where it is loaded, with that reason
     verify_artifact(target)
     return target

@@ -124,6 +124,7 @@ def save_artifact(
     code_version: str,
     write_extras=None,
     reference: dict | None = None,
+    env: str | None = None,
 ) -> Path:
     """Write a new artifact under `root/<version>/` atomically and point `root/latest` at it.
 
@@ -149,6 +150,7 @@ def save_artifact(
             "version": version,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "code_version": code_version,
+            "env": env,  # trained for this environment: its keys verify the signature (signing_keys.py)
             "architecture": {**model.spec(), "output": output},
             "preprocessing": preprocessor.to_dict(),
             "feature_names": preprocessor.feature_names,

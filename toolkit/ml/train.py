@@ -224,7 +224,7 @@ def train_and_save(
         output=fitted.output, classes=dataset.classes, label=dataset.label, target=dataset.target,
         metrics=metrics, dataset=dataset_info,
         training=settings.model_dump(mode="json") | {"categorical": choice.categorical, "drop_columns": choice.drop_columns},
-        code_version=code_version(), write_extras=write_curves, reference=reference,
+        code_version=code_version(), write_extras=write_curves, reference=reference, env=env,
     )
     curves = directory / artifacts.CURVES
     return TrainResult(directory, metrics, directory / artifacts.METRICS, curves if curves.exists() else None, directory.name,

@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from toolkit.errors import BadInputError
 from toolkit.ml.artifacts import ModelArtifact, load_artifact
 from toolkit.ml.predict import score_records
+from toolkit.ml.signing import PublicKey, verify_signature
+from toolkit.ml.signing_keys import keys_for_model
 from toolkit.serve.faults import FaultSwitch
 from toolkit.serve.loop import FeedbackLoop, LoopSettings
 from toolkit.serve.metrics import ServerMetrics
@@ -94,11 +96,14 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes: int = 1_048_576,
-               faults: FaultSwitch | None = None, loop: LoopSettings | None = None) -> FastAPI:
-    """Load and verify the artifact, then build the app (an ArtifactError stops startup).
+               faults: FaultSwitch | None = None, loop: LoopSettings | None = None,
+               public_keys: list[PublicKey] | None = None) -> FastAPI:
+    """Load and verify the artifact (checksums, then its signature against `public_keys`, default
+    signing_keys.keys_for_model), then build the app (an ArtifactError stops startup).
     `faults`: the test-only fault switch (serve/faults.py); `loop`: the feedback loop's settings
     (None: no prediction ids, log, ground truth or drift)."""
     model = load_artifact(model_dir)
+    signer = verify_signature(Path(model_dir), public_keys if public_keys is not None else keys_for_model(Path(model_dir)))
     metrics = ServerMetrics(model)
     feedback = FeedbackLoop(model, metrics, loop) if loop is not None and loop.config.enabled else None
 
@@ -114,6 +119,7 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
                   description=f"Model {model.version}: label '{model.manifest['label']}', classes {model.classes}.")
     app.state.feedback = feedback
     app.state.model = model
+    app.state.signed_by = signer.name
 
     app.add_middleware(MeasureAndLimit, metrics=metrics, max_body_bytes=max_body_bytes, routes=app.router.routes)
 

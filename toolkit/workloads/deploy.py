@@ -23,7 +23,8 @@ def deploy_release(ctx: Context, target: Target, release: Release, timeout: floa
     else:
         from toolkit.workloads.rollout import deploy as deploy_k8s
 
-        outcome = deploy_k8s(target.kube, ctx.config, target.outputs, release, timeout, on_progress)
+        outcome = deploy_k8s(target.kube, ctx.config, target.outputs, release, timeout, on_progress,
+                             public_keys=trusted_key_bundle(ctx))
         result = {"release": release.image, "model_version": release.model_version, "applied": outcome.applied,
                   "pruned": outcome.pruned, "seconds": round(outcome.seconds, 1)}
     if smoke:
@@ -32,6 +33,13 @@ def deploy_release(ctx: Context, target: Target, release: Release, timeout: floa
         except ToolkitError as exc:  # the rollout's probes passed, so this is not rolled back by itself: say how
             raise ToolkitError(f"{exc}\nThe release is deployed; `toolkit rollback --env {ctx.env}` returns to the previous one.") from None
     return result
+
+
+def trusted_key_bundle(ctx: Context) -> str:
+    """The public keys the environment's server verifies models against, as one PEM bundle."""
+    from toolkit.ml.signing_keys import bundle, trusted_keys
+
+    return bundle(trusted_keys(ctx))
 
 
 def smoke_test(ctx: Context, target: Target) -> dict:

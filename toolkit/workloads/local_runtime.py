@@ -23,6 +23,7 @@ from toolkit.images.build import MODEL_VERSION_LABEL
 from toolkit.images.docker import docker_client
 from toolkit.images.login import RegistryLogin
 from toolkit.images.release import Release, ReleaseRecords, rollback_target, with_release, without_release
+from toolkit.ml.signing_keys import bundle, trusted_keys
 from toolkit.workloads.manifests import IMAGE_ANNOTATION, MODEL_VERSION_ANNOTATION, RUN_AS_USER, serving_environment
 
 Progress = Callable[[str], None]
@@ -62,11 +63,11 @@ def _logs_tail(container, lines: int = 15) -> str:
         return ""
 
 
-def _run(docker, config: EnvironmentConfig, release: Release, name: str, port: int, serving: bool = False):
+def _run(docker, config: EnvironmentConfig, release: Release, name: str, port: int, public_keys: str, serving: bool = False):
     """Start the image like the Deployment's pod: non-root, read-only root fs, no capabilities,
     a tmpfs /tmp, the ConfigMap's environment; host network on 127.0.0.1 (DESIGN.md).
     The serving container comes back with the engine (`toolkit local down` / `up`)."""
-    environment = {**serving_environment(config), **emulator_environment(config), "TOOLKIT_HOST": "127.0.0.1",
+    environment = {**serving_environment(config, public_keys), **emulator_environment(config), "TOOLKIT_HOST": "127.0.0.1",
                    "TOOLKIT_PORT": str(port)}
     return docker.containers.run(
         release.image, name=name, detach=True, network_mode="host", environment=environment,
@@ -139,7 +140,8 @@ def deploy_local(ctx: Context, release: Release, login: RegistryLogin | None = N
     candidate_name, port = f"{name}-candidate", _free_port()
     _remove(docker, candidate_name)
     on_line(f"candidate {release.image} on 127.0.0.1:{port}")
-    candidate = _run(docker, config, release, candidate_name, port)
+    keys = bundle(trusted_keys(ctx))
+    candidate = _run(docker, config, release, candidate_name, port, keys)
     try:
         wait_ready(candidate, port, timeout)
     except RolloutError as failure:
@@ -148,14 +150,15 @@ def deploy_local(ctx: Context, release: Release, login: RegistryLogin | None = N
         kept = f"\n{serving.image} keeps serving on {service_url(config)}" if serving else ""
         raise RolloutError(f"{failure}{kept}", failure.reason) from None
     candidate.remove(force=True)
-    previous = _swap(docker, config, release, name, timeout, on_line)
+    previous = _swap(docker, config, release, name, timeout, on_line, keys)
     records = ReleaseRecords(ctx.paths, ctx.env)
     records.save_history(with_release(records.history(), release))
     return {"release": release.image, "model_version": release.model_version, "url": service_url(config),
             "replaced": previous, "seconds": round(time.monotonic() - start, 1)}
 
 
-def _swap(docker, config: EnvironmentConfig, release: Release, name: str, timeout: float, on_line: Progress) -> str | None:
+def _swap(docker, config: EnvironmentConfig, release: Release, name: str, timeout: float, on_line: Progress,
+          keys: str) -> str | None:
     """Stop the old container, start the new one on the service port; on failure restart the old."""
     import docker as docker_sdk
 
@@ -168,7 +171,7 @@ def _swap(docker, config: EnvironmentConfig, release: Release, name: str, timeou
         old.stop(timeout=10)
         old.rename(f"{name}-previous-{int(time.time())}")
     on_line(f"serving {release.image} on {service_url(config)}")
-    new = _run(docker, config, release, name, config.serving.port, serving=True)
+    new = _run(docker, config, release, name, config.serving.port, keys, serving=True)
     try:
         wait_ready(new, config.serving.port, timeout)
     except RolloutError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from toolkit.config import EnvironmentConfig, NodePoolConfig
 from toolkit.images.release import Release
+from toolkit.ml.signing_keys import PUBLIC_KEYS_ENV
 from toolkit.paths import Output
 from toolkit.workloads import observability
 from toolkit.workloads.objects import (  # noqa: F401  (the names other modules take from here)
@@ -40,10 +41,12 @@ FEEDBACK_SECRET = "toolkit-feedback"  # `kubectl -n NS create secret generic too
 FEEDBACK_SECRET_DIR = "/etc/toolkit/feedback"
 
 
-def serving_environment(config: EnvironmentConfig) -> dict[str, str]:
-    """The server's environment: the same on Kubernetes (ConfigMap) and on the local Docker runtime."""
+def serving_environment(config: EnvironmentConfig, public_keys: str | None = None) -> dict[str, str]:
+    """The server's environment: the same on Kubernetes (ConfigMap) and on the local Docker runtime.
+    `public_keys`: the PEM bundle the server verifies the model's signature against (signing_keys.py)."""
     serving = config.serving
-    return {"TOOLKIT_HOST": "0.0.0.0", "TOOLKIT_PORT": str(serving.port),
+    keys = {PUBLIC_KEYS_ENV: public_keys} if public_keys else {}
+    return {**keys, "TOOLKIT_HOST": "0.0.0.0", "TOOLKIT_PORT": str(serving.port),
             "TOOLKIT_MAX_BATCH_SIZE": str(serving.max_batch_size), "TOOLKIT_MAX_BODY_BYTES": str(serving.max_body_bytes),
             "TOOLKIT_HEADER_TIMEOUT": str(serving.header_timeout_seconds),
             # the feedback loop (toolkit/serve/loop.py): prediction log to the artifact store, drift, ground truth
@@ -68,9 +71,9 @@ def service_account(config: EnvironmentConfig, name: str, role_arn: str | None) 
             "automountServiceAccountToken": False}
 
 
-def serving_config_map(config: EnvironmentConfig) -> dict:
+def serving_config_map(config: EnvironmentConfig, public_keys: str | None = None) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": object_meta(config, SERVING, SERVING, config.workloads.namespace),
-            "data": serving_environment(config)}
+            "data": serving_environment(config, public_keys)}
 
 
 def deployment(config: EnvironmentConfig, release: Release) -> dict:
@@ -256,13 +259,13 @@ def artifact_bucket(config: EnvironmentConfig, outputs: dict) -> str:
     return outputs.get(Output.BUCKET) or config.artifact_store.bucket
 
 
-def serving_manifests(config: EnvironmentConfig, outputs: dict, release: Release) -> list[dict]:
+def serving_manifests(config: EnvironmentConfig, outputs: dict, release: Release, public_keys: str | None = None) -> list[dict]:
     """What `toolkit deploy` applies (and prunes against), in apply order. `outputs`: the stack's
     (IRSA role ARNs, bucket); a cluster that is not the environment's EKS may have none."""
     objects = [namespace(config),
                service_account(config, SERVING, outputs.get(Output.SERVING_ROLE_ARN)),
                service_account(config, TRAINING, outputs.get(Output.TRAINING_ROLE_ARN)),
-               serving_config_map(config), deployment(config, release), service(config),
+               serving_config_map(config, public_keys), deployment(config, release), service(config),
                pod_disruption_budget(config)]
     if config.serving.autoscaling.enabled:
         objects.append(horizontal_pod_autoscaler(config))

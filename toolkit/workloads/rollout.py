@@ -203,12 +203,13 @@ def live_release(kube: Kube, config: EnvironmentConfig) -> Release | None:
 
 
 def deploy(kube: Kube, config: EnvironmentConfig, outputs: dict, release: Release, timeout: float, on_progress: Progress = lambda e: None,
-           poll: float = 1.0) -> DeployResult:
-    """Apply the release; on a failed rollout re-apply the previous one and raise RolloutError."""
+           poll: float = 1.0, public_keys: str | None = None) -> DeployResult:
+    """Apply the release; on a failed rollout re-apply the previous one and raise RolloutError.
+    `public_keys`: the PEM bundle the server verifies models against (manifests.serving_environment)."""
     start = time.monotonic()
     namespace = config.workloads.namespace
     previous = live_release(kube, config)
-    objects = serving_manifests(config, outputs, release)
+    objects = serving_manifests(config, outputs, release, public_keys)
     applied = apply_all(kube, objects)
     pruned = prune(kube, config, objects)
     try:
@@ -216,7 +217,7 @@ def deploy(kube: Kube, config: EnvironmentConfig, outputs: dict, release: Releas
     except RolloutError as failure:
         if previous is None or previous == release:
             raise RolloutError(f"{failure} (no previous release to roll back to)", failure.reason) from None
-        apply_all(kube, serving_manifests(config, outputs, previous))
+        apply_all(kube, serving_manifests(config, outputs, previous, public_keys))
         wait_for_rollout(kube, namespace, SERVING, previous.image, timeout, on_progress, poll=poll)
         raise RolloutError(f"{failure}; rolled back to {previous.image} (model {previous.model_version}), which is serving",
                            failure.reason) from None
@@ -225,11 +226,11 @@ def deploy(kube: Kube, config: EnvironmentConfig, outputs: dict, release: Releas
 
 
 def rollback(kube: Kube, config: EnvironmentConfig, outputs: dict, timeout: float, on_progress: Progress = lambda e: None,
-             poll: float = 1.0) -> DeployResult:
+             poll: float = 1.0, public_keys: str | None = None) -> DeployResult:
     """Re-deploy the release before the live one."""
     current = live_release(kube, config)
     target = rollback_target(read_history(kube, config), current, config.name)
-    result = deploy(kube, config, outputs, target, timeout, on_progress, poll=poll)
+    result = deploy(kube, config, outputs, target, timeout, on_progress, poll=poll, public_keys=public_keys)
     if current is not None:  # the rolled-back release leaves the history
         write_history(kube, config, without_release(read_history(kube, config), current))
     return result

@@ -1,0 +1,152 @@
+"""Delivery from GitHub Actions: GitHub's OIDC provider and an environment's two CI roles.
+
+- `plan` (pull requests of the repository only): reads what `terraform plan` refreshes, reads the
+  state object and writes only its lock object, and nothing else (no object in the artifact
+  store, no image, no cluster);
+- `deploy` (the GitHub environment named after this one only): pushes to this environment's
+  ECR repository, reads and writes its artifact store's prefixes, reads the state, reads the
+  model-signing key, and reaches the cluster (its Kubernetes rights are EKS access entries, in
+  modules/cluster_access.py).
+
+Trust is `sts:AssumeRoleWithWebIdentity` from the provider, with `aud` = `sts.amazonaws.com` and
+`sub` equal to one exact subject (never a wildcard). The provider exists once per AWS account:
+`ci.create_oidc_provider` says which environment creates it; the others look it up by URL.
+"""
+
+from __future__ import annotations
+
+from cdktf_cdktf_provider_aws.data_aws_iam_openid_connect_provider import DataAwsIamOpenidConnectProvider
+from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import (
+    DataAwsIamPolicyDocument,
+    DataAwsIamPolicyDocumentStatement,
+    DataAwsIamPolicyDocumentStatementCondition,
+    DataAwsIamPolicyDocumentStatementPrincipals,
+)
+from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from constructs import Construct
+
+from toolkit.config import EnvironmentConfig
+from toolkit.paths import LOOP_KINDS, loop_prefix
+
+GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+AUDIENCE = "sts.amazonaws.com"
+# GitHub's intermediate CA thumbprints; IAM no longer checks them for this provider, the API still wants one.
+GITHUB_THUMBPRINTS = ["6938fd4d98bab03faadb97b34396831e3780aea1", "1c58a3a8518e8759bf075b76b750d4f2df264fcd"]
+
+
+# What the provider describes to refresh the network, node groups and their launch templates.
+EC2_DESCRIBED = ("Vpcs", "Subnets", "RouteTables", "InternetGateways", "NatGateways", "Addresses", "AddressesAttribute",
+                 "LaunchTemplates", "LaunchTemplateVersions", "SecurityGroups", "SecurityGroupRules", "FlowLogs", "NetworkAcls",
+                 "AvailabilityZones", "Tags", "NetworkInterfaces", "VpcEndpoints", "PrefixLists", "AccountAttributes", "Images")
+
+
+def pull_request_subject(repository: str) -> str:
+    return f"repo:{repository}:pull_request"
+
+
+def environment_subject(repository: str, env: str) -> str:
+    return f"repo:{repository}:environment:{env}"
+
+
+def _statement(sid: str, actions: list[str], resources: list[str], conditions: list[tuple[str, str, list[str]]] = ()) -> \
+        DataAwsIamPolicyDocumentStatement:
+    return DataAwsIamPolicyDocumentStatement(
+        sid=sid, effect="Allow", actions=actions, resources=resources,
+        condition=[DataAwsIamPolicyDocumentStatementCondition(test=t, variable=v, values=vals) for t, v, vals in conditions] or None)
+
+
+class CiIdentity(Construct):
+    """The OIDC provider (created or looked up) and the plan and deploy roles of one environment.
+
+    Args:
+        config: the environment (ci.github_repository, ci.create_oidc_provider, state, names).
+        account_id / region: where the resources live (IAM resource ARNs are scoped to them).
+        registry_arn / bucket_arn / store_key_arn: this environment's ECR repository, artifact store and its key.
+        cluster_arn: the EKS cluster (eks:DescribeCluster for the kubeconfig).
+        signing_secret_arn: the model-signing private key's secret (read by the deploy role, which trains in CI).
+    """
+
+    def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, account_id: str, registry_arn: str, bucket_arn: str,
+                 store_key_arn: str, cluster_arn: str, signing_secret_arn: str) -> None:
+        super().__init__(scope, id)
+        ci, name = config.ci, config.cluster.name
+        if ci.create_oidc_provider:
+            provider = IamOpenidConnectProvider(self, "github-oidc", url=GITHUB_OIDC_URL, client_id_list=[AUDIENCE],
+                                                thumbprint_list=GITHUB_THUMBPRINTS)
+        else:
+            provider = DataAwsIamOpenidConnectProvider(self, "github-oidc", url=GITHUB_OIDC_URL)
+        self.provider_arn = provider.arn
+
+        state_bucket = f"arn:aws:s3:::{config.state.bucket}"
+        state_object = f"{state_bucket}/{config.state.key}"
+        region_account = f"{config.aws.region}:{account_id}"
+        read_state = [
+            _statement("ListStateBucket", ["s3:ListBucket"], [state_bucket]),
+            _statement("ReadState", ["s3:GetObject"], [state_object]),
+            # The state bucket is encrypted with the account's aws/s3 key: decrypt through S3 only.
+            _statement("DecryptStateThroughS3", ["kms:Decrypt"], [f"arn:aws:kms:{region_account}:key/*"],
+                       [("StringEquals", "kms:ViaService", [f"s3.{config.aws.region}.amazonaws.com"])]),
+        ]
+
+        plan = [
+            *read_state,
+            _statement("WriteOnlyTheStateLock", ["s3:PutObject", "s3:DeleteObject"], [f"{state_object}.tflock"]),
+            # What `terraform plan` refreshes, read-only: the few calls that take no resource ARN on "*",
+            # everything else scoped to this account and region.
+            _statement("DescribeUnscoped", [*(f"ec2:Describe{what}" for what in EC2_DESCRIBED), "sts:GetCallerIdentity", "kms:ListAliases", "kms:ListKeys",
+                                            "secretsmanager:ListSecrets", "aps:ListWorkspaces", "eks:ListClusters", "sns:ListTopics",
+                                            "logs:DescribeLogGroups", "iam:ListOpenIDConnectProviders"], ["*"]),
+            _statement("DescribeInfrastructure", ["ec2:DescribeVpcAttribute", "eks:Describe*", "eks:List*", "ecr:Describe*", "ecr:List*", "logs:List*",
+                                                  "aps:Describe*", "aps:List*", "sns:List*", "kms:ListResourceTags"],
+                       [f"arn:aws:ec2:{region_account}:vpc/*", f"arn:aws:eks:{region_account}:*",
+                        f"arn:aws:ecr:{region_account}:repository/*",
+                        f"arn:aws:logs:{region_account}:log-group:*", f"arn:aws:aps:{region_account}:*",
+                        f"arn:aws:sns:{region_account}:*", f"arn:aws:kms:{region_account}:key/*"]),
+            _statement("ReadInfrastructure", ["ecr:GetLifecyclePolicy", "ecr:GetRepositoryPolicy", "sns:GetTopicAttributes",
+                                              "sns:GetSubscriptionAttributes", "kms:DescribeKey", "kms:GetKeyPolicy",
+                                              "kms:GetKeyRotationStatus", "secretsmanager:DescribeSecret",
+                                              "secretsmanager:GetResourcePolicy"],
+                       [f"arn:aws:ecr:{region_account}:repository/*", f"arn:aws:sns:{region_account}:*",
+                        f"arn:aws:kms:{region_account}:key/*", f"arn:aws:secretsmanager:{region_account}:secret:*"]),
+            _statement("ListIam", ["iam:List*"], [f"arn:aws:iam::{account_id}:*"]),
+            _statement("ReadIam", ["iam:GetRole", "iam:GetRolePolicy", "iam:GetPolicy", "iam:GetPolicyVersion",
+                                   "iam:GetOpenIDConnectProvider", "iam:GetInstanceProfile"],
+                       [f"arn:aws:iam::{account_id}:*"]),
+            _statement("ReadBucketSettings", ["s3:GetBucket*", "s3:GetEncryptionConfiguration", "s3:GetLifecycleConfiguration",
+                                              "s3:GetReplicationConfiguration", "s3:GetAccelerateConfiguration",
+                                              "s3:ListBucket"], [bucket_arn]),
+        ]
+        self.plan_role = self._role("plan", f"{name}-ci-plan", pull_request_subject(ci.github_repository), plan)
+
+        store = config.artifact_store
+        prefixes = [store.models_prefix, store.datasets_prefix, *(loop_prefix(kind, config.name) for kind in LOOP_KINDS)]
+        deploy = [
+            *read_state,
+            _statement("RegistryLogin", ["ecr:GetAuthorizationToken"], ["*"]),  # cannot be scoped to a repository
+            _statement("PushAndPullThisRepository", [
+                "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",
+                "ecr:PutImage", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:DescribeImages"], [registry_arn]),
+            _statement("ListArtifactPrefixes", ["s3:ListBucket"], [bucket_arn],
+                       [("StringLike", "s3:prefix", [f"{p}*" for p in prefixes])]),
+            _statement("ReadWriteArtifacts", ["s3:GetObject", "s3:PutObject"], [f"{bucket_arn}/{p}*" for p in prefixes]),
+            _statement("UseArtifactKey", ["kms:Decrypt", "kms:GenerateDataKey"], [store_key_arn]),
+            _statement("DescribeCluster", ["eks:DescribeCluster"], [cluster_arn]),
+            _statement("ReadSigningKey", ["secretsmanager:GetSecretValue"], [signing_secret_arn]),
+        ]
+        self.deploy_role = self._role("deploy", f"{name}-ci-deploy", environment_subject(ci.github_repository, config.name), deploy)
+
+    def _role(self, id: str, name: str, subject: str, statements: list) -> IamRole:
+        trust = DataAwsIamPolicyDocument(self, f"{id}-trust", statement=[DataAwsIamPolicyDocumentStatement(
+            effect="Allow", actions=["sts:AssumeRoleWithWebIdentity"],
+            principals=[DataAwsIamPolicyDocumentStatementPrincipals(type="Federated", identifiers=[self.provider_arn])],
+            condition=[
+                DataAwsIamPolicyDocumentStatementCondition(test="StringEquals", variable=f"{GITHUB_OIDC_HOST}:aud", values=[AUDIENCE]),
+                DataAwsIamPolicyDocumentStatementCondition(test="StringEquals", variable=f"{GITHUB_OIDC_HOST}:sub", values=[subject]),
+            ])])
+        role = IamRole(self, f"{id}-role", name=name, assume_role_policy=trust.json, max_session_duration=3600)
+        policy = DataAwsIamPolicyDocument(self, f"{id}-policy-document", statement=statements)
+        IamRolePolicy(self, f"{id}-policy", role=role.id, policy=policy.json)
+        return role

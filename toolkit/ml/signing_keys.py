@@ -1,0 +1,162 @@
+"""Which keys sign and verify an environment's models.
+
+Private key (signs, at training time):
+  - an emulated environment (aws.endpoint_url set): the checkout's key `.local/signing/local.key`,
+    generated on first use (every emulated environment of a checkout shares it);
+  - any other: the Secrets Manager secret `<cluster>-model-signing-key`, which the stack creates
+    empty and `toolkit signing-key --env ENV` fills; read with the caller's AWS identity (the
+    training role in a Job, the CI deploy role in a workflow). Nothing else can read it.
+
+Public keys (verify): the environment's own (`signing.public_key`, a PEM file committed to the
+repository; emulated: `.local/signing/local.pub`) and those of the environments it promotes from
+(`promotion_from`, transitively): a served image promoted by digest carries the model signed
+where it was trained. The server gets them as one PEM bundle in TOOLKIT_MODEL_PUBLIC_KEYS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from toolkit.context import Context
+from toolkit.errors import BadInputError, ToolkitError
+from toolkit.ml.signing import PublicKey, SignatureError, generate_key_pair, public_keys_from_pem
+from toolkit.paths import ProjectPaths
+
+PUBLIC_KEYS_ENV = "TOOLKIT_MODEL_PUBLIC_KEYS"  # a PEM bundle: what the serving container trusts
+LOCAL_KEY = "local"
+
+
+def local_key_files(paths: ProjectPaths, generate: bool = True) -> tuple[Path, Path]:
+    """(private, public) key files of the checkout's emulated environments; generated when missing."""
+    directory = paths.state_subdir("signing")
+    private, public = directory / f"{LOCAL_KEY}.key", directory / f"{LOCAL_KEY}.pub"
+    if generate and not (private.exists() and public.exists()):
+        key, pub = generate_key_pair()
+        with open(os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+            handle.write(key)
+        public.write_bytes(pub)
+    return private, public
+
+
+def private_key(ctx: Context) -> bytes:
+    """The key that signs `ctx`'s models."""
+    if ctx.emulated:
+        return local_key_files(ctx.paths)[0].read_bytes()
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from toolkit.aws import client
+
+    name = ctx.config.signing_secret_name
+    try:
+        value = client("secretsmanager", ctx.config).get_secret_value(SecretId=name).get("SecretString")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") == "ResourceNotFoundException":  # no secret, or no value yet
+            raise ToolkitError(f"the model-signing key of {ctx.env} is not set (secret {name}): run "
+                               f"`toolkit signing-key --env {ctx.env}` once, then commit the public key it writes.") from None
+        raise ToolkitError(f"reading the model-signing key of {ctx.env} (secret {name}) failed: {exc}") from None
+    except BotoCoreError as exc:
+        raise ToolkitError(f"reading the model-signing key of {ctx.env} (secret {name}) failed: {exc}") from None
+    return value.encode()
+
+
+def own_public_key(ctx: Context) -> PublicKey:
+    if ctx.emulated:
+        return public_keys_from_pem(ctx.env, local_key_files(ctx.paths)[1].read_bytes())[0]
+    if ctx.config.signing.public_key is None:
+        raise BadInputError(f"environments/{ctx.env}.yaml: signing.public_key is not set; `toolkit signing-key --env {ctx.env}` "
+                            "creates the key pair and writes the public key.")
+    path = ctx.root / ctx.config.signing.public_key
+    try:
+        return public_keys_from_pem(ctx.env, path.read_bytes())[0]
+    except FileNotFoundError:
+        raise BadInputError(f"{path} (signing.public_key of {ctx.env}) does not exist: run `toolkit signing-key --env {ctx.env}` "
+                            "and commit the file it writes.") from None
+
+
+def trusted_keys(ctx: Context) -> list[PublicKey]:
+    """The environment's key and those of every environment it promotes from."""
+    from toolkit.config import load_environment
+
+    keys, seen, current = [], set(), ctx
+    while current is not None and current.env not in seen:
+        seen.add(current.env)
+        keys.append(own_public_key(current))
+        source = current.config.promotion_from
+        current = Context(load_environment(source, ctx.root), ctx.paths) if source else None
+    return keys
+
+
+def bundle(keys: list[PublicKey]) -> str:
+    return "".join(k.pem.decode() for k in keys)
+
+
+def keys_for_model(model_dir: Path, public_key_file: Path | None = None, env: str | None = None,
+                   root: Path | None = None) -> list[PublicKey]:
+    """The keys a model is verified against where it is loaded:
+    --public-key FILE if given (only it); else --env ENV's trusted keys; else the keys in
+    $TOOLKIT_MODEL_PUBLIC_KEYS (the serving container's) and those of the environment the model's
+    manifest names, when this project has its environment file."""
+    if public_key_file is not None:
+        try:
+            return public_keys_from_pem(str(public_key_file), Path(public_key_file).read_bytes())
+        except OSError as exc:
+            raise BadInputError(f"cannot read the public key {public_key_file}: {exc.strerror or exc}") from None
+    if env is not None:
+        return trusted_keys(Context.load(env, root))
+    keys = public_keys_from_pem(PUBLIC_KEYS_ENV, os.environ[PUBLIC_KEYS_ENV]) if os.environ.get(PUBLIC_KEYS_ENV) else []
+    manifest_env = _manifest_env(model_dir)
+    if manifest_env:
+        try:
+            keys += trusted_keys(Context.load(manifest_env, root))
+        except (ToolkitError, OSError):
+            pass  # not an environment of this project (or no project here, as in the serving image)
+    if not keys:
+        raise SignatureError(f"{model_dir}: no public key to verify the model's signature: pass --public-key FILE or --env ENV "
+                             f"(or set {PUBLIC_KEYS_ENV}).")
+    return keys
+
+
+def _manifest_env(model_dir: Path) -> str | None:
+    try:
+        env = json.loads((Path(model_dir) / "manifest.json").read_text()).get("env")
+    except (OSError, ValueError):
+        return None
+    return env if isinstance(env, str) else None
+
+
+def create_signing_key(ctx: Context, rotate: bool = False) -> list[str]:
+    """`toolkit signing-key`: a new key pair for ctx's environment; what was written, as lines."""
+    if ctx.emulated:
+        private, public = local_key_files(ctx.paths, generate=False)
+        if private.exists() and not rotate:
+            return [f"{ctx.env} signs with {private} (public key {public}); --rotate replaces it"]
+        private.unlink(missing_ok=True)
+        private, public = local_key_files(ctx.paths)
+        return [f"generated {private} and {public}"]
+    if ctx.config.signing.public_key is None:
+        raise BadInputError(f"environments/{ctx.env}.yaml: set signing.public_key (e.g. keys/{ctx.env}.pub) first: "
+                            "the public key is written there.")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from toolkit.aws import client
+
+    secrets, name = client("secretsmanager", ctx.config), ctx.config.signing_secret_name
+    try:
+        has_value = bool(secrets.list_secret_version_ids(SecretId=name).get("Versions"))
+    except ClientError as exc:
+        raise ToolkitError(f"the secret {name} is not there ({exc.response.get('Error', {}).get('Code')}): deploy the stack first "
+                           f"(`cdktf deploy platform-{ctx.env}`); it creates the secret.") from None
+    if has_value and not rotate:
+        raise BadInputError(f"{name} already holds {ctx.env}'s signing key; --rotate replaces it (every model signed with the "
+                            "old key must then be re-signed or retrained before it is served).")
+    private, public = generate_key_pair()
+    try:
+        secrets.put_secret_value(SecretId=name, SecretString=private.decode())
+    except (BotoCoreError, ClientError) as exc:
+        raise ToolkitError(f"storing the signing key in {name} failed: {exc}") from None
+    path = ctx.root / ctx.config.signing.public_key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(public)
+    return [f"stored the private key in the secret {name}", f"wrote the public key to {path}: commit it"]
