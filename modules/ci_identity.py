@@ -28,7 +28,7 @@ from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
 from toolkit.config import EnvironmentConfig
-from toolkit.paths import LOOP_KINDS, loop_prefix
+from toolkit.paths import STORE_KINDS, store_prefix
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -83,6 +83,7 @@ class CiIdentity(Construct):
         state_bucket = f"arn:aws:s3:::{config.state.bucket}"
         state_object = f"{state_bucket}/{config.state.key}"
         region_account = f"{config.aws.region}:{account_id}"
+        iam_resources = [f"arn:aws:iam::{account_id}:{kind}/*" for kind in ("role", "policy", "oidc-provider", "instance-profile")]
         read_state = [
             _statement("ListStateBucket", ["s3:ListBucket"], [state_bucket]),
             _statement("ReadState", ["s3:GetObject"], [state_object]),
@@ -111,10 +112,9 @@ class CiIdentity(Construct):
                                               "secretsmanager:GetResourcePolicy"],
                        [f"arn:aws:ecr:{region_account}:repository/*", f"arn:aws:sns:{region_account}:*",
                         f"arn:aws:kms:{region_account}:key/*", f"arn:aws:secretsmanager:{region_account}:secret:*"]),
-            _statement("ListIam", ["iam:List*"], [f"arn:aws:iam::{account_id}:*"]),
+            _statement("ListIam", ["iam:List*"], iam_resources),
             _statement("ReadIam", ["iam:GetRole", "iam:GetRolePolicy", "iam:GetPolicy", "iam:GetPolicyVersion",
-                                   "iam:GetOpenIDConnectProvider", "iam:GetInstanceProfile"],
-                       [f"arn:aws:iam::{account_id}:*"]),
+                                   "iam:GetOpenIDConnectProvider", "iam:GetInstanceProfile"], iam_resources),
             _statement("ReadBucketSettings", ["s3:GetBucket*", "s3:GetEncryptionConfiguration", "s3:GetLifecycleConfiguration",
                                               "s3:GetReplicationConfiguration", "s3:GetAccelerateConfiguration",
                                               "s3:ListBucket"], [bucket_arn]),
@@ -122,7 +122,7 @@ class CiIdentity(Construct):
         self.plan_role = self._role("plan", f"{name}-ci-plan", pull_request_subject(ci.github_repository), plan)
 
         store = config.artifact_store
-        prefixes = [store.models_prefix, store.datasets_prefix, *(loop_prefix(kind, config.name) for kind in LOOP_KINDS)]
+        prefixes = [store.models_prefix, store.datasets_prefix, *(store_prefix(kind, config.name) for kind in STORE_KINDS)]
         deploy = [
             *read_state,
             _statement("RegistryLogin", ["ecr:GetAuthorizationToken"], ["*"]),  # cannot be scoped to a repository

@@ -137,9 +137,8 @@ def model_dir(tmp_path_factory):
 def train_small_model(root, seed: int):
     """A quickly trained model artifact (15 epochs) of the local environment's training settings."""
     from toolkit.config import load_environment
-    from toolkit.ml.train import DatasetChoice, train_and_save
-
     from toolkit.ml.signing import sign_artifact
+    from toolkit.ml.train import DatasetChoice, train_and_save
 
     settings = load_environment("local").training.model_copy(update={"epochs": 15, "seed": seed})
     artifact = train_and_save(DatasetChoice.from_config(settings), settings, root, env="test").artifact_dir

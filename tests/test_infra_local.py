@@ -3,6 +3,9 @@ boto3 reads everything back, then destroy leaves nothing behind."""
 
 from __future__ import annotations
 
+import json
+import urllib.parse
+
 import pytest
 
 from conftest import PATHS, free_port
@@ -115,6 +118,18 @@ def test_apply_read_back_and_destroy_on_moto(local_config, tmp_path):
         assert outputs["prometheus_endpoint"].endswith(f"/workspaces/{amp_workspace['workspaceId']}/")
         topic = client("sns", config).get_topic_attributes(TopicArn=outputs["alert_topic_arn"])["Attributes"]
         assert topic["KmsMasterKeyId"].startswith("arn:aws:kms:") and "aps.amazonaws.com" in topic["Policy"]
+        # CI identity: GitHub's OIDC provider and the deploy role trusting this environment's GitHub environment only.
+        iam = client("iam", config)
+        providers = [p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]]
+        assert any(arn.endswith("oidc-provider/token.actions.githubusercontent.com") for arn in providers)
+        deploy_role = iam.get_role(RoleName=f"{config.cluster.name}-ci-deploy")["Role"]
+        assert outputs["deploy_role_arn"] == deploy_role["Arn"]
+        trust = deploy_role["AssumeRolePolicyDocument"]
+        trust = json.loads(urllib.parse.unquote(trust)) if isinstance(trust, str) else trust
+        [statement] = trust["Statement"]
+        assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == \
+            f"repo:{config.ci.github_repository}:environment:local"
+        assert client("secretsmanager", config).describe_secret(SecretId=config.signing_secret_name)["Name"] == outputs["signing_key_secret"]
         # Remote state landed in the state bucket, with the S3 lockfile released.
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=config.state.bucket).get("Contents", [])]
         assert keys == [config.state.key]

@@ -17,9 +17,9 @@ from toolkit.config import load_environment
 from toolkit.errors import ArtifactError
 from toolkit.ml.artifacts import load_artifact
 from toolkit.ml.predict import predict_records
+from toolkit.ml.signing import sign_artifact
 from toolkit.ml.table import read_csv
 from toolkit.ml.train import DatasetChoice, train_and_save
-from toolkit.ml.signing import sign_artifact
 from toolkit.serve.app import create_app
 
 MAX_BATCH = 8
