@@ -8,7 +8,7 @@ from constructs import Construct
 
 from infra import emulator
 from modules.artifact_store import ArtifactStore
-from modules.ci_identity import CiIdentity
+from modules.ci_identity import CiIdentity, promotion_source_prefixes
 from modules.cluster import Cluster
 from modules.cluster_access import ClusterAccess
 from modules.identity import WorkloadRole
@@ -17,8 +17,8 @@ from modules.network import Network
 from modules.node_pool import NodePool, NodeRole
 from modules.registry import Registry
 from modules.signing_key import SigningKey
-from toolkit.config import EnvironmentConfig
-from toolkit.paths import Output, loop_prefix, stack_name
+from toolkit.config import EnvironmentConfig, promotion_peers
+from toolkit.paths import Output, stack_name, store_prefix
 
 
 class PlatformStack(TerraformStack):
@@ -40,13 +40,19 @@ class PlatformStack(TerraformStack):
                      subnet_ids=network.private_subnet_ids, prevent_destroy=protect)
             for pool in config.node_pools
         ]
-        registry = Registry(self, "registry", config=config.registry, account_id=account, prevent_destroy=protect)
-        store = ArtifactStore(self, "artifact-store", config=config.artifact_store, account_id=account, prevent_destroy=protect)
+        # Build once, promote by digest: the environments that promote from this one read its images,
+        # verified releases and models; this one reads those of the environment it promotes from.
+        promotion_source, promotion_targets = promotion_peers(config)
+        target_roles = [target.ci_role_arn("deploy") for target in promotion_targets]
+        registry = Registry(self, "registry", config=config.registry, account_id=account, prevent_destroy=protect,
+                            pull_roles=target_roles)
+        store = ArtifactStore(self, "artifact-store", config=config.artifact_store, account_id=account, prevent_destroy=protect,
+                              region=config.aws.region, readers={role: promotion_source_prefixes(config) for role in target_roles})
         models, datasets = config.artifact_store.models_prefix, config.artifact_store.datasets_prefix
         identity = dict(oidc_provider_arn=cluster.oidc_provider.arn, oidc_issuer=cluster.oidc_issuer,
                         namespace=config.workloads.namespace, bucket_arn=store.arn, kms_key_arn=store.key.arn)
-        loop = [loop_prefix(kind, config.name) for kind in ("predictions", "feedback")]  # the server's logs (toolkit/serve/shipping.py)
-        retrain = loop_prefix("retrain", config.name)  # a retraining Job's feedback snapshot and challenger (toolkit/loop/remote.py)
+        loop = [store_prefix(kind, config.name) for kind in ("predictions", "feedback")]  # the server's logs (toolkit/serve/shipping.py)
+        retrain = store_prefix("retrain", config.name)  # a retraining Job's feedback snapshot and challenger (toolkit/loop/remote.py)
         signing = SigningKey(self, "signing-key", name=config.signing_secret_name, kms_key_arn=store.key.arn,
                              prevent_destroy=protect)
         training = WorkloadRole(self, "training-role", name=f"{config.cluster.name}-training", service_account="training",
@@ -56,7 +62,8 @@ class PlatformStack(TerraformStack):
                                read_prefixes=[models], write_prefixes=loop, repository_arn=registry.arn, **identity)
 
         ci = CiIdentity(self, "ci", config=config, account_id=account, registry_arn=registry.arn, bucket_arn=store.arn,
-                        store_key_arn=store.key.arn, cluster_arn=cluster.cluster.arn, signing_secret_arn=signing.arn)
+                        store_key_arn=store.key.arn, cluster_arn=cluster.cluster.arn, signing_secret_arn=signing.arn,
+                        promotion_source=promotion_source)
         if config.cluster.access_entries:
             ClusterAccess(self, "cluster-access", cluster_name=cluster.name, deploy_role_arn=ci.deploy_role.arn,
                           namespace=config.workloads.namespace, admin_principals=list(config.cluster.admin_principals))

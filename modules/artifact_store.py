@@ -21,18 +21,24 @@ from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration imp
 from cdktf_cdktf_provider_aws.s3_bucket_versioning import S3BucketVersioningA, S3BucketVersioningVersioningConfiguration
 from constructs import Construct
 
+from modules.cross_account import grant_to_roles
 from modules.kms import EncryptionKey
 from modules.lifecycle import protect
 from toolkit.config import ArtifactStoreConfig
 
 
-def tls_only_policy(bucket_arn: str) -> str:
+def bucket_policy(bucket_arn: str, readers: dict[str, list[str]] | None = None) -> str:
+    """TLS only; and `readers` (role ARN of another environment → key prefixes) may read those prefixes."""
     # Fn.jsonencode, not json.dumps: a JSON string with references in it is mangled by `cdktf synth --hcl`.
-    return Fn.jsonencode({"Version": "2012-10-17", "Statement": [{
+    statements = [{
         "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
         "Resource": [bucket_arn, f"{bucket_arn}/*"],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }]})
+    }]
+    for index, (role, prefixes) in enumerate(sorted((readers or {}).items())):
+        statements.append(grant_to_roles(f"PromotionTargetReads{index}", [role], ["s3:GetObject"],
+                                         [f"{bucket_arn}/{prefix}*" for prefix in prefixes]))
+    return Fn.jsonencode({"Version": "2012-10-17", "Statement": statements})
 
 
 class ArtifactStore(Construct):
@@ -42,12 +48,16 @@ class ArtifactStore(Construct):
         config: bucket name, prefixes, noncurrent-version expiry.
         account_id: owner of the KMS key.
         prevent_destroy: protect the bucket from `terraform destroy`.
+        region / readers: roles of other environments (→ key prefixes) that may read here, and
+            decrypt through S3 in `region` (the CI deploy roles promoting from here).
     """
 
-    def __init__(self, scope: Construct, id: str, *, config: ArtifactStoreConfig, account_id: str, prevent_destroy: bool = False) -> None:
+    def __init__(self, scope: Construct, id: str, *, config: ArtifactStoreConfig, account_id: str, prevent_destroy: bool = False,
+                 region: str = "", readers: dict[str, list[str]] | None = None) -> None:
         super().__init__(scope, id)
         self.key = EncryptionKey(self, "key", alias=f"{config.bucket}-s3", account_id=account_id,
-                                 description=f"S3 {config.bucket}", prevent_destroy=prevent_destroy)
+                                 description=f"S3 {config.bucket}", prevent_destroy=prevent_destroy,
+                                 decrypt_through=(f"s3.{region}.amazonaws.com", sorted(readers or {})))
         self.bucket = S3Bucket(self, "bucket", bucket=config.bucket, lifecycle=protect(prevent_destroy))
         S3BucketPublicAccessBlock(self, "public-access-block", bucket=self.bucket.id, block_public_acls=True,
                                   block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True)
@@ -68,6 +78,6 @@ class ArtifactStore(Construct):
                 abort_incomplete_multipart_upload=[S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
                     days_after_initiation=7)],
             )])
-        S3BucketPolicy(self, "tls-only", bucket=self.bucket.id, policy=tls_only_policy(self.bucket.arn))
+        S3BucketPolicy(self, "tls-only", bucket=self.bucket.id, policy=bucket_policy(self.bucket.arn, readers))
         self.name = self.bucket.bucket
         self.arn = self.bucket.arn

@@ -27,6 +27,7 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
+from modules.registry import PULL_ACTIONS
 from toolkit.config import EnvironmentConfig
 from toolkit.paths import STORE_KINDS, store_prefix
 
@@ -58,6 +59,23 @@ def _statement(sid: str, actions: list[str], resources: list[str], conditions: l
         condition=[DataAwsIamPolicyDocumentStatementCondition(test=t, variable=v, values=vals) for t, v, vals in conditions] or None)
 
 
+def promotion_source_statements(source: EnvironmentConfig) -> list[DataAwsIamPolicyDocumentStatement]:
+    """What `toolkit promote --from SOURCE` reads there: the images by digest, the verified-release
+    records and the models (through S3 only for the store's key). Nothing is written in SOURCE."""
+    region_account = f"{source.aws.region}:{source.aws.account_id}"
+    bucket = f"arn:aws:s3:::{source.artifact_store.bucket}"
+    return [
+        _statement("PullFromPromotionSource", PULL_ACTIONS, [f"arn:aws:ecr:{region_account}:repository/{source.registry.name}"]),
+        _statement("ReadPromotionSource", ["s3:GetObject"], [f"{bucket}/{prefix}*" for prefix in promotion_source_prefixes(source)]),
+        _statement("DecryptPromotionSourceThroughS3", ["kms:Decrypt"], [f"arn:aws:kms:{region_account}:key/*"],
+                   [("StringEquals", "kms:ViaService", [f"s3.{source.aws.region}.amazonaws.com"])]),
+    ]
+
+
+def promotion_source_prefixes(source: EnvironmentConfig) -> list[str]:
+    return [f"{source.artifact_store.models_prefix}{source.name}/", store_prefix("releases", source.name)]
+
+
 class CiIdentity(Construct):
     """The OIDC provider (created or looked up) and the plan and deploy roles of one environment.
 
@@ -67,12 +85,15 @@ class CiIdentity(Construct):
         registry_arn / bucket_arn / store_key_arn: this environment's ECR repository, artifact store and its key.
         cluster_arn: the EKS cluster (eks:DescribeCluster for the kubeconfig).
         signing_secret_arn: the model-signing private key's secret (read by the deploy role, which trains in CI).
+        promotion_source: the environment this one promotes from (`promotion_from`): the deploy role
+            reads its verified releases, models and images (its stack grants the same by resource policy).
     """
 
     def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, account_id: str, registry_arn: str, bucket_arn: str,
-                 store_key_arn: str, cluster_arn: str, signing_secret_arn: str) -> None:
+                 store_key_arn: str, cluster_arn: str, signing_secret_arn: str,
+                 promotion_source: EnvironmentConfig | None = None) -> None:
         super().__init__(scope, id)
-        ci, name = config.ci, config.cluster.name
+        ci = config.ci
         if ci.create_oidc_provider:
             provider = IamOpenidConnectProvider(self, "github-oidc", url=GITHUB_OIDC_URL, client_id_list=[AUDIENCE],
                                                 thumbprint_list=GITHUB_THUMBPRINTS)
@@ -119,7 +140,7 @@ class CiIdentity(Construct):
                                               "s3:GetReplicationConfiguration", "s3:GetAccelerateConfiguration",
                                               "s3:ListBucket"], [bucket_arn]),
         ]
-        self.plan_role = self._role("plan", f"{name}-ci-plan", pull_request_subject(ci.github_repository), plan)
+        self.plan_role = self._role("plan", config.ci_role_name("plan"), pull_request_subject(ci.github_repository), plan)
 
         store = config.artifact_store
         prefixes = [store.models_prefix, store.datasets_prefix, *(store_prefix(kind, config.name) for kind in STORE_KINDS)]
@@ -135,8 +156,10 @@ class CiIdentity(Construct):
             _statement("UseArtifactKey", ["kms:Decrypt", "kms:GenerateDataKey"], [store_key_arn]),
             _statement("DescribeCluster", ["eks:DescribeCluster"], [cluster_arn]),
             _statement("ReadSigningKey", ["secretsmanager:GetSecretValue"], [signing_secret_arn]),
+            *(promotion_source_statements(promotion_source) if promotion_source else []),
         ]
-        self.deploy_role = self._role("deploy", f"{name}-ci-deploy", environment_subject(ci.github_repository, config.name), deploy)
+        self.deploy_role = self._role("deploy", config.ci_role_name("deploy"), environment_subject(ci.github_repository, config.name),
+                                      deploy)
 
     def _role(self, id: str, name: str, subject: str, statements: list) -> IamRole:
         trust = DataAwsIamPolicyDocument(self, f"{id}-trust", statement=[DataAwsIamPolicyDocumentStatement(

@@ -10,11 +10,16 @@ from cdktf_cdktf_provider_aws.ecr_repository import (
     EcrRepositoryEncryptionConfiguration,
     EcrRepositoryImageScanningConfiguration,
 )
+from cdktf_cdktf_provider_aws.ecr_repository_policy import EcrRepositoryPolicy
 from constructs import Construct
 
+from modules.cross_account import grant_to_roles
 from modules.kms import EncryptionKey
 from modules.lifecycle import protect
 from toolkit.config import RegistryConfig
+
+# What pulling an image by digest takes (the CI deploy role here, and promotion targets' roles).
+PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability", "ecr:DescribeImages"]
 
 
 def lifecycle_policy(keep_releases: int, untagged_expiry_days: int) -> str:
@@ -37,9 +42,11 @@ class Registry(Construct):
         config: name, tag immutability, scan on push, retention.
         account_id: owner of the KMS key.
         prevent_destroy: protect the repository (and its key) from `terraform destroy`.
+        pull_roles: roles of other environments that may pull (the CI deploy roles promoting from here).
     """
 
-    def __init__(self, scope: Construct, id: str, *, config: RegistryConfig, account_id: str, prevent_destroy: bool = False) -> None:
+    def __init__(self, scope: Construct, id: str, *, config: RegistryConfig, account_id: str, prevent_destroy: bool = False,
+                 pull_roles: list[str] = ()) -> None:
         super().__init__(scope, id)
         key = EncryptionKey(self, "key", alias=f"{config.name.replace('/', '-')}-ecr", account_id=account_id,
                             description=f"ECR {config.name}", prevent_destroy=prevent_destroy)
@@ -52,5 +59,8 @@ class Registry(Construct):
         )
         EcrLifecyclePolicy(self, "lifecycle", repository=self.repository.name,
                            policy=lifecycle_policy(config.keep_releases, config.untagged_expiry_days))
+        if pull_roles:
+            EcrRepositoryPolicy(self, "promotion-pull", repository=self.repository.name, policy=json.dumps({
+                "Version": "2012-10-17", "Statement": [grant_to_roles("PromotionTargetsPull", list(pull_roles), PULL_ACTIONS, "*")]}))
         self.url = self.repository.repository_url
         self.arn = self.repository.arn

@@ -28,6 +28,7 @@ from toolkit.ml.signing_keys import PUBLIC_KEYS_ENV, local_key_files  # noqa: E4
 
 SIGNING_KEY, SIGNING_PUBLIC_KEY = local_key_files(PATHS)
 os.environ[PUBLIC_KEYS_ENV] = SIGNING_PUBLIC_KEY.read_text()
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # no instance metadata here: fail fast, never wait for it
 
 # jsii cache in the repo, offline provider mirror, no checkpoint calls: as the Makefile does.
 os.environ.update(terraform_environment(PATHS))

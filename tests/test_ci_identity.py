@@ -141,3 +141,44 @@ def test_role_arns_are_outputs_the_workflows_are_named_after(synthesized, env):
     workflows = json.dumps([(REPO / ".github" / "workflows" / name).read_text() for name in ("plan-review.yml", "release.yml",
                                                                                                "retrain.yml")])
     assert "PLAN_ROLE_ARN_" in workflows and "DEPLOY_ROLE_ARN_" in workflows
+
+
+@pytest.mark.parametrize("source_env, target_env", [("dev", "staging"), ("staging", "prod")])
+def test_a_promotion_target_reads_its_sources_releases_models_and_images_and_nothing_else(synthesized, source_env, target_env):
+    source, target = load_environment(source_env), load_environment(target_env)
+    assert target.promotion_from == source_env
+    role = target.ci_role_arn("deploy")
+    account_root = f"arn:aws:iam::{target.aws.account_id}:root"
+    readable = [f"{source.artifact_store.models_prefix}{source_env}/", f"releases/{source_env}/"]
+
+    # The target's deploy role: read-only on the source (identity policy, in the target's stack).
+    statements = {s["sid"]: s for s in _documents(synthesized[target_env])["deploy-policy"]["statement"]}
+    pull = statements["PullFromPromotionSource"]
+    assert pull["resources"] == [f"arn:aws:ecr:{source.aws.region}:{source.aws.account_id}:repository/{source.registry.name}"]
+    assert not any(a in pull["actions"] for a in ("ecr:PutImage", "ecr:InitiateLayerUpload"))
+    read = statements["ReadPromotionSource"]
+    assert read["actions"] == ["s3:GetObject"]
+    assert read["resources"] == [f"arn:aws:s3:::{source.artifact_store.bucket}/{p}*" for p in readable]
+    decrypt = statements["DecryptPromotionSourceThroughS3"]
+    assert decrypt["actions"] == ["kms:Decrypt"] and decrypt["condition"][0]["values"] == [f"s3.{source.aws.region}.amazonaws.com"]
+
+    # The source's resource policies grant exactly that role (by its account and ARN), the same reads.
+    synth = synthesized[source_env]
+    [repository_policy] = resources(synth, "aws_ecr_repository_policy")
+    [grant] = json.loads(repository_policy["policy"])["Statement"]
+    assert grant["Principal"] == {"AWS": [account_root]} and grant["Condition"]["ArnEquals"]["aws:PrincipalArn"] == [role]
+    assert set(grant["Action"]) == set(pull["actions"])
+    [bucket_policy] = resources(synth, "aws_s3_bucket_policy")
+    assert f'"aws:PrincipalArn" = ["{role}"]' in bucket_policy["policy"]
+    assert all(f'/{p}*"' in bucket_policy["policy"] for p in readable) and '"s3:PutObject"' not in bucket_policy["policy"]
+    [store_key] = [k for key, k in synth["resource"]["aws_kms_key"].items() if key.startswith("artifact-store")]
+    key_grant = json.loads(store_key["policy"])["Statement"][-1]
+    assert key_grant["Action"] == ["kms:Decrypt"] and key_grant["Condition"]["ArnEquals"]["aws:PrincipalArn"] == [role]
+    assert key_grant["Condition"]["StringEquals"]["kms:ViaService"] == f"s3.{source.aws.region}.amazonaws.com"
+
+
+def test_an_environment_nothing_promotes_from_grants_nothing(synthesized):
+    synth = synthesized["prod"]
+    assert not resources(synth, "aws_ecr_repository_policy")
+    [bucket_policy] = resources(synth, "aws_s3_bucket_policy")
+    assert "PrincipalArn" not in bucket_policy["policy"]

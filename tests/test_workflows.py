@@ -21,7 +21,7 @@ def _validate(*paths) -> subprocess.CompletedProcess:
 
 def test_workflows_validate_against_the_github_schema():
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert [f.name for f in files] == ["ci.yml", "plan-review.yml", "retrain.yml"]
+    assert [f.name for f in files] == ["ci.yml", "plan-review.yml", "release.yml", "retrain.yml"]
     result = _validate(*files)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -65,6 +65,26 @@ def test_retrain_runs_make_retrain_on_schedule_dispatch_and_by_hand():
     credentials = next(step for step in job["steps"] if "configure-aws-credentials" in step.get("uses", ""))
     assert "DEPLOY_ROLE_ARN_" in credentials["with"]["role-to-assume"]  # OIDC, no stored keys
     assert workflow["permissions"]["id-token"] == "write"
+
+
+def test_release_builds_once_in_dev_and_promotes_the_digest_through_staging_to_prod():
+    workflow = yaml.safe_load((WORKFLOWS / "release.yml").read_text())
+    assert workflow[True]["push"]["branches"] == ["main"] and workflow["permissions"]["id-token"] == "write"
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    jobs = workflow["jobs"]
+    assert [jobs[name].get("needs") for name in ("test", "dev", "staging", "prod")] == [None, "test", "dev", "staging"]
+    assert "make test" in jobs["test"]["steps"][-1]["run"]
+    for name in ("dev", "staging", "prod"):
+        job = jobs[name]
+        assert job["environment"] == name  # the deploy role trusts the subject environment:<name> only
+        credentials = next(step for step in job["steps"] if "configure-aws-credentials" in step.get("uses", ""))
+        assert "DEPLOY_ROLE_ARN_" in credentials["with"]["role-to-assume"] and "aws-access-key-id" not in credentials["with"]
+        runs = "\n".join(step.get("run", "") for step in job["steps"])
+        if name == "dev":  # the one build
+            assert "make train release" in runs and "promote" not in runs
+        else:  # the same digest, never rebuilt
+            assert "make promote" in runs and "release" not in runs and "build" not in runs
+            assert job["env"] == {"FROM": {"staging": "dev", "prod": "staging"}[name], "ENV": name}
 
 
 def test_no_workflow_puts_an_expression_into_a_script():

@@ -437,3 +437,34 @@ def test_the_real_cluster_test_passes_against_the_emulator(emulator, kube, serve
                              str(REPO / "tests" / "test_real_cluster.py")], cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "2 passed" in result.stdout
+
+
+def test_a_deploy_leaves_an_up_to_date_namespace_alone_and_fixes_a_changed_one(emulator, dev):
+    """The CI deploy role may edit inside the namespace only (EKS access entry), never the
+    cluster-scoped Namespace: once it is there as rendered, a deploy does not apply it."""
+
+    class RecordingKube(Kube):
+        def __init__(self, api):
+            super().__init__(api)
+            self.applied = []
+
+        def apply(self, obj, *args, **kwargs):
+            self.applied.append(obj["kind"])
+            return super().apply(obj, *args, **kwargs)
+
+    emulator.reset()
+    configuration = client.Configuration()
+    configuration.host = emulator.url
+    kube = RecordingKube(client.ApiClient(configuration))
+    _deploy(kube, dev, V1)
+    assert "Namespace" in kube.applied
+    kube.applied.clear()
+    _deploy(kube, dev, V2)
+    assert "Namespace" not in kube.applied and "Deployment" in kube.applied
+    # An admin relaxed the Pod Security label: the next deploy puts it back (an admin's deploy can).
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ml-platform", "labels": {
+        "pod-security.kubernetes.io/enforce": "baseline"}}}, manager="admin")
+    kube.applied.clear()
+    _deploy(kube, dev, V1)
+    assert "Namespace" in kube.applied
+    assert kube.get("Namespace", "ml-platform")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

@@ -419,6 +419,14 @@ class EnvironmentConfig(_Section):
     def gpu_pools(self) -> list[NodePoolConfig]:
         return [p for p in self.node_pools if p.gpu]
 
+    def ci_role_arn(self, kind: str) -> str:
+        """The ARN of the CI role `kind` ("plan" or "deploy"; modules/ci_identity.py), known before it exists:
+        what another environment's resource policies name."""
+        return f"arn:aws:iam::{self.aws.account_id}:role/{self.ci_role_name(kind)}"
+
+    def ci_role_name(self, kind: str) -> str:
+        return f"{self.cluster.name}-ci-{kind}"
+
     @property
     def signing_secret_name(self) -> str:
         """The Secrets Manager secret of the model-signing private key (modules/signing_key.py)."""
@@ -449,6 +457,14 @@ def load_environment(env: str, root: Path | None = None) -> EnvironmentConfig:
 
 def load_all_environments(root: Path | None = None) -> dict[str, EnvironmentConfig]:
     return {env: load_environment(env, root) for env in known_environments(root)}
+
+
+def promotion_peers(config: EnvironmentConfig, root: Path | None = None) -> tuple[EnvironmentConfig | None, list[EnvironmentConfig]]:
+    """(the environment `config` promotes from, the environments that promote from it): whose CI
+    deploy role reads this one's registry and store, and whose this one's may read."""
+    source = load_environment(config.promotion_from, root) if config.promotion_from else None
+    targets = [c for c in load_all_environments(root).values() if c.promotion_from == config.name and c.name != config.name]
+    return source, targets
 
 
 # An environment file is a few hundred values; these bounds refuse a hostile one fast (a file of

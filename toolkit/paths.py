@@ -24,16 +24,19 @@ def stack_name(env: str) -> str:
     return f"{STACK_PREFIX}{env}"
 
 
-def loop_prefix(kind: str, env: str) -> str:
-    """Where the feedback loop keeps `kind` of an environment in its artifact store: `predictions`
+def store_prefix(kind: str, env: str) -> str:
+    """Where an environment keeps `kind` in its artifact store. The feedback loop's: `predictions`
     and `feedback` (the server ships them), `retrain` (a retraining Job's inputs and challenger),
-    `decisions` (the gate's records). The IRSA policies (infra/stack.py) are written from these."""
-    if kind not in LOOP_KINDS:
-        raise ValueError(f"unknown feedback-loop prefix {kind!r}")
+    `decisions` (the gate's records). Delivery's: `releases` (digests deployed and smoke-tested
+    here) and `promotions` (digests promoted here). The IAM policies (infra/, modules/) are written from these."""
+    if kind not in STORE_KINDS:
+        raise ValueError(f"unknown artifact-store prefix {kind!r}")
     return f"{kind}/{env}/"
 
 
 LOOP_KINDS = ("predictions", "feedback", "retrain", "decisions")
+DELIVERY_KINDS = ("releases", "promotions")
+STORE_KINDS = LOOP_KINDS + DELIVERY_KINDS
 
 
 class Output(enum.StrEnum):

@@ -68,4 +68,31 @@ def push(env: str, image_ref: str | None, as_json: bool) -> None:
         emit_json({"image": refs[0], "pushed": release.image, "digest": release.image.rpartition("@")[2], "training_image": training})
 
 
-COMMANDS = [build, push]
+@click.command()
+@click.option("--from", "source_env", required=True, metavar="SRC", help="The environment the release was verified in.")
+@click.option("--to", "target_env", required=True, metavar="DST", help="The environment to promote it to (its promotion_from must be SRC).")
+@click.option("--image", "image", help="SRC's image by digest (default: the release SRC deployed and smoke-tested last).")
+@JSON_OPTION
+def promote(source_env: str, target_env: str, image: str | None, as_json: bool) -> None:
+    """Promote SRC's verified release to DST by digest: the very bytes smoke-tested in SRC.
+
+    Refuses a digest without a successful deploy and smoke test recorded in SRC. Copies the serving
+    and training images registry to registry by digest (the digest in DST is checked to equal SRC's),
+    and the model artifact store to store with its checksums and signature verified; records the
+    promotion in DST's store. `toolkit deploy --env DST` then deploys it (and only promoted digests)."""
+    from toolkit.images.promotion import promote as promote_release
+    from toolkit.local.services import ensure_emulated_services
+
+    source, target = load_context(source_env), load_context(target_env)
+    for ctx in (source, target):
+        ensure_emulated_services(ctx, on_line=echo_err)
+    record = promote_release(source, target, image, on_line=quiet if as_json else echo_err)
+    if as_json:
+        emit_json(record)
+        return
+    click.echo(f"promoted {record['source_image']} ({source_env}) to {record['image']} ({target_env})")
+    click.echo(f"model {record['model_version']} in {record['model_url']}; record {record['record']}")
+    click.echo(f"next: toolkit deploy --env {target_env}")
+
+
+COMMANDS = [build, push, promote]

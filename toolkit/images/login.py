@@ -28,7 +28,8 @@ def registry_login(config: EnvironmentConfig) -> RegistryLogin:
     from toolkit.aws import client
 
     try:
-        data = client("ecr", config).get_authorization_token()["authorizationData"][0]
+        # The environment's own registry by account, also when the caller is another account's role (promote).
+        data = client("ecr", config).get_authorization_token(registryIds=[config.aws.account_id])["authorizationData"][0]
     except NoCredentialsError:
         raise ToolkitError(f"no AWS credentials to get an ECR login for {config.name}: configure AWS credentials "
                            "(AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and try again.") from None

@@ -20,7 +20,7 @@ def build_release_images(ctx: Context, model_dir: Path, on_line: Progress = prin
     """The serving image (the model baked in) and the training image; recorded as the last build."""
     image = build_image(ctx, model_dir, on_line=on_line)
     training = build_image(ctx, model_dir, on_line=on_line, target="training")
-    ReleaseRecords(ctx.paths, ctx.env).save_build(image.reference, image.image_id, training.reference)
+    ReleaseRecords(ctx.paths, ctx.env).save_build(image.reference, image.image_id, training.reference, str(model_dir.resolve()))
     return image, training
 
 
@@ -35,5 +35,20 @@ def push_release(ctx: Context, refs: list[str], on_line: Progress = print, on_ev
         on_pushed(f"pushed {pushed[-1]}  ({ref})")
     release = Release(pushed[0], image_model_version(ctx.paths, refs[0]))
     training = pushed[1] if len(pushed) > 1 else None
-    ReleaseRecords(ctx.paths, ctx.env).save_push(release, training)
+    records = ReleaseRecords(ctx.paths, ctx.env)
+    url = upload_model(ctx, records, refs[0], release.model_version)
+    on_pushed(f"model {release.model_version} in {url}" if url else f"model {release.model_version}: no local artifact to upload")
+    records.save_push(release, training)
     return release, training
+
+
+def upload_model(ctx: Context, records: ReleaseRecords, image_ref: str, model_version: str) -> str | None:
+    """The image's model artifact, with its signature, to the environment's store (where `promote`
+    copies it from): the directory it was built from, else artifacts/ENV/<version>."""
+    from toolkit.images.promotion import model_url
+    from toolkit.ml.artifact_store import upload_artifact
+    built = records.built_model_dir(image_ref)
+    for directory in [*([Path(built)] if built else []), ctx.paths.artifacts(ctx.env) / model_version]:
+        if (directory / "manifest.json").is_file():
+            return upload_artifact(ctx.config, directory, model_url(ctx, model_version).removesuffix(f"{model_version}/"))
+    return None

@@ -75,8 +75,9 @@ class ReleaseRecords:
         return self.paths.record(f"{kind}-{self.env}")
 
     # -- builds
-    def save_build(self, image: str, image_id: str, training_image: str | None) -> None:
-        write_json(self._file("last-build"), {"image": image, "id": image_id, "training_image": training_image})
+    def save_build(self, image: str, image_id: str, training_image: str | None, model_dir: str | None = None) -> None:
+        write_json(self._file("last-build"), {"image": image, "id": image_id, "training_image": training_image,
+                                              "model_dir": model_dir})
 
     def last_build(self, key: str = "image") -> str | None:
         """The last build's serving image (key "image") or training image ("training_image")."""
@@ -84,6 +85,11 @@ class ReleaseRecords:
         if record is None:
             raise ToolkitError(f"no image built for {self.env} yet: run `toolkit build --env {self.env}` or pass --image.")
         return record.get(key)
+
+    def built_model_dir(self, image: str) -> str | None:
+        """The model directory the last build of `image` baked in."""
+        record = read_json(self._file("last-build")) or {}
+        return record.get("model_dir") if record.get("image") == image else None
 
     # -- pushes
     def save_push(self, release: Release, training_image: str | None = None) -> None:
@@ -98,6 +104,11 @@ class ReleaseRecords:
             raise BadInputError(f"no image pushed for {self.env} yet: run `make release ENV={self.env}` or pass "
                                 "--image <registry>/<repo>@sha256:<digest>.")
         return Release(record["image"], model_version or record["model_version"])
+
+    def training_pushed_with(self, release: Release) -> str | None:
+        """The training image pushed together with `release` (None if it was pushed alone or elsewhere)."""
+        record = read_json(self._file("last-push")) or {}
+        return record.get("training_image") if record.get("image") == release.image else None
 
     def training_release(self) -> Release:
         """The training image of the last push (what the GPU Job runs)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 from toolkit.context import Context
+from toolkit.errors import BadInputError
 from toolkit.loop.release import adopt, release_model
 from toolkit.loop.retrain import champion_artifact, record_decision, retrain
 from toolkit.workloads.deploy import live_model_version
@@ -17,6 +18,10 @@ def retrain_and_release(ctx: Context, target: Target, dry_run: bool, on_line: Ca
                         remote_timeout: float | None = None) -> dict:
     """The decision record, with `released` (the image deployed, or None) and `url` (where it is stored).
     `remote_timeout`: train the challenger as a Job on the cluster (remote.py), waiting this long."""
+    source = ctx.config.promotion_from
+    if source and not dry_run:  # its challenger could not be deployed here: refuse before training it
+        raise BadInputError(f"{ctx.env} deploys only digests promoted from {source}: retrain in {source} "
+                            f"(`toolkit retrain --env {source}`) and promote, or judge only with --dry-run.")
     champion = champion_artifact(ctx, live_model_version(ctx, target))
     on_line(f"champion: {champion.name if champion else 'none (nothing deployed)'}")
     challengers = ctx.paths.artifacts(ctx.env) / "challengers"

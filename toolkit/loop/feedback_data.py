@@ -14,7 +14,7 @@ from toolkit.config import EnvironmentConfig
 from toolkit.errors import ToolkitError
 from toolkit.ml.data import Dataset
 from toolkit.ml.table import Table
-from toolkit.paths import loop_prefix
+from toolkit.paths import store_prefix
 from toolkit.serve.log_format import records as log_records
 
 
@@ -47,9 +47,9 @@ def _read(config: EnvironmentConfig, bucket: str, prefix: str) -> list[dict]:
 
 def labelled_rows(config: EnvironmentConfig, bucket: str) -> list[LabelledRow]:
     """Every logged prediction that got a label, oldest first (the last label given for an id counts)."""
-    predictions = {r["prediction_id"]: r for r in _read(config, bucket, loop_prefix("predictions", config.name))}
+    predictions = {r["prediction_id"]: r for r in _read(config, bucket, store_prefix("predictions", config.name))}
     labels = {}
-    for record in sorted(_read(config, bucket, loop_prefix("feedback", config.name)), key=lambda r: r["time"]):
+    for record in sorted(_read(config, bucket, store_prefix("feedback", config.name)), key=lambda r: r["time"]):
         labels[record["prediction_id"]] = record["label"]
     rows = [LabelledRow(pid, predictions[pid]["time"], predictions[pid]["features"], label)
             for pid, label in labels.items() if pid in predictions]

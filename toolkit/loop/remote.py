@@ -23,7 +23,7 @@ from toolkit.context import Context
 from toolkit.errors import ToolkitError
 from toolkit.loop.feedback_data import snapshot_bytes
 from toolkit.loop.retrain import TrainingData
-from toolkit.paths import Output, loop_prefix
+from toolkit.paths import Output, store_prefix
 from toolkit.workloads.target import Target
 
 SNAPSHOT = "feedback.jsonl.gz"
@@ -45,7 +45,7 @@ def remote_trainer(ctx: Context, target: Target, out_root: Path, timeout: float,
 
     def train(data: TrainingData) -> Path:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        prefix = f"s3://{bucket}/{loop_prefix('retrain', ctx.env)}{stamp}/"
+        prefix = f"s3://{bucket}/{store_prefix('retrain', ctx.env)}{stamp}/"
         dataset = f"s3://{bucket}/{config.artifact_store.datasets_prefix}{data.choice.path.name}"
         with tempfile.TemporaryDirectory() as tmp:
             snapshot = Path(tmp) / SNAPSHOT

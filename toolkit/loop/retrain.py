@@ -16,8 +16,6 @@ reason is written to the artifact store (`decisions/<env>/<time>.json`) and kept
 from __future__ import annotations
 
 import datetime as dt
-import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,12 +27,12 @@ from toolkit.errors import ToolkitError
 from toolkit.loop.feedback_data import LabelledRow, labelled_rows, rows_digest, with_feedback
 from toolkit.ml.artifacts import ModelArtifact, load_artifact
 from toolkit.ml.data import Dataset, stratified_split
+from toolkit.ml.nn.metrics import classification_report
 from toolkit.ml.signing import sign_artifact, verify_signature
 from toolkit.ml.signing_keys import private_key, trusted_keys
-from toolkit.ml.nn.metrics import classification_report
 from toolkit.ml.table import sha256_file
 from toolkit.ml.train import DatasetChoice, train_and_save
-from toolkit.paths import loop_prefix, read_json, write_json
+from toolkit.paths import read_json, store_prefix, write_json
 
 Progress = Callable[[str], None]
 METRICS = ("accuracy", "roc_auc", "f1")
@@ -172,15 +170,11 @@ def judge(ctx: Context, data: TrainingData, champion_dir: Path | None, challenge
 
 def record_decision(ctx: Context, record: dict, bucket: str | None = None) -> str:
     """Write the decision to the artifact store and keep it locally; returns its s3:// URL."""
-    from toolkit.ml.artifact_store import upload_file
+    from toolkit.ml.artifact_store import put_json
 
     stamp = record["time"].replace(":", "").replace("-", "")
     bucket = bucket or ctx.config.artifact_store.bucket
-    url = f"s3://{bucket}/{loop_prefix('decisions', ctx.env)}{stamp}.json"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{stamp}.json"
-        path.write_text(json.dumps(record, indent=2, sort_keys=True))
-        upload_file(ctx.config, path, url)
+    url = put_json(ctx.config, f"s3://{bucket}/{store_prefix('decisions', ctx.env)}{stamp}.json", record)
     write_json(ctx.paths.record(f"decision-{ctx.env}"), {**record, "url": url})
     return url
 

@@ -66,6 +66,42 @@ def download_file(config: EnvironmentConfig, url: str, directory: Path | None = 
     return target
 
 
+def put_json(config: EnvironmentConfig, url: str, record: dict) -> str:
+    """A small JSON record (a decision, a release, a promotion) as an object with its sha256; returns `url`."""
+    import hashlib
+    import json
+
+    bucket, key = parse_s3_url(url)
+    body = json.dumps(record, indent=2, sort_keys=True).encode()
+    _call(f"write of {url}", _s3(config).put_object, Bucket=bucket, Key=key, Body=body, ContentType="application/json",
+          Metadata={"sha256": hashlib.sha256(body).hexdigest()})
+    return url
+
+
+def get_json(config: EnvironmentConfig, url: str) -> dict | None:
+    """The JSON record at `url`, checked against its sha256; None when there is none."""
+    import hashlib
+    import json
+
+    from botocore.exceptions import ClientError
+
+    bucket, key = parse_s3_url(url)
+    try:
+        response = _s3(config).get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise ToolkitError(f"S3 read of {url} failed: {exc}") from None
+    body = response["Body"].read()
+    expected = response.get("Metadata", {}).get("sha256")
+    if expected and hashlib.sha256(body).hexdigest() != expected:
+        raise ToolkitError(f"{url}: the record does not match the sha256 stored with it.")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ToolkitError(f"{url}: not a JSON record.") from None
+
+
 def upload_artifact(config: EnvironmentConfig, artifact_dir: Path, prefix_url: str) -> str:
     """Upload a verified artifact (and its signature) to <prefix_url>/<version>/; returns that URL."""
     from toolkit.ml.artifacts import MANIFEST, verify_artifact

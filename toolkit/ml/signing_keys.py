@@ -76,14 +76,15 @@ def own_public_key(ctx: Context) -> PublicKey:
 
 
 def trusted_keys(ctx: Context) -> list[PublicKey]:
-    """The environment's key and those of every environment it promotes from."""
+    """The environment's key and those of every environment it promotes from. Emulated environments
+    share one local key pair, so the chain of one adds nothing and is not followed."""
     from toolkit.config import load_environment
 
     keys, seen, current = [], set(), ctx
     while current is not None and current.env not in seen:
         seen.add(current.env)
         keys.append(own_public_key(current))
-        source = current.config.promotion_from
+        source = None if current.emulated else current.config.promotion_from
         current = Context(load_environment(source, ctx.root), ctx.paths) if source else None
     return keys
 

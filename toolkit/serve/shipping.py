@@ -18,7 +18,7 @@ import logging
 import uuid
 from typing import Callable
 
-from toolkit.paths import loop_prefix
+from toolkit.paths import store_prefix
 
 log = logging.getLogger("toolkit.serve")
 POLL_SECONDS = 0.25  # how often a waiting shipper looks whether the server is stopping
@@ -131,7 +131,7 @@ class Shipper:
 
     def _ship(self, batch: list) -> None:
         now = dt.datetime.now(dt.timezone.utc)
-        key = f"{loop_prefix(self.kind, self.env)}{now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.jsonl.gz"
+        key = f"{store_prefix(self.kind, self.env)}{now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.jsonl.gz"
         lines = b"".join(chunk for _, chunk in batch)
         # level 1: the thread shares the server's CPU; a tenth bigger than level 6, a third of the time
         self.put(key, gzip.compress(lines, compresslevel=1, mtime=0))

@@ -14,7 +14,12 @@ from toolkit.workloads.target import Target
 def deploy_release(ctx: Context, target: Target, release: Release, timeout: float, on_progress: Callable[[dict], None] = lambda e: None,
                    on_line: Callable[[str], None] = print, smoke: bool = True) -> dict:
     """Kubernetes: apply, wait for the rollout, roll back on failure. Local: the Docker runtime's swap.
-    Then a real /v1/predict; a failed smoke test says how to roll back (the rollout itself succeeded)."""
+    Then a real /v1/predict; a failed smoke test says how to roll back (the rollout itself succeeded).
+    An environment with `promotion_from` takes only promoted digests; a release that passes its smoke
+    test is recorded as verified, which is what `toolkit promote` copies onwards."""
+    from toolkit.images.promotion import record_verified_release, require_promoted
+
+    require_promoted(ctx, release)
     if target.local:
         from toolkit.images.login import registry_login
         from toolkit.workloads.local_runtime import deploy_local
@@ -32,6 +37,12 @@ def deploy_release(ctx: Context, target: Target, release: Release, timeout: floa
             result["smoke"] = smoke_test(ctx, target)
         except ToolkitError as exc:  # the rollout's probes passed, so this is not rolled back by itself: say how
             raise ToolkitError(f"{exc}\nThe release is deployed; `toolkit rollback --env {ctx.env}` returns to the previous one.") from None
+        try:
+            result["verified"] = record_verified_release(ctx, release, result["smoke"])
+        except ToolkitError as exc:  # deployed and smoke-tested all the same: only promoting it needs the record
+            result["verified"] = None
+            on_line(f"warning: the smoke test passed but could not be recorded in the artifact store ({exc}); "
+                    f"`toolkit promote --from {ctx.env}` refuses this release until a deploy records it.")
     return result
 
 
