@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import HEART, REPO, free_port, wait_ready
+from conftest import HEART, REPO, SIGNING_KEY, SIGNING_PUBLIC_KEY, free_port, wait_ready
 from toolkit.config import load_environment
 from toolkit.context import Context
 from toolkit.errors import ArtifactError, BadInputError, ToolkitError
@@ -19,6 +19,7 @@ from toolkit.images.login import registry_login
 from toolkit.images.registry import push_image
 from toolkit.ml.artifacts import load_artifact
 from toolkit.ml.predict import predict_records
+from toolkit.ml.signing_keys import PUBLIC_KEYS_ENV
 from toolkit.ml.table import read_csv
 
 
@@ -88,7 +89,8 @@ def test_build_push_pull_by_digest_run_and_compare(engine, local, local_ctx, mod
     # kernels differ in the last bit, and the comparison below is exact.
     blas = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
     container = engine.containers.run(pulled.id, detach=True, network_mode="host",
-                                      environment={"TOOLKIT_HOST": "127.0.0.1", "TOOLKIT_PORT": str(port), **blas})
+                                      environment={"TOOLKIT_HOST": "127.0.0.1", "TOOLKIT_PORT": str(port), **blas,
+                                                   PUBLIC_KEYS_ENV: SIGNING_PUBLIC_KEY.read_text()})  # what it verifies the model with
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/readyz")
@@ -127,13 +129,20 @@ def test_training_image_trains_from_s3_and_uploads_the_artifact(engine, local, l
         (REPO / "environments" / "local.yaml").read_text().replace("http://127.0.0.1:4566", local.aws.endpoint_url))
     command = ["train", "--env", "local", "--epochs", "5", "--data", f"s3://{bucket}/datasets/heart-cleveland.csv",
                "--out", "/tmp/artifacts", "--upload", f"s3://{bucket}/models/local/"]
+    # The emulated environment's signing key, mounted as a secret would be (readable by the image's user).
+    key = tmp_path / "signing" / "local.key"
+    key.parent.mkdir()
+    key.write_bytes(SIGNING_KEY.read_bytes())
+    key.chmod(0o644)
     logs = engine.containers.run(image.image_id, command, network_mode="host", remove=True, read_only=True,
-                                 tmpfs={"/tmp": "size=256m"}, environment={"TOOLKIT_ROOT": "/etc/toolkit"},
-                                 volumes={str(environments): {"bind": "/etc/toolkit/environments", "mode": "ro"}}).decode()
+                                 tmpfs={"/tmp": "size=256m"},
+                                 environment={"TOOLKIT_ROOT": "/etc/toolkit", "TOOLKIT_SIGNING_KEY_FILE": "/run/signing/local.key"},
+                                 volumes={str(environments): {"bind": "/etc/toolkit/environments", "mode": "ro"},
+                                          str(key.parent): {"bind": "/run/signing", "mode": "ro"}}).decode()
     assert "uploaded s3://training-image-test/models/local/" in logs, logs
     assert "matplotlib not installed" in logs
     keys = {o["Key"].rsplit("/", 1)[-1] for o in s3.list_objects_v2(Bucket=bucket, Prefix="models/local/")["Contents"]}
-    assert keys == {"manifest.json", "metrics.json", "weights.npz"}
+    assert keys == {"manifest.json", "metrics.json", "weights.npz", "model.sig"}  # signed where it was trained
     engine.images.remove(image.image_id, force=True)
 
 

@@ -11,12 +11,13 @@ import urllib.request
 import docker
 import pytest
 
-from conftest import free_port, train_small_model
+from conftest import SIGNING_PUBLIC_KEY, free_port, train_small_model
 from toolkit.errors import RolloutError
 from toolkit.images.build import build_image
 from toolkit.images.login import registry_login
 from toolkit.images.registry import push_image
 from toolkit.images.release import Release
+from toolkit.ml.signing_keys import PUBLIC_KEYS_ENV
 from toolkit.workloads.local_runtime import container_name, deploy_local, rollback_local, status_local
 from toolkit.workloads.smoke import http_json, smoke_test_url
 
@@ -120,11 +121,13 @@ def test_deploy_refuse_a_broken_release_then_upgrade_and_roll_back(engine, runti
     second = _release(engine, runtime, train_small_model(tmp_path / "second", seed=11))
     foreign = config.model_copy(update={"name": "runtime-foreign", "serving": config.serving.model_copy(update={"port": free_port()})})
     squatter = engine.containers.run(first.image, detach=True, network_mode="host", name=f"squatter-{foreign.serving.port}",
-                                     environment={"TOOLKIT_HOST": "127.0.0.1", "TOOLKIT_PORT": str(foreign.serving.port)})
+                                     environment={"TOOLKIT_HOST": "127.0.0.1", "TOOLKIT_PORT": str(foreign.serving.port),
+                                                  PUBLIC_KEYS_ENV: SIGNING_PUBLIC_KEY.read_text()})
     try:
         deadline = time.monotonic() + 30
         while not _answers(foreign.serving.port) and time.monotonic() < deadline:
             time.sleep(0.2)
+        assert _answers(foreign.serving.port), "the squatter never came up"
         with pytest.raises(RolloutError, match="exited with code|not ready"):
             deploy_local(runtime.with_config(foreign), second, login, timeout=15, on_line=quiet)
         assert http_json(f"http://127.0.0.1:{foreign.serving.port}/v1/model")["model_version"] == first.model_version

@@ -122,6 +122,7 @@ def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snap
     from toolkit.aws import client
     from toolkit.images.release import Release, ReleaseRecords
     from toolkit.loop.remote import remote_trainer
+    from toolkit.ml.signing_keys import PRIVATE_KEY_FILE_ENV, local_key_files
     from toolkit.workloads.kube import Kube
     from toolkit.workloads.target import resolve_target
 
@@ -142,7 +143,9 @@ def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snap
         configmap = kube.get("ConfigMap", "toolkit-environment", namespace)
         for name, text in configmap["data"].items():  # what the pod mounts at /etc/toolkit/environments
             (root / "environments" / name).write_text(text)
-        env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env", [])}, "TOOLKIT_ROOT": str(root)}
+        env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env", [])}, "TOOLKIT_ROOT": str(root),
+               # the emulated environment's signing key, as a pod would have it mounted (a cloud one reads its secret)
+               PRIVATE_KEY_FILE_ENV: str(local_key_files(ctx.paths)[0])}
         commands.append(container["command"])
         result = subprocess.run([str(REPO / ".venv" / "bin" / container["command"][0]), *container["command"][1:]],
                                 env=env, capture_output=True, text=True, timeout=300)

@@ -40,9 +40,19 @@ def local_key_files(paths: ProjectPaths, generate: bool = True) -> tuple[Path, P
     return private, public
 
 
+PRIVATE_KEY_FILE_ENV = "TOOLKIT_SIGNING_KEY_FILE"  # a mounted private key: how a container of an emulated environment signs
+
+
 def private_key(ctx: Context) -> bytes:
-    """The key that signs `ctx`'s models."""
+    """The key that signs `ctx`'s models: emulated, $TOOLKIT_SIGNING_KEY_FILE or the checkout's local
+    key; cloud, the environment's Secrets Manager secret."""
     if ctx.emulated:
+        mounted = os.environ.get(PRIVATE_KEY_FILE_ENV)
+        if mounted:
+            try:
+                return Path(mounted).read_bytes()
+            except OSError as exc:
+                raise BadInputError(f"cannot read the signing key {mounted} (${PRIVATE_KEY_FILE_ENV}): {exc.strerror or exc}") from None
         return local_key_files(ctx.paths)[0].read_bytes()
     from botocore.exceptions import BotoCoreError, ClientError
 
