@@ -81,7 +81,7 @@ lint-code: setup ## ruff, and the import-layer contracts of toolkit/ (lint-impor
 	@$(STEP) ruff $(BIN)/ruff check .
 	@$(STEP) lint-imports $(BIN)/lint-imports
 
-bench: setup ## Benchmarks: training (ours vs PyTorch vs scikit-learn), serving (ours vs bare FastAPI), memory on hostile and large inputs
+bench: setup ## Benchmarks: training (ours vs PyTorch vs scikit-learn), serving (ours, N workers, bare FastAPI, BentoML; wrk), memory
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/train_throughput.py
 	$(TOOLKIT) train --env local --epochs 50 --json >/dev/null

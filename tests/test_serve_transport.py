@@ -176,11 +176,12 @@ def test_a_500_is_logged_once_with_its_request_id_and_exception(model_dir, caplo
     from fastapi.testclient import TestClient
 
     import toolkit.serve.app as app_module
+    from toolkit.ml.artifacts import ModelArtifact
 
     def broken(*args, **kwargs):
         raise RuntimeError("the model broke")
 
-    monkeypatch.setattr(app_module, "score_records", broken)
+    monkeypatch.setattr(ModelArtifact, "predict_proba", broken)  # on the fast route and the FastAPI one alike
     client = TestClient(app_module.create_app(model_dir), raise_server_exceptions=False)
     record = {name: 1.0 for name in client.get("/v1/model").json()["features"]}
     with caplog.at_level("ERROR", logger="toolkit.serve"):

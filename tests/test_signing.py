@@ -139,3 +139,15 @@ def test_cloud_keys_live_in_the_stack_secret_and_staging_trusts_dev(tmp_path, mo
             verify_signature(model, trusted_keys(contexts["staging"]))
     finally:
         stop_moto(paths)
+
+
+def test_a_link_to_the_artifact_verifies_as_the_artifact(tmp_path):
+    """artifacts/ENV/latest is a symlink: `toolkit predict --model artifacts/local/latest` must serve it."""
+    from conftest import SIGNING_PUBLIC_KEY, train_small_model
+    from toolkit.ml.signing import public_keys_from_pem, verify_signature
+
+    artifact = train_small_model(tmp_path / "models", seed=3)
+    latest = tmp_path / "latest"
+    latest.symlink_to(artifact)
+    keys = public_keys_from_pem("local", SIGNING_PUBLIC_KEY.read_bytes())
+    assert verify_signature(latest, keys).name == "local"

@@ -246,6 +246,11 @@ def parse_target(expression: str) -> tuple[str, str, float] | None:
     return (match.group(1), match.group(2), float(match.group(3))) if match else None
 
 
+def cpu_cores(quantity: str) -> float:
+    """A Kubernetes CPU quantity in cores: "2" → 2.0, "500m" → 0.5."""
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
 class ResourceQuantities(_Section):
     cpu: Quantity
     memory: Quantity
@@ -278,6 +283,12 @@ class ServingConfig(_Section):
     max_batch_size: int = Field(256, ge=1, description="records per /v1/predict request")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="request body size limit")
     header_timeout_seconds: int = Field(10, ge=1, le=300, description="a connection whose request head is not complete by then is closed")
+    workers: int | None = Field(None, ge=1, le=64, description="server processes per replica (default: the CPU limit, rounded down, "
+                                                               "at least 1)")
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or max(1, int(cpu_cores(self.resources.limits.cpu)))
 
 
 class RemoteTrainingConfig(_Section):

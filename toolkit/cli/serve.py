@@ -25,14 +25,27 @@ from toolkit.cli.options import MODEL_OPTION, echo_err
 @click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
               help="Serve only a model signed with this key (default: $TOOLKIT_MODEL_PUBLIC_KEYS, the keys ENV trusts, "
                    "or those of the environment the model was trained for).")
+@click.option("--workers", type=click.IntRange(1, 64), envvar="TOOLKIT_WORKERS",
+              help="Server processes sharing the port (default: serving.workers of ENV, from its CPU limit, else 1).")
 @click.option("--fault-file", type=click.Path(dir_okay=False, path_type=Path), hidden=True,
               help="Tests only, loopback only: inject failures and latency from this JSON file (serve/faults.py).")
 def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_batch_size: int | None,
-          max_body_bytes: int | None, header_timeout: int | None, public_key: Path | None, fault_file: Path | None) -> None:
+          max_body_bytes: int | None, header_timeout: int | None, public_key: Path | None, workers: int | None,
+          fault_file: Path | None) -> None:
     """Serve a model over HTTP: POST /v1/predict, GET /healthz /readyz /metrics /docs.
 
     The artifact's checksums and signature are verified before the server starts. In the serving image the
     settings come from TOOLKIT_* environment variables (a ConfigMap on Kubernetes)."""
+    import os
+
+    if env and workers is None:
+        from toolkit.config import load_environment
+
+        workers = load_environment(env).serving.worker_count
+    if (workers or 1) > 1:  # before prometheus_client is imported: the workers' metrics are summed (serve/metrics.py)
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="toolkit-metrics-")
     from toolkit.serve.app import create_app
     from toolkit.serve.loop import LoopSettings
     from toolkit.serve.server import run
@@ -49,8 +62,6 @@ def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_bat
         header_timeout = header_timeout or serving.header_timeout_seconds
         loop = LoopSettings(env, config.feedback, config.artifact_store.bucket)
         if config.aws.endpoint_url:  # the local environment's store is moto's S3
-            import os
-
             from toolkit.aws import emulator_environment
 
             os.environ.update(emulator_environment(config))
@@ -64,8 +75,9 @@ def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_bat
 
     keys = keys_for_model(model_dir, public_key, env)
     app = create_app(model_dir, **limits, faults=faults, loop=loop, public_keys=keys)
-    echo_err(f"serving model {app.state.model.version} (signed by the key of {app.state.signed_by}) on http://{host}:{port or 8080}")
-    run(app, host, port or 8080, header_timeout=header_timeout or 10)
+    echo_err(f"serving model {app.state.model.version} (signed by the key of {app.state.signed_by}) on http://{host}:{port or 8080}"
+             + (f" with {workers} workers" if (workers or 1) > 1 else ""))
+    run(app, host, port or 8080, header_timeout=header_timeout or 10, workers=workers or 1)
 
 
 COMMANDS = [serve]

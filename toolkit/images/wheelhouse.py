@@ -14,8 +14,9 @@ from toolkit.paths import ProjectPaths
 
 # boto3: the server ships its prediction log to the artifact store (the image keeps only botocore's S3 and STS models).
 # model-signing and pyopenssl: the server verifies the model's signature before it serves.
-SERVE_REQUIREMENTS = ["numpy", "pydantic", "PyYAML", "click", "fastapi", "uvicorn", "prometheus-client", "boto3", "orjson",
-                      "model-signing", "pyopenssl"]
+# uvloop and httptools: uvicorn's fast event loop and HTTP parser.
+SERVE_REQUIREMENTS = ["numpy", "pydantic", "PyYAML", "click", "fastapi", "uvicorn", "uvloop", "httptools", "prometheus-client",
+                      "boto3", "orjson", "model-signing", "pyopenssl"]
 # The training image adds the progress bar (no matplotlib: curves are skipped there).
 TRAINING_REQUIREMENTS = ["tqdm"]
 

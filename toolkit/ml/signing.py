@@ -69,7 +69,7 @@ def sign_artifact(directory: Path, private_key_pem: bytes) -> Path:
     """Sign every file of `directory` (but the signature); returns the signature's path."""
     from model_signing import signing
 
-    directory = Path(directory)
+    directory = Path(directory).resolve()  # a link to the artifact (artifacts/ENV/latest) signs what it points to
     signature = directory / SIGNATURE
     with tempfile.TemporaryDirectory() as tmp:
         key = _pem_file(tmp, "signing.key", private_key_pem)
@@ -84,13 +84,14 @@ def verify_signature(directory: Path, keys: list[PublicKey]) -> PublicKey:
     """The trusted key that signed `directory`; SignatureError with the reason when none did."""
     from model_signing import verifying
 
-    directory = Path(directory)
+    named = Path(directory)
+    directory = named.resolve()  # artifacts/ENV/latest is a link: model-signing refuses a linked root, not what it names
     signature = directory / SIGNATURE
     if not signature.is_file():
-        raise SignatureError(f"{directory}: the artifact is not signed (no {SIGNATURE}); models are signed when they are "
+        raise SignatureError(f"{named}: the artifact is not signed (no {SIGNATURE}); models are signed when they are "
                              "trained (`toolkit train`), and only signed models are served.")
     if not keys:
-        raise SignatureError(f"{directory}: no public key to verify its signature against.")
+        raise SignatureError(f"{named}: no public key to verify its signature against.")
     reasons = []
     with tempfile.TemporaryDirectory() as tmp:
         for index, key in enumerate(keys):
@@ -100,7 +101,7 @@ def verify_signature(directory: Path, keys: list[PublicKey]) -> PublicKey:
                 return key
             except ValueError as exc:
                 reasons.append(f"{key.name}: {_reason(exc)}")
-    raise SignatureError(f"{directory}: the signature does not verify against the trusted keys ({'; '.join(reasons)}).")
+    raise SignatureError(f"{named}: the signature does not verify against the trusted keys ({'; '.join(reasons)}).")
 
 
 def _reason(exc: Exception) -> str:

@@ -28,10 +28,11 @@ from toolkit.ml.artifacts import ModelArtifact, load_artifact
 from toolkit.ml.predict import score_records
 from toolkit.ml.signing import PublicKey, verify_signature
 from toolkit.ml.signing_keys import keys_for_model
+from toolkit.serve.fast_routes import FAULTS_APPLIED, FastRoutes, FeedbackHandler, PredictHandler
 from toolkit.serve.faults import FaultSwitch
 from toolkit.serve.loop import FeedbackLoop, LoopSettings
 from toolkit.serve.metrics import ServerMetrics
-from toolkit.serve.middleware import MeasureAndLimit
+from toolkit.serve.middleware import REQUEST_ID_KEY, MeasureAndLimit, problem_body
 
 Value = Union[StrictFloat, StrictInt, StrictStr, None]
 
@@ -97,7 +98,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes: int = 1_048_576,
                faults: FaultSwitch | None = None, loop: LoopSettings | None = None,
-               public_keys: list[PublicKey] | None = None) -> FastAPI:
+               public_keys: list[PublicKey] | None = None) -> InferenceServer:
     """Load and verify the artifact (checksums, then its signature against `public_keys`, default
     signing_keys.keys_for_model), then build the app (an ArtifactError stops startup).
     `faults`: the test-only fault switch (serve/faults.py); `loop`: the feedback loop's settings
@@ -120,8 +121,16 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
     app.state.feedback = feedback
     app.state.model = model
     app.state.signed_by = signer.name
+    fast = {("POST", "/v1/predict"): PredictHandler(model, metrics, feedback, max_batch_size)}
+    if feedback is not None:
+        fast[("POST", "/v1/feedback")] = FeedbackHandler(feedback, max_batch_size)
+    server = InferenceServer(app, MeasureAndLimit(FastRoutes(app, fast, faults), metrics=metrics, max_body_bytes=max_body_bytes,
+                                                  routes=app.router.routes))
 
-    app.add_middleware(MeasureAndLimit, metrics=metrics, max_body_bytes=max_body_bytes, routes=app.router.routes)
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception):  # MeasureAndLimit logs it: one line, with the request id
+        body = problem_body(500, [], f"internal error (request id {request.scope.get(REQUEST_ID_KEY, 'unknown')})", "internal")
+        return Response(body, status_code=500, media_type="application/json")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -139,7 +148,8 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
     async def predict(request: Request) -> PredictResponse:
-        if faults is not None:
+        """The reference path, and the one that names every bad field: FastRoutes answers plainly valid requests first."""
+        if faults is not None and not request.scope.get(FAULTS_APPLIED):
             await faults.apply()
         _require_json(request.headers.get("content-type"))
         body = await request.body()  # read here, not by FastAPI; MeasureAndLimit stops it at max_body_bytes
@@ -203,7 +213,22 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
         return Response(body, media_type=content_type)
 
     _document_predict_body(app, model, max_batch_size)
-    return app
+    return server
+
+
+class InferenceServer:
+    """The ASGI app `toolkit serve` runs: MeasureAndLimit (ids, limits, metrics) → FastRoutes → the
+    FastAPI app, so the fast routes never enter the framework. The FastAPI app's attributes
+    (state, openapi, routes) are reachable on it."""
+
+    def __init__(self, api: FastAPI, asgi) -> None:
+        self.api, self.asgi = api, asgi
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.asgi(scope, receive, send)
+
+    def __getattr__(self, name: str):
+        return getattr(self.api, name)
 
 
 def _require_json(content_type: str | None) -> None:

@@ -1,13 +1,25 @@
-"""Prometheus metrics of one server instance (its own registry, so tests can run several)."""
+"""Prometheus metrics of one server instance (its own registry, so tests can run several).
+
+With several worker processes (`toolkit serve --workers N`, server.py), prometheus_client's
+multiprocess mode is on (PROMETHEUS_MULTIPROC_DIR, set before this module is imported): each
+worker writes its counters and histograms to files there and whichever worker answers a scrape
+sums them all, so a scrape sees the whole server, never one worker's share. Gauges say how they
+combine; the drift gauges are those of the worker that answers (each sees a random share of the
+traffic); the process metrics are the supervisor's, whose start is the server's start.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Iterable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 from toolkit.ml.artifacts import ModelArtifact
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+SUPERVISOR_PID_ENV = "TOOLKIT_SUPERVISOR_PID"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -15,28 +27,33 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class ServerMetrics:
     def __init__(self, model: ModelArtifact) -> None:
         self.registry = CollectorRegistry()
+        self._by_outcome: dict[tuple[str, int], tuple] = {}
+        self._by_label: dict[str, object] = {}
         self.requests = Counter("toolkit_http_requests", "HTTP requests by route and status",
                                 ["route", "status"], registry=self.registry)
         self.latency = Histogram("toolkit_http_request_duration_seconds", "Request latency by route and status",
                                  ["route", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.predictions = Counter("toolkit_predictions", "Predicted labels by class", ["label"], registry=self.registry)
-        Info("toolkit_model", "The model being served", registry=self.registry).info({
-            "version": model.version, "label": model.manifest["label"],
-            "weights_sha256": model.manifest["files"]["weights.npz"]["sha256"],
-        })
+        # What prometheus_client's Info would export (toolkit_model_info{...} 1), as a gauge: Info has no multiprocess mode.
+        Gauge("toolkit_model_info", "The model being served", ["version", "label", "weights_sha256"], registry=self.registry,
+              multiprocess_mode="max").labels(model.version, model.manifest["label"],
+                                               model.manifest["files"]["weights.npz"]["sha256"]).set(1)
         created = dt.datetime.fromisoformat(model.manifest["created_at"]) if model.manifest.get("created_at") else None
         Gauge("toolkit_model_created_timestamp_seconds", "When the served model was trained (ServedModelTooOld)",
-              registry=self.registry).set(created.timestamp() if created else 0)
+              registry=self.registry, multiprocess_mode="max").set(created.timestamp() if created else 0)
         reference = Gauge("toolkit_model_class_share_reference", "Share of each class the model predicted on its test split",
-                          ["label"], registry=self.registry)
+                          ["label"], registry=self.registry, multiprocess_mode="max")
         for label, share in (model.manifest.get("reference") or {}).get("predicted_class_share", {}).items():
             reference.labels(label).set(share)
-        ProcessCollector(registry=self.registry)  # process_start_time_seconds: restarts (ServingRestarting)
         Gauge("toolkit_model_test_accuracy", "Accuracy of the served model on its test split (the online accuracy's reference)",
-              registry=self.registry).set(float((model.manifest.get("metrics") or {}).get("test", {}).get("accuracy", 0.0)))
+              registry=self.registry, multiprocess_mode="max").set(
+            float((model.manifest.get("metrics") or {}).get("test", {}).get("accuracy", 0.0)))
+        # process_start_time_seconds: restarts (ServingRestarting); with workers, the supervisor's.
+        self.collectors = [ProcessCollector(registry=None, pid=_supervisor_pid)]
         self.log_records = Counter("toolkit_prediction_log_records", "Prediction log and ground-truth records by outcome",
                                    ["kind", "outcome"], registry=self.registry)
-        self.log_queue = Gauge("toolkit_prediction_log_queue", "Records waiting to be shipped", ["kind"], registry=self.registry)
+        self.log_queue = Gauge("toolkit_prediction_log_queue", "Records waiting to be shipped", ["kind"], registry=self.registry,
+                               multiprocess_mode="livesum")
         self.log_errors = Counter("toolkit_prediction_log_errors", "Failed attempts to ship a batch", ["kind"], registry=self.registry)
         self.feedback = Counter("toolkit_feedback", "Labelled predictions by outcome (the label matched the prediction or not)",
                                 ["outcome"], registry=self.registry)
@@ -47,18 +64,48 @@ class ServerMetrics:
 
     def watch_drift(self, drift) -> None:
         """Export the drift monitor's PSI at each scrape."""
-        self.registry.register(_DriftCollector(drift))
+        self.collectors.append(_DriftCollector(drift))
 
     def observe(self, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route, str(status)).observe(seconds)
+        children = self._by_outcome.get((route, status))
+        if children is None:  # labels() costs more than the increment: once per (route, status)
+            children = self._by_outcome[(route, status)] = (self.requests.labels(route, str(status)),
+                                                            self.latency.labels(route, str(status)))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def count_predictions(self, labels: Iterable[str]) -> None:
         for label in labels:
-            self.predictions.labels(label).inc()
+            child = self._by_label.get(label)
+            if child is None:
+                child = self._by_label[label] = self.predictions.labels(label)
+            child.inc()
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        if MULTIPROCESS:  # every worker's files, summed; not this process's own registry
+            from prometheus_client import multiprocess
+
+            multiprocess.MultiProcessCollector(registry)
+        else:
+            registry.register(_Registry(self.registry))
+        for collector in self.collectors:
+            registry.register(collector)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def _supervisor_pid():
+    return os.environ.get(SUPERVISOR_PID_ENV) or "self"
+
+
+class _Registry:
+    """A registry's metrics, as one collector of another registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self):
+        return self.registry.collect()
 
 
 class _DriftCollector:

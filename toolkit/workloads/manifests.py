@@ -48,7 +48,7 @@ def serving_environment(config: EnvironmentConfig, public_keys: str | None = Non
     keys = {PUBLIC_KEYS_ENV: public_keys} if public_keys else {}
     return {**keys, "TOOLKIT_HOST": "0.0.0.0", "TOOLKIT_PORT": str(serving.port),
             "TOOLKIT_MAX_BATCH_SIZE": str(serving.max_batch_size), "TOOLKIT_MAX_BODY_BYTES": str(serving.max_body_bytes),
-            "TOOLKIT_HEADER_TIMEOUT": str(serving.header_timeout_seconds),
+            "TOOLKIT_HEADER_TIMEOUT": str(serving.header_timeout_seconds), "TOOLKIT_WORKERS": str(serving.worker_count),
             # the feedback loop (toolkit/serve/loop.py): prediction log to the artifact store, drift, ground truth
             "TOOLKIT_ENV": config.name, "TOOLKIT_FEEDBACK": config.feedback.model_dump_json(),
             "TOOLKIT_PREDICTION_LOG_BUCKET": config.artifact_store.bucket, "AWS_REGION": config.aws.region}

@@ -1,0 +1,79 @@
+"""The serving fast path (toolkit/serve/fast_routes.py, toolkit/ml/row_encoder.py) against the
+reference path it must agree with: for valid requests the same features and the same answer as
+`Preprocessor.transform_table` / `score_records`; for anything it cannot vouch for, no answer
+(the FastAPI route then names the problem)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import orjson
+import pytest
+
+from toolkit.ml.artifacts import load_artifact
+from toolkit.ml.predict import score_records
+from toolkit.ml.row_encoder import RowEncoder
+from toolkit.ml.table import Table
+from toolkit.serve.fast_routes import PredictHandler
+from toolkit.serve.metrics import ServerMetrics
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return load_artifact(model_dir)
+
+
+def _value(rng: random.Random, name: str, model) -> object:
+    categorical = {c["name"]: c["categories"] for c in model.preprocessor.categorical}
+    roll = rng.random()
+    if roll < 0.1:
+        return None  # missing: the mean, or the training mode
+    if name in categorical:
+        if roll < 0.2:
+            return rng.choice([99, 7.5, -1])  # a category unseen in training: all zeros
+        category = rng.choice(categorical[name])
+        return float(category) if roll < 0.5 else int(float(category))  # 3 and 3.0 are one category
+    return rng.choice([rng.randint(-5, 400), rng.uniform(-1e3, 1e3), 0, 1e30])
+
+
+def test_the_encoder_gives_the_reference_features_for_random_rows(model):
+    rng = random.Random(19)
+    encoder, columns = RowEncoder(model.preprocessor), model.preprocessor.columns
+    for _ in range(300):
+        rows = [tuple(_value(rng, name, model) for name in columns) for _ in range(rng.choice([1, 2, 7, 64]))]
+        reference = model.preprocessor.transform_table(Table.from_columns(dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True)), "t"))
+        np.testing.assert_array_equal(encoder.encode(rows), reference)
+
+
+def test_a_valid_body_gets_the_reference_answer(model):
+    rng = random.Random(7)
+    handler = PredictHandler(model, ServerMetrics(model), None, 256)
+    columns = model.preprocessor.columns
+    for _ in range(100):
+        records = [{name: _value(rng, name, model) for name in columns} for _ in range(rng.choice([1, 5, 64]))]
+        body = {"records": records} if rng.random() < 0.5 else {"instances": [[r[c] for c in columns] for r in records]}
+        status, content = handler(orjson.dumps(body))
+        reference = score_records(model, {c: [r[c] for r in records] for c in columns}, "request").predictions
+        assert status == 200
+        assert orjson.loads(content) == {"model_version": model.version, "predictions": reference}
+
+
+@pytest.mark.parametrize("change", [
+    lambda r, c: r.update({c[0]: "12"}),  # a text: the reference path decides (and names it if it is wrong)
+    lambda r, c: r.update({c[0]: True}),  # a bool is not a number there
+    lambda r, c: r.update({c[0]: 1e39}),  # outside float32
+    lambda r, c: r.pop(c[0]),  # a missing feature
+    lambda r, c: r.update({"extra": 1}),  # an unknown one
+    lambda r, c: r.update({c[0]: [1]}),  # not a value
+], ids=["text", "bool", "float32-range", "missing", "unknown", "list"])
+def test_anything_the_fast_path_cannot_vouch_for_goes_to_the_reference_route(model, change):
+    handler = PredictHandler(model, ServerMetrics(model), None, 4)
+    columns = model.preprocessor.columns
+    record = {name: 1 for name in columns}
+    change(record, columns)
+    assert handler(orjson.dumps({"records": [record]})) is None
+    assert handler(b'{"records": [') is None  # not JSON
+    assert handler(orjson.dumps({"records": [{name: 1 for name in columns}] * 5})) is None  # over the batch limit
+    assert handler(orjson.dumps({"records": []})) is None
+    assert handler(orjson.dumps({"records": [{name: 1 for name in columns}], "instances": []})) is None

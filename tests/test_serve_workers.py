@@ -1,0 +1,86 @@
+"""`toolkit serve --workers N`, for real: forked workers on one socket, metrics summed over all of
+them at every scrape, a dead worker replaced while the others answer, a clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, free_port, wait_ready
+
+PREDICTS = re.compile(r'^toolkit_http_requests_total\{route="/v1/predict",status="200"\} (\S+)$', re.M)
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in tasks.read_text().split()] if tasks.exists() else []
+
+
+def _predicted(url: str) -> float:
+    found = PREDICTS.search(urllib.request.urlopen(url + "/metrics", timeout=5).read().decode())
+    return float(found.group(1)) if found else 0.0
+
+
+def _predict(url: str, record: dict) -> dict:
+    request = urllib.request.Request(url + "/v1/predict", data=json.dumps({"records": [record]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:  # a new connection each: the kernel spreads them
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def server(model_dir):
+    port = free_port()
+    process = subprocess.Popen([str(REPO / ".venv" / "bin" / "toolkit"), "serve", "--model", str(model_dir), "--port", str(port),
+                                "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/readyz", process=process)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def test_workers_answer_together_and_every_scrape_counts_them_all(server):
+    process, url = server
+    assert len(_children(process.pid)) == 2
+    features = json.loads(urllib.request.urlopen(url + "/v1/model").read())["features"]
+    record = {name: 1 for name in features}
+    for _ in range(60):
+        assert _predict(url, record)["predictions"][0]["label"]
+    assert [_predicted(url) for _ in range(6)] == [60.0] * 6  # whichever worker answers the scrape
+    metrics = urllib.request.urlopen(url + "/metrics").read().decode()
+    assert re.search(r'^toolkit_model_info\{.*version="[^"]+".*\} 1\.0$', metrics, re.M)
+    starts = set(re.findall(r"^process_start_time_seconds (\S+)$", metrics, re.M) +
+                 re.findall(r"^process_start_time_seconds (\S+)$", urllib.request.urlopen(url + "/metrics").read().decode(), re.M))
+    assert len(starts) == 1  # the supervisor's: a worker answering the scrape is not a restart
+
+
+def test_a_dead_worker_is_replaced_and_the_others_keep_answering(server):
+    process, url = server
+    features = json.loads(urllib.request.urlopen(url + "/v1/model").read())["features"]
+    record = {name: 1 for name in features}
+    for _ in range(10):
+        _predict(url, record)
+    victim, survivor = _children(process.pid)
+    os.kill(victim, signal.SIGKILL)
+    for _ in range(20):  # meanwhile the survivor answers
+        assert _predict(url, record)["predictions"]
+    deadline = time.monotonic() + 15
+    while (len(_children(process.pid)) < 2 or victim in _children(process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(_children(process.pid)) == 2 and survivor in _children(process.pid)
+    assert _predicted(url) == 30.0  # the dead worker's counts are kept: counters never go back
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(15) == 0
+    assert "exited (signal 9); starting another" in process.stderr.read().decode()

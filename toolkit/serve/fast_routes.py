@@ -1,0 +1,168 @@
+"""/v1/predict and /v1/feedback without the framework on the common path.
+
+FastAPI's routing, request objects, exception middleware and pydantic cost more than the model
+(issue 19's profile). `FastRoutes` sits under `MeasureAndLimit` (request ids, limits, metrics
+stay on for every request) and in front of the FastAPI app: for a route it knows, it reads the
+body and asks the route's handler, which answers the plainly valid request itself (orjson, a
+shape check, `RowEncoder`, the forward pass, orjson) and returns None for anything else. Then
+the request, body and all, is replayed to the FastAPI route, which validates with pydantic and
+answers exactly as before: every 4xx names its field. The FastAPI routes stay the documented
+ones (OpenAPI) and the reference behaviour the fast handlers are tested against.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Callable
+
+import numpy as np
+import orjson
+
+from toolkit.ml.artifacts import ModelArtifact
+from toolkit.ml.predict import Scored
+from toolkit.ml.row_encoder import RowEncoder
+from toolkit.serve.metrics import ServerMetrics
+
+Answer = tuple[int, bytes] | None  # (status, JSON body), or None: let the FastAPI route answer
+FAULTS_APPLIED = "toolkit.faults_applied"  # scope key: the fast route applied the test fault switch already
+
+
+class FastRoutes:
+    def __init__(self, app, handlers: dict[tuple[str, str], Callable[[bytes], Answer]], faults=None) -> None:
+        self.app, self.handlers, self.faults = app, handlers, faults
+
+    async def __call__(self, scope, receive, send) -> None:
+        handler = self.handlers.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        if self.faults is not None:
+            await self.faults.apply()
+            scope[FAULTS_APPLIED] = True
+        body = await _read_body(receive)
+        answer = handler(body) if _is_json(scope["headers"]) else None
+        if answer is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        status, content = answer
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content})
+
+
+async def _read_body(receive) -> bytes:
+    """The whole body (MeasureAndLimit's receive stops it at the size limit)."""
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    chunks = [body]
+    while message.get("more_body"):
+        message = await receive()
+        chunks.append(message.get("body", b""))
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if sent:
+            return await receive()  # after the body: a disconnect, as the server reports it
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _is_json(headers) -> bool:
+    for name, value in headers:
+        if name == b"content-type":
+            media_type = value.split(b";")[0].strip().lower()
+            return media_type == b"application/json"
+    return False
+
+
+class PredictHandler:
+    """POST /v1/predict for rows whose values are all numbers or null."""
+
+    def __init__(self, model: ModelArtifact, metrics: ServerMetrics, feedback, max_batch_size: int) -> None:
+        self.model, self.metrics, self.feedback, self.max_batch_size = model, metrics, feedback, max_batch_size
+        self.features = model.preprocessor.columns
+        self.encoder = RowEncoder(model.preprocessor)
+        self.classes = model.classes
+        names = self.features
+        self.values_of = operator.itemgetter(*names) if len(names) > 1 else (lambda record: (record[names[0]],))
+
+    def __call__(self, body: bytes) -> Answer:
+        rows = self._rows(body)
+        if rows is None:
+            return None
+        features = self.encoder.encode(rows)
+        if features is None:
+            return None
+        with np.errstate(over="ignore", invalid="ignore"):
+            proba = self.model.predict_proba(features)
+        if not np.isfinite(proba).all():
+            return None  # the FastAPI route names the record
+        predicted = proba.argmax(axis=1)
+        classes = self.classes
+        predictions = [{"label": classes[i], "probabilities": dict(zip(classes, p, strict=True))}
+                       for i, p in zip(predicted.tolist(), proba.tolist(), strict=True)]
+        if self.feedback is not None:
+            columns = dict(zip(self.features, map(list, zip(*rows, strict=True)), strict=True))
+            self.feedback.on_predictions(columns, Scored(predictions, features, predicted))
+        self.metrics.count_predictions(p["label"] for p in predictions)
+        return 200, orjson.dumps({"model_version": self.model.version, "predictions": predictions})
+
+    def _rows(self, body: bytes) -> list | None:
+        """The rows in feature order, if the body is plainly {"records": [...]} or {"instances": [...]}."""
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if payload.__class__ is not dict or len(payload) != 1:
+            return None
+        (field, rows), = payload.items()
+        if rows.__class__ is not list or not 0 < len(rows) <= self.max_batch_size:
+            return None
+        width = len(self.features)
+        if field == "records":
+            if any(r.__class__ is not dict or len(r) != width for r in rows):
+                return None
+            try:
+                return [self.values_of(r) for r in rows]  # every feature present and nothing else: len == width
+            except KeyError:
+                return None
+        if field == "instances":
+            return rows if all(r.__class__ is list and len(r) == width for r in rows) else None
+        return None
+
+
+class FeedbackHandler:
+    """POST /v1/feedback for labels that are all valid: {prediction_id, label} or {"feedback": [...]}."""
+
+    KEYS = {"prediction_id", "label"}
+
+    def __init__(self, feedback, max_batch_size: int) -> None:
+        self.feedback, self.max_batch_size = feedback, max_batch_size
+
+    def __call__(self, body: bytes) -> Answer:
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if payload.__class__ is not dict:
+            return None
+        items = payload.get("feedback") if len(payload) == 1 else [payload]
+        if items.__class__ is not list or not 0 < len(items) <= self.max_batch_size:
+            return None
+        for item in items:
+            if item.__class__ is not dict or item.keys() != self.KEYS or item["prediction_id"].__class__ is not str \
+                    or item["label"].__class__ not in (str, int):
+                return None
+        checked = [{"prediction_id": i["prediction_id"], "label": str(i["label"])} for i in items]
+        if self.feedback.check_feedback(checked):
+            return None
+        return 200, orjson.dumps(self.feedback.on_feedback([(i["prediction_id"], i["label"]) for i in checked]))
