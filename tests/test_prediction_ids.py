@@ -37,3 +37,22 @@ def test_the_key_comes_from_the_variable_else_the_mounted_file_else_the_environm
     monkeypatch.delenv("FEEDBACK_KEY")
     monkeypatch.setenv("FEEDBACK_KEY_FILE", str(tmp_path / "missing"))  # the Secret is optional
     assert PredictionIds.for_environment("prod", "FEEDBACK_KEY").key == b"toolkit-feedback:prod"
+
+
+def test_a_forked_worker_issues_ids_of_its_own():
+    """Workers are forked from one process (toolkit serve --workers): they must not repeat its nonces."""
+    import os
+
+    from toolkit.serve.prediction_ids import PredictionIds
+
+    ids = PredictionIds(b"key")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, ids.issue_many([1, 0])[0].encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    theirs = os.read(read, 200).decode()
+    ours = ids.issue_many([1, 0])[0]
+    assert theirs != ours and theirs[:16] != ours[:16]  # another process nonce, not only another counter value
+    assert ids.predicted_index(theirs) == 1 and ids.predicted_index(ours) == 1

@@ -51,6 +51,7 @@ class Shipper:
         self._task: asyncio.Task | None = None
         self._batch: list = []  # taken from the queue, not yet shipped
         self._arrived = asyncio.Event()
+        self._queue_gauge = metrics.log_queue.labels(kind)  # labels() once: offer runs on every request
 
     def offer(self, chunk: bytes, records: int) -> None:
         if self.queued + records > self.queue_size:
@@ -59,7 +60,7 @@ class Shipper:
         self.queue.put_nowait((records, chunk))
         self.queued += records
         self._arrived.set()
-        self.metrics.log_queue.labels(self.kind).set(self.queued)
+        self._queue_gauge.set(self.queued)
 
     def _took(self, item: tuple[int, object], batch: list) -> int:
         batch.append(item)
@@ -114,7 +115,7 @@ class Shipper:
             batch = await self._gather()
             if not batch:
                 return  # closing and nothing left
-            self.metrics.log_queue.labels(self.kind).set(self.queued)
+            self._queue_gauge.set(self.queued)
             while True:
                 try:
                     await asyncio.to_thread(self._ship, batch)
