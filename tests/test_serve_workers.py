@@ -47,8 +47,12 @@ def server(model_dir):
         yield process, url
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait(10)
+            process.terminate()  # the supervisor stops its workers and removes its metrics directory
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
 
 
 def test_workers_answer_together_and_every_scrape_counts_them_all(server):

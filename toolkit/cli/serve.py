@@ -37,15 +37,16 @@ def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_bat
     The artifact's checksums and signature are verified before the server starts. In the serving image the
     settings come from TOOLKIT_* environment variables (a ConfigMap on Kubernetes)."""
     import os
+    import shutil
+    import tempfile
 
     if env and workers is None:
         from toolkit.config import load_environment
 
         workers = load_environment(env).serving.worker_count
+    metrics_dir = None
     if (workers or 1) > 1:  # before prometheus_client is imported: the workers' metrics are summed (serve/metrics.py)
-        import tempfile
-
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="toolkit-metrics-")
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="toolkit-metrics-")
     from toolkit.serve.app import create_app
     from toolkit.serve.loop import LoopSettings
     from toolkit.serve.server import run
@@ -77,7 +78,11 @@ def serve(model_dir: Path, env: str | None, host: str, port: int | None, max_bat
     app = create_app(model_dir, **limits, faults=faults, loop=loop, public_keys=keys)
     echo_err(f"serving model {app.state.model.version} (signed by the key of {app.state.signed_by}) on http://{host}:{port or 8080}"
              + (f" with {workers} workers" if (workers or 1) > 1 else ""))
-    run(app, host, port or 8080, header_timeout=header_timeout or 10, workers=workers or 1)
+    try:
+        run(app, host, port or 8080, header_timeout=header_timeout or 10, workers=workers or 1)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 COMMANDS = [serve]

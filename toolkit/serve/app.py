@@ -7,7 +7,9 @@
 
 Every bad request is a 4xx whose message names the field (missing or unknown features,
 wrong types, NaN/inf, an empty or oversized batch, an oversized body); never a 5xx.
-Predictions go through the same preprocessing and forward pass as `toolkit predict`.
+Predictions go through the same preprocessing and forward pass as `toolkit predict`. Plainly
+valid /v1/predict and /v1/feedback requests are answered by serve/fast_routes.py before FastAPI;
+the routes here answer everything else, and are the reference the fast path is tested against.
 """
 
 from __future__ import annotations
