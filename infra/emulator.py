@@ -50,3 +50,8 @@ class IgnoreInventedAttributes:
                     ignore_changes=[*ignored, *(a for a in attributes if a not in ignored)],
                     prevent_destroy=lifecycle.prevent_destroy if lifecycle else None,
                 )
+
+
+# The emulator serves plain HTTP and enforces bucket policies: a TLS-only policy (aws:SecureTransport)
+# would refuse every request the toolkit and the server make to the artifact store.
+STORE_SETTINGS = {"deny_insecure_transport": False}

@@ -47,7 +47,8 @@ class PlatformStack(TerraformStack):
         registry = Registry(self, "registry", config=config.registry, account_id=account, prevent_destroy=protect,
                             pull_roles=target_roles)
         store = ArtifactStore(self, "artifact-store", config=config.artifact_store, account_id=account, prevent_destroy=protect,
-                              region=config.aws.region, readers={role: promotion_source_prefixes(config) for role in target_roles})
+                              region=config.aws.region, readers={role: promotion_source_prefixes(config) for role in target_roles},
+                              **(emulator.STORE_SETTINGS if config.aws.endpoint_url else {}))
         models, datasets = config.artifact_store.models_prefix, config.artifact_store.datasets_prefix
         identity = dict(oidc_provider_arn=cluster.oidc_provider.arn, oidc_issuer=cluster.oidc_issuer,
                         namespace=config.workloads.namespace, bucket_arn=store.arn, kms_key_arn=store.key.arn)

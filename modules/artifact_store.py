@@ -27,18 +27,19 @@ from modules.lifecycle import protect
 from toolkit.config import ArtifactStoreConfig
 
 
-def bucket_policy(bucket_arn: str, readers: dict[str, list[str]] | None = None) -> str:
-    """TLS only; and `readers` (role ARN of another environment → key prefixes) may read those prefixes."""
+def bucket_policy(bucket_arn: str, readers: dict[str, list[str]] | None = None, deny_insecure_transport: bool = True) -> str | None:
+    """TLS only; and `readers` (role ARN of another environment → key prefixes) may read those prefixes.
+    None when there is nothing to say."""
     # Fn.jsonencode, not json.dumps: a JSON string with references in it is mangled by `cdktf synth --hcl`.
     statements = [{
         "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
         "Resource": [bucket_arn, f"{bucket_arn}/*"],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }]
+    }] if deny_insecure_transport else []
     for index, (role, prefixes) in enumerate(sorted((readers or {}).items())):
         statements.append(grant_to_roles(f"PromotionTargetReads{index}", [role], ["s3:GetObject"],
                                          [f"{bucket_arn}/{prefix}*" for prefix in prefixes]))
-    return Fn.jsonencode({"Version": "2012-10-17", "Statement": statements})
+    return Fn.jsonencode({"Version": "2012-10-17", "Statement": statements}) if statements else None
 
 
 class ArtifactStore(Construct):
@@ -50,10 +51,12 @@ class ArtifactStore(Construct):
         prevent_destroy: protect the bucket from `terraform destroy`.
         region / readers: roles of other environments (→ key prefixes) that may read here, and
             decrypt through S3 in `region` (the CI deploy roles promoting from here).
+        deny_insecure_transport: refuse every request not made over TLS (off only where the
+            store cannot be reached over TLS at all: infra/emulator.py).
     """
 
     def __init__(self, scope: Construct, id: str, *, config: ArtifactStoreConfig, account_id: str, prevent_destroy: bool = False,
-                 region: str = "", readers: dict[str, list[str]] | None = None) -> None:
+                 region: str = "", readers: dict[str, list[str]] | None = None, deny_insecure_transport: bool = True) -> None:
         super().__init__(scope, id)
         self.key = EncryptionKey(self, "key", alias=f"{config.bucket}-s3", account_id=account_id,
                                  description=f"S3 {config.bucket}", prevent_destroy=prevent_destroy,
@@ -78,6 +81,8 @@ class ArtifactStore(Construct):
                 abort_incomplete_multipart_upload=[S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
                     days_after_initiation=7)],
             )])
-        S3BucketPolicy(self, "tls-only", bucket=self.bucket.id, policy=bucket_policy(self.bucket.arn, readers))
+        policy = bucket_policy(self.bucket.arn, readers, deny_insecure_transport)
+        if policy is not None:
+            S3BucketPolicy(self, "tls-only", bucket=self.bucket.id, policy=policy)
         self.name = self.bucket.bucket
         self.arn = self.bucket.arn
