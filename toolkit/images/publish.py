@@ -47,6 +47,7 @@ def upload_model(ctx: Context, records: ReleaseRecords, image_ref: str, model_ve
     copies it from): the directory it was built from, else artifacts/ENV/<version>."""
     from toolkit.images.promotion import model_url
     from toolkit.ml.artifact_store import upload_artifact
+
     built = records.built_model_dir(image_ref)
     for directory in [*([Path(built)] if built else []), ctx.paths.artifacts(ctx.env) / model_version]:
         if (directory / "manifest.json").is_file():
