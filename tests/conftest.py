@@ -34,6 +34,17 @@ os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # no instance metada
 os.environ.update(terraform_environment(PATHS))
 
 
+def wait_until(what: str, check, timeout: float = 20.0, interval: float = 0.2):
+    """`check()`'s first truthy value; fails naming `what` at the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
 def wait_ready(url: str, timeout: float = 30.0, process=None) -> None:
     """Until `url` answers; fails at the timeout, or at once when `process` (a Popen) has exited."""
     deadline = time.monotonic() + timeout

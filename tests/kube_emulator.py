@@ -530,3 +530,14 @@ class EmulatorThread:
             self.emulator.deleted_pods.clear()
             self.emulator.service_backends.clear()
         self.call(clear)
+
+
+def write_kubeconfig(directory, server: str):
+    """A kubeconfig whose context "emu" points at the emulator at `server`; returns its path."""
+    kubeconfig = directory / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": server}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
+        "users": [{"name": "emu", "user": {"token": "t"}}]}))
+    return kubeconfig

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import HEART, REPO, free_port, wait_ready
+from conftest import HEART, REPO, free_port, wait_ready, wait_until
 from toolkit.config import load_environment
 from toolkit.ml.table import read_csv
 from toolkit.paths import ProjectPaths
@@ -147,14 +147,6 @@ def _objects(s3, bucket: str, prefix: str) -> list[dict]:
     return records
 
 
-def _wait(what: str, check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def test_predictions_and_ground_truth_are_shipped_to_the_store(store, server):
@@ -164,11 +156,11 @@ def test_predictions_and_ground_truth_are_shipped_to_the_store(store, server):
     assert status == 200
     first = answer["predictions"][0]
     assert _post(server, "/v1/feedback", {"prediction_id": first["prediction_id"], "label": first["label"]})[0] == 200
-    logged = _wait("predictions shipped", lambda: _objects(s3(), bucket, "predictions/local/"))
+    logged = wait_until("predictions shipped", lambda: _objects(s3(), bucket, "predictions/local/"))
     assert [r["prediction_id"] for r in logged] == [p["prediction_id"] for p in answer["predictions"]]
     assert logged[0]["features"] == heart_records(1)[0] and logged[0]["model_version"] == answer["model_version"]
     assert logged[0]["label"] == first["label"] and set(logged[0]["probabilities"]) == {"0", "1"}
-    truth = _wait("feedback shipped", lambda: _objects(s3(), bucket, "feedback/local/"))
+    truth = wait_until("feedback shipped", lambda: _objects(s3(), bucket, "feedback/local/"))
     assert truth[0]["prediction_id"] == first["prediction_id"] and truth[0]["label"] == truth[0]["predicted"] == first["label"]
     key = s3().list_objects_v2(Bucket=bucket, Prefix="predictions/local/")["Contents"][0]["Key"]
     assert key.startswith(f"predictions/local/{time.strftime('%Y-%m-%d', time.gmtime())}/") and key.endswith(".jsonl.gz")
@@ -191,11 +183,11 @@ def test_predictions_keep_working_while_the_store_is_down_and_shipping_resumes(s
     try:
         time.sleep(1.0)
         down()
-        _wait("records dropped while the store is down", lambda: _metrics(server).get(
+        wait_until("records dropped while the store is down", lambda: _metrics(server).get(
             'toolkit_prediction_log_records_total{kind="predictions",outcome="dropped"}', 0) > 0, timeout=30)
         up()  # moto comes back empty: the bucket is recreated, as `make deploy ENV=local` would
         shipped_before = _metrics(server)['toolkit_prediction_log_records_total{kind="predictions",outcome="shipped"}']
-        _wait("shipping resumed", lambda: _metrics(server)['toolkit_prediction_log_records_total{kind="predictions",outcome="shipped"}']
+        wait_until("shipping resumed", lambda: _metrics(server)['toolkit_prediction_log_records_total{kind="predictions",outcome="shipped"}']
               > shipped_before, timeout=60)
     finally:
         stop.set()

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import HEART, REPO, free_port, train_small_model, wait_ready
-from kube_emulator import EmulatorThread
+from kube_emulator import EmulatorThread, write_kubeconfig
 from toolkit.context import Context
 from toolkit.loop.retrain import record_decision, retrain
 from toolkit.ml.table import read_csv
@@ -154,12 +154,7 @@ def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snap
     lines = []
     with EmulatorThread() as emulator:
         emulator.emulator.job_runner = run_job
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-            "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
-            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
-            "users": [{"name": "emu", "user": {"token": "t"}}]}))
+        kubeconfig = write_kubeconfig(tmp_path, emulator.url)
         target = resolve_target(ctx, str(kubeconfig), None)
         kube: Kube = target.kube
         out = ctx.paths.artifacts("local") / "challengers"

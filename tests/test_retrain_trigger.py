@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import free_port, wait_ready
+from conftest import free_port, wait_ready, wait_until
 from toolkit.monitoring.retrain_trigger import read_runs
 
 
@@ -40,14 +40,6 @@ def _start_receiver(tmp_path, *extra: str, env: dict | None = None):
     return port, process
 
 
-def _wait_for(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -79,7 +71,7 @@ def test_firing_retrain_alert_starts_one_run_and_repeats_start_none(runner):
     port = start()
     _notify(port, _payload("firing"))
     _notify(port, _payload("firing"))  # Alertmanager's repeat while the run is going
-    _wait_for(lambda: any(r["event"] == "finished" for r in read_runs(runs)))
+    wait_until("a finished retraining run", lambda: any(r["event"] == "finished" for r in read_runs(runs)), timeout=10.0, interval=0.05)
     _notify(port, _payload("firing"))  # a repeat after it ended: the same alerts, the same startsAt
     _notify(port, _payload("resolved"))
     time.sleep(0.3)
@@ -95,7 +87,7 @@ def test_new_alerts_start_again_unless_debounced(runner):
     start, marker, runs = runner
     port = start(debounce="3600")
     _notify(port, _payload("firing"))
-    _wait_for(lambda: any(r["event"] == "finished" for r in read_runs(runs)))
+    wait_until("a finished retraining run", lambda: any(r["event"] == "finished" for r in read_runs(runs)), timeout=10.0, interval=0.05)
     _notify(port, _payload("firing", starts_at="2026-11-27T11:00:00Z"))  # the alert fired again later
     time.sleep(0.3)
     assert _count(marker) == 1
@@ -106,11 +98,11 @@ def test_a_restarted_receiver_remembers_what_already_ran(runner):
     start, marker, runs = runner
     port = start()
     _notify(port, _payload("firing"))
-    _wait_for(lambda: any(r["event"] == "finished" for r in read_runs(runs)))
+    wait_until("a finished retraining run", lambda: any(r["event"] == "finished" for r in read_runs(runs)), timeout=10.0, interval=0.05)
     port = start()  # a second receiver on the same state, as after `toolkit local down/up`
     _notify(port, _payload("firing"))
     _notify(port, _payload("firing", name="OnlineAccuracyLow"))  # other alerts: a new run
-    _wait_for(lambda: _count(marker) == 2)
+    wait_until("two retraining runs", lambda: _count(marker) == 2, timeout=10.0, interval=0.05)
     assert [e["event"] for e in read_runs(runs)][:4] == ["started", "finished", "skipped", "started"]
 
 
@@ -138,7 +130,7 @@ def test_retrain_alerts_are_forwarded_to_github_once_with_the_token_from_the_env
         _notify(port, _payload("firing"))
         _notify(port, _payload("firing"))
         _notify(port, _payload("resolved"))
-        _wait_for(lambda: _GitHub.received)
+        wait_until("the repository dispatch", lambda: _GitHub.received, timeout=10.0, interval=0.05)
         time.sleep(0.3)
     finally:
         process.terminate()

@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client
 
 from conftest import REPO, free_port, wait_ready
-from kube_emulator import EmulatorThread
+from kube_emulator import EmulatorThread, write_kubeconfig
 from toolkit.config import load_all_environments, load_environment
 from toolkit.errors import BadInputError, RolloutError, ToolkitError
 from toolkit.images.release import Release, ReleaseRecords
@@ -327,13 +327,7 @@ def test_the_service_proxy_needs_a_ready_pod(emulator, kube, dev, served_model):
 
 
 def _kubeconfig(tmp_path, emulator):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
-        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
-        "users": [{"name": "emu", "user": {"token": "t"}}]}))
-    return kubeconfig
+    return write_kubeconfig(tmp_path, emulator.url)
 
 
 def test_cli_train_remote_uploads_the_dataset_and_streams_the_job(emulator, kube, local, repo_copy, run_cli, tmp_path, monkeypatch):
