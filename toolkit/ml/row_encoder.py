@@ -15,12 +15,15 @@ returns a new (n, width) float32 array, or None.
 from __future__ import annotations
 
 import math
+from itertools import chain
 
 import numpy as np
 
 from toolkit.ml.preprocess import Preprocessor
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+PLAIN = {int, float, type(None)}
+FEW_ROWS = 4  # up to this many rows, a Python loop checks values faster than numpy calls
 
 
 class RowEncoder:
@@ -31,52 +34,60 @@ class RowEncoder:
         self.numeric_at = np.array([columns.index(n["name"]) for n in preprocessor.numeric], dtype=np.intp)
         self.mean = np.array([n["mean"] for n in preprocessor.numeric], dtype=np.float64)
         self.std = np.array([n["std"] for n in preprocessor.numeric], dtype=np.float64)
-        # Per categorical column: its input column, the one-hot output column of each number its
-        # categories stand for (3 and 3.0 hash alike), and where a missing value goes (the fill).
-        self.categorical = []
+        # One-hot as one comparison: output column j is 1 where input column source[j] equals key[j],
+        # the number category j stands for (3 and 3.0 alike; NaN, never equal, for a category that is
+        # not a number, or is the same number as a later one: the last such category wins). A missing
+        # value (NaN) sets its column's fill category instead.
+        source, keys, fills = [], [], []
         offset = len(preprocessor.numeric)
         for spec in preprocessor.categorical:
-            outputs = {}
-            for i, category in enumerate(spec["categories"]):
-                number = _as_number(category)
-                if number is not None:
-                    outputs[number] = offset + i
-            fill = spec["categories"].index(spec["fill"]) + offset if spec["fill"] in spec["categories"] else None
-            self.categorical.append((columns.index(spec["name"]), outputs, fill))
-            offset += len(spec["categories"])
+            column = columns.index(spec["name"])
+            numbers = [_as_number(category) for category in spec["categories"]]
+            last = {number: i for i, number in enumerate(numbers) if number is not None}
+            source += [column] * len(numbers)
+            keys += [number if number is not None and last[number] == i else math.nan for i, number in enumerate(numbers)]
+            if spec["fill"] in spec["categories"]:
+                fills.append((column, offset + spec["categories"].index(spec["fill"])))
+            offset += len(numbers)
+        self.one_hot = slice(len(preprocessor.numeric), offset)
+        self.source = np.array(source, dtype=np.intp)
+        self.keys = np.array(keys, dtype=np.float64)
+        self.fill_source = np.array([c for c, _ in fills], dtype=np.intp)
+        self.fill_target = np.array([t for _, t in fills], dtype=np.intp)
 
     def encode(self, rows: list) -> np.ndarray | None:
-        if not _plain_numbers(rows):
+        # Only ints, floats within float32's range and None (missing): not a bool, a text ("1.5" would
+        # convert) or a container. Checked value by value for a few rows, in bulk for more.
+        few = len(rows) <= FEW_ROWS
+        if not (_plain_numbers(rows) if few else set(map(type, chain.from_iterable(rows))) <= PLAIN):
             return None
-        matrix = np.array(rows, dtype=np.float64)  # None → NaN (missing)
-        if matrix.ndim != 2 or matrix.shape[1] != len(self.columns):
+        try:
+            matrix = np.array(rows, dtype=np.float64)  # None → NaN
+        except (OverflowError, ValueError):  # an int beyond float64, or rows of different lengths
+            return None
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.columns) or (not few and (np.abs(matrix) > FLOAT32_MAX).any()):
             return None
         out = np.zeros((len(rows), self.width), dtype=np.float32)
         standardized = (matrix[:, self.numeric_at] - self.mean) / self.std
         standardized[np.isnan(standardized)] = 0.0  # a missing number is the mean: 0 once standardized
         out[:, :len(self.numeric_at)] = standardized
-        # One-hot by dictionary (a few lookups per row beat a dozen numpy calls for small batches).
-        hit_rows, hit_columns = [], []
-        for column, outputs, fill in self.categorical:
-            for i, row in enumerate(rows):
-                value = row[column]
-                target = fill if value is None else outputs.get(value)  # an unseen category stays all zeros
-                if target is not None:
-                    hit_rows.append(i)
-                    hit_columns.append(target)
-        out[hit_rows, hit_columns] = 1.0
+        out[:, self.one_hot] = matrix[:, self.source] == self.keys  # an unseen category stays all zeros
+        missing = np.isnan(matrix[:, self.fill_source])
+        if missing.any():
+            hit_rows, which = np.nonzero(missing)
+            out[hit_rows, self.fill_target[which]] = 1.0
         return out
 
 
 def _plain_numbers(rows: list) -> bool:
-    """Every value an int, a float within float32's range, or None (never a bool, a text or a container)."""
+    """Every value an int or a float within float32's range, or None."""
     for row in rows:
         for value in row:
             kind = value.__class__
-            if kind is float:
+            if kind is float or kind is int:
                 if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
                     return False
-            elif kind is not int and value is not None:
+            elif value is not None:
                 return False
     return True
 

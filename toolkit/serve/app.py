@@ -162,8 +162,8 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
         columns = _columns(payload, model, max_batch_size)
         scored = score_records(model, columns, "request")
         if feedback is not None:
-            feedback.on_predictions(columns, scored)
-        metrics.count_predictions(p["label"] for p in scored.predictions)
+            feedback.on_predictions(list(zip(*columns.values(), strict=True)), scored)  # rows, in feature order
+        metrics.count_predictions(scored.predicted)
         # Built by score_records in the documented shape; skip re-validating it through pydantic.
         return JSONResponse({"model_version": model.version, "predictions": scored.predictions})
 

@@ -111,9 +111,8 @@ class PredictHandler:
         predictions = [{"label": classes[i], "probabilities": dict(zip(classes, p, strict=True))}
                        for i, p in zip(predicted.tolist(), proba.tolist(), strict=True)]
         if self.feedback is not None:
-            columns = dict(zip(self.features, map(list, zip(*rows, strict=True)), strict=True))
-            self.feedback.on_predictions(columns, Scored(predictions, features, predicted))
-        self.metrics.count_predictions(p["label"] for p in predictions)
+            self.feedback.on_predictions(rows, Scored(predictions, features, predicted))
+        self.metrics.count_predictions(predicted)
         return 200, orjson.dumps({"model_version": self.model.version, "predictions": predictions})
 
     def _rows(self, body: bytes) -> list | None:

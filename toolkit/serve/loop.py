@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from dataclasses import dataclass
 
@@ -15,9 +14,10 @@ from toolkit.config import FeedbackConfig
 from toolkit.ml.artifacts import ModelArtifact
 from toolkit.ml.predict import Scored
 from toolkit.serve.drift import DriftMonitor
-from toolkit.serve.log_format import feedback_line, prediction_line
+from toolkit.serve.log_format import feedback_line
 from toolkit.serve.metrics import ServerMetrics
 from toolkit.serve.prediction_ids import PredictionIds
+from toolkit.serve.prediction_log import PredictionLog
 from toolkit.serve.shipping import Shipper, s3_put
 
 
@@ -50,31 +50,29 @@ class FeedbackLoop:
         put = put or (s3_put(settings.bucket) if settings.bucket else None)
         self.shippers = {kind: Shipper(kind, settings.env, put, metrics, config.queue_size, config.batch_size, config.flush_seconds)
                          for kind in ("predictions", "feedback")} if put else {}
+        self.log = PredictionLog(self.shippers["predictions"], model.version, model.classes, model.preprocessor.columns,
+                                 config.sample_rate) if put else None
 
     def start(self) -> None:
         for shipper in self.shippers.values():
             shipper.start()
 
     async def stop(self) -> None:
+        if self.log is not None:
+            self.log.flush()
         for shipper in self.shippers.values():
             await shipper.stop()
 
-    def on_predictions(self, columns: dict[str, list], scored: Scored) -> None:
-        """Give each prediction its id; keep its features for drift; log a sample of them. The request
-        pays for the ids and a few appends: binning and encoding happen off the request path."""
+    def on_predictions(self, rows: list, scored: Scored) -> None:
+        """Give each prediction its id; keep its features for drift; log a sample of them (`rows`: the
+        request's values in feature order). The request pays for the ids and a few appends: binning
+        and encoding happen off the request path."""
         ids = self.ids.issue_many(scored.predicted.tolist())
         for prediction, prediction_id in zip(scored.predictions, ids, strict=True):
             prediction["prediction_id"] = prediction_id
         self.drift.observe(scored.features, scored.predicted)
-        shipper = self.shippers.get("predictions")
-        if shipper is None:
-            return
-        sample, n = self.config.sample_rate, len(ids)
-        rows = None if sample >= 1.0 else [i for i in range(n) if random.random() < sample]
-        if rows != []:
-            # encoded now (~15 µs for 64 rows): a queue of bytes keeps no request's objects alive
-            line = prediction_line(time.time(), self.model.version, self.model.classes, ids, columns, scored.predictions, rows)
-            shipper.offer(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE), n if rows is None else len(rows))
+        if self.log is not None:
+            self.log.add(ids, rows, scored)
 
     def on_feedback(self, items: list[tuple[str, str]]) -> dict:
         """Count and log (prediction id, true label) pairs already checked by `check_feedback`."""

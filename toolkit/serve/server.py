@@ -10,6 +10,7 @@ within `header_timeout` seconds, or the connection is closed.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 
@@ -74,10 +75,22 @@ def run(app, host: str, port: int, header_timeout: float = 10.0, keep_alive: flo
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_keep_alive=int(keep_alive), loop="uvloop",
                             http=protocol_with_header_timeout(HttpToolsProtocol, header_timeout), interface="asgi3",
                             proxy_headers=False)
+    tune_gc()
     if workers == 1:
         uvicorn.Server(config).run()
     else:
         supervise(config, workers)
+
+
+def tune_gc() -> None:
+    """With the app, the model and the libraries loaded: freeze them out of the collector's view (a
+    full collection no longer walks them, and forked workers leave their pages shared), and collect
+    the youngest generation every 10,000 allocations instead of 700. A 64-row request allocates a
+    few hundred containers and the prediction log holds up to a thousand records' objects between
+    encodes: with the defaults, the collector took ~35 µs of a 64-row request (issue 19)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def supervise(config, workers: int) -> None:
