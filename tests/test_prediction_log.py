@@ -31,8 +31,11 @@ class Offered:
 def request(n: int, start: int) -> tuple[list[str], list[tuple], Scored]:
     ids = [f"id{start + i}" for i in range(n)]
     rows = [(40 + start + i, None if i % 2 else 3) for i in range(n)]
-    predictions = [{"label": CLASSES[i % 2], "probabilities": {"0": 0.25, "1": 0.75}, "prediction_id": ids[i]} for i in range(n)]
-    return ids, rows, Scored(predictions, np.zeros((n, 3), np.float32), np.array([i % 2 for i in range(n)]))
+    predicted = np.array([i % 2 for i in range(n)])
+    probabilities = np.array([[0.25, 0.75] if i % 2 else [0.5 + i / 1000, 0.5 - i / 1000] for i in range(n)])
+    predictions = [{"label": CLASSES[c], "probabilities": dict(zip(CLASSES, p, strict=True)), "prediction_id": ids[i]}
+                   for i, (c, p) in enumerate(zip(predicted.tolist(), probabilities.tolist(), strict=True))]
+    return ids, rows, Scored(predictions, np.zeros((n, 3), np.float32), predicted, probabilities)
 
 
 def test_requests_become_one_line_offered_after_the_encode_delay_with_each_records_time():
@@ -53,7 +56,9 @@ def test_requests_become_one_line_offered_after_the_encode_delay_with_each_recor
     assert [r["prediction_id"] for r in got] == [f"id{i}" for i in range(5)]
     assert [r["features"] for r in got] == [{"age": 40, "cp": 3}, {"age": 41, "cp": None}, {"age": 42, "cp": 3},
                                             {"age": 43, "cp": None}, {"age": 44, "cp": 3}]
-    assert [r["label"] for r in got] == ["0", "1", "0", "1", "0"] and got[0]["probabilities"] == {"0": 0.25, "1": 0.75}
+    assert [r["label"] for r in got] == ["0", "1", "0", "1", "0"]
+    assert [r["probabilities"] for r in got] == [{"0": 0.5, "1": 0.5}, {"0": 0.25, "1": 0.75}, {"0": 0.5, "1": 0.5},
+                                                 {"0": 0.25, "1": 0.75}, {"0": 0.502, "1": 0.498}]
     assert got[0]["time"] == got[1]["time"] < got[2]["time"] == got[4]["time"]  # each request's own time
     assert {r["model_version"] for r in got} == {"v1"}
 
@@ -88,7 +93,8 @@ def test_sampling_keeps_a_share_of_the_records_and_their_rows_match():
     assert 60 < len(got) < 140, len(got)
     for r in got:
         number = int(r["prediction_id"][2:])
-        assert r["features"]["age"] == 40 + number  # each kept id with its own row
+        assert r["features"]["age"] == 40 + number  # each kept id with its own row and answer
+        assert r["label"] == CLASSES[(number % 4) % 2]
 
 
 def test_lines_written_before_batching_still_read():

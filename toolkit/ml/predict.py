@@ -49,6 +49,7 @@ class Scored:
     predictions: list[dict]  # {label, probabilities} per row
     features: np.ndarray  # the model's feature matrix of the rows (what drift is measured on)
     predicted: np.ndarray  # the predicted class index per row
+    probabilities: np.ndarray  # (rows, classes), what `predictions` holds as dicts
 
 
 def score_table(model: artifacts.ModelArtifact, table: Table) -> Scored:
@@ -69,7 +70,7 @@ def score_table(model: artifacts.ModelArtifact, table: Table) -> Scored:
     predicted = proba.argmax(axis=1)
     predictions = [{"label": model.classes[int(i)], "probabilities": dict(zip(model.classes, map(float, p), strict=True))}
                    for i, p in zip(predicted, proba, strict=True)]
-    return Scored(predictions, features, predicted)
+    return Scored(predictions, features, predicted, proba)
 
 
 def predict_records(model: artifacts.ModelArtifact, columns: dict[str, list], source: str) -> list[dict]:

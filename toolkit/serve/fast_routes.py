@@ -111,7 +111,7 @@ class PredictHandler:
         predictions = [{"label": classes[i], "probabilities": dict(zip(classes, p, strict=True))}
                        for i, p in zip(predicted.tolist(), proba.tolist(), strict=True)]
         if self.feedback is not None:
-            self.feedback.on_predictions(rows, Scored(predictions, features, predicted))
+            self.feedback.on_predictions(rows, Scored(predictions, features, predicted, proba))
         self.metrics.count_predictions(predicted)
         return 200, orjson.dumps({"model_version": self.model.version, "predictions": predictions})
 

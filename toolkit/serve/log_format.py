@@ -2,9 +2,10 @@
 faster to encode than a line per record), read back record by record.
 
     predictions (v2, one line per batch of requests, serve/prediction_log.py):
-                 {"v": 2, "model_version": V, "times": [T per record], "prediction_ids": [...],
-                  "features": {name: [...]}, "labels": [...], "probabilities": {class: [...]}}
-    predictions (v1, one line per request, written until issue 19): the same with "time": T for all
+                 {"v": 2, "model_version": V, "request_times": [T per request], "request_sizes": [records per request],
+                  "prediction_ids": [...], "features": {name: [...]}, "labels": [...], "probabilities": {class: [...]}}
+    predictions (v1, one line per request, written until issue 19): the same with "time": T instead of
+                 the request times and sizes
     feedback:    {"v": 1, "time": T, "model_version": V, "prediction_ids": [...],
                   "labels": [...], "predicted": [...]}
 """
@@ -13,21 +14,25 @@ from __future__ import annotations
 
 from itertools import chain
 
+import numpy as np
+
 PREDICTIONS_VERSION = 2
 FEEDBACK_VERSION = 1
 
 
 def prediction_line(model_version: str, classes: list[str], features: list[str], batch: list[tuple]) -> dict:
-    """One line for a batch of requests, each `(time, ids, rows, predictions)`: its records' prediction
-    ids, their values in `features` order, and their {label, probabilities} answers."""
-    times = list(chain.from_iterable([time] * len(ids) for time, ids, _, _ in batch))
-    rows = list(chain.from_iterable(rows for _, _, rows, _ in batch))
-    predictions = list(chain.from_iterable(predictions for _, _, _, predictions in batch))
-    return {"v": PREDICTIONS_VERSION, "model_version": model_version, "times": times,
-            "prediction_ids": list(chain.from_iterable(ids for _, ids, _, _ in batch)),
+    """One line for a batch of requests, each `(time, ids, rows, probabilities, predicted)`: its records'
+    prediction ids, their values in `features` order, their class probabilities (an array of rows ×
+    classes) and predicted class indices (an array), as the answers gave them."""
+    rows = list(chain.from_iterable(rows for _, _, rows, _, _ in batch))
+    probabilities = np.concatenate([p for _, _, _, p, _ in batch]).T.tolist()
+    predicted = np.concatenate([p for _, _, _, _, p in batch]).tolist()
+    return {"v": PREDICTIONS_VERSION, "model_version": model_version,
+            "request_times": [time for time, *_ in batch], "request_sizes": [len(ids) for _, ids, *_ in batch],
+            "prediction_ids": list(chain.from_iterable(ids for _, ids, *_ in batch)),
             "features": dict(zip(features, map(list, zip(*rows, strict=True)), strict=True)),
-            "labels": [p["label"] for p in predictions],
-            "probabilities": {c: [p["probabilities"][c] for p in predictions] for c in classes}}
+            "labels": [classes[i] for i in predicted],
+            "probabilities": dict(zip(classes, probabilities, strict=True))}
 
 
 def feedback_line(time: float, model_version: str, ids: list[str], labels: list[str], predicted: list[str]) -> dict:
@@ -39,7 +44,10 @@ def records(line: dict) -> list[dict]:
     """A line's records: {prediction_id, time, model_version, label, and features + probabilities (predictions)
     or predicted (feedback)}."""
     ids = line["prediction_ids"]
-    times = line["times"] if "times" in line else [line["time"]] * len(ids)
+    if "request_times" in line:
+        times = list(chain.from_iterable([t] * n for t, n in zip(line["request_times"], line["request_sizes"], strict=True)))
+    else:
+        times = [line["time"]] * len(ids)
     out = []
     for i, prediction_id in enumerate(ids):
         record = {"prediction_id": prediction_id, "time": times[i], "model_version": line["model_version"],

@@ -1,5 +1,5 @@
 """The request path's side of the prediction log: a request appends what it already holds (its
-time, prediction ids, rows and answers) to a list, and the list becomes one JSON line, offered to
+time, prediction ids, rows, class probabilities and predicted classes) to a list, and the list becomes one JSON line, offered to
 the shipper, once it holds `LINE_RECORDS` records or `ENCODE_SECONDS` after its first request.
 
 A line per request cost each request ~5 µs (building and encoding a dict, a queue put); a line per
@@ -30,19 +30,20 @@ class PredictionLog:
         self.shipper, self.model_version, self.classes, self.features = shipper, model_version, classes, features
         self.sample_rate = sample_rate
         self.line_records = min(LINE_RECORDS, shipper.batch_size)  # a line never outgrows a shipped object
-        self.pending: list[tuple] = []  # (time, ids, rows, predictions) per request
+        self.pending: list[tuple] = []  # (time, ids, rows, probabilities, predicted) per request
         self.pending_records = 0
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, ids: list[str], rows: list, scored: Scored) -> None:
         """Log a sample of a request's predictions: `rows` are its values in `features` order."""
-        predictions = scored.predictions
+        probabilities, predicted = scored.probabilities, scored.predicted
         if self.sample_rate < 1.0:
             sampled = [i for i in range(len(ids)) if random.random() < self.sample_rate]
             if not sampled:
                 return
-            ids, rows, predictions = [ids[i] for i in sampled], [rows[i] for i in sampled], [predictions[i] for i in sampled]
-        self.pending.append((time.time(), ids, rows, predictions))
+            ids, rows = [ids[i] for i in sampled], [rows[i] for i in sampled]
+            probabilities, predicted = probabilities[sampled], predicted[sampled]
+        self.pending.append((time.time(), ids, rows, probabilities, predicted))
         self.pending_records += len(ids)
         if self.pending_records >= self.line_records:
             self.flush()
