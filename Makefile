@@ -45,10 +45,11 @@ $(TOOLS_STAMP): tools-requirements.txt
 	@$(STEP) setup-tools-venv $(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r tools-requirements.txt
 	@touch $@
 
-# Debian packages for the local environment: Docker engine, OCI registry, debootstrap (base image).
-APT_PACKAGES := docker.io docker-registry debootstrap prometheus prometheus-alertmanager
+# Debian packages for the local environment: Docker engine, OCI registry, debootstrap (base image),
+# binutils (strip, for the images' wheels).
+APT_PACKAGES := docker.io docker-registry debootstrap prometheus prometheus-alertmanager binutils
 .local/apt-stamp: Makefile
-	@if ! (command -v dockerd && command -v docker-registry && command -v debootstrap && command -v prometheus && command -v prometheus-alertmanager) >/dev/null; then \
+	@if ! (command -v dockerd && command -v docker-registry && command -v debootstrap && command -v prometheus && command -v prometheus-alertmanager && command -v strip) >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then $(STEP) setup-apt bash -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES)'; \
 	  else echo "install the Debian packages: sudo apt-get install $(APT_PACKAGES)"; exit 1; fi; fi
 	@mkdir -p .local && touch $@

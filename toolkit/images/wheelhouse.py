@@ -4,12 +4,14 @@ training requirements at the versions pinned in constraints.txt, and the toolkit
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Callable
 
 from toolkit.errors import ToolkitError
+from toolkit.images.wheel_strip import STRIP_RULES, strip_wheel
 from toolkit.paths import ProjectPaths
 
 # boto3: the server ships its prediction log to the artifact store (the image keeps only botocore's S3 and STS models).
@@ -29,14 +31,26 @@ def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = print
     pins = {line.split("==")[0].lower().replace("_", "-"): line.strip()
             for line in (root / "constraints.txt").read_text().splitlines() if "==" in line}
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    for name, wanted in (("requirements.txt", SERVE_REQUIREMENTS), ("requirements-training.txt", TRAINING_REQUIREMENTS)):
-        requirements = "\n".join(pins.get(n.lower(), n) for n in wanted) + "\n"
-        if _changed(wheelhouse / f".{name}.sha256", requirements.encode()):
-            on_line(f"wheelhouse: {name}")
-            (wheelhouse / name).write_text(requirements)
+    strip = shutil.which("strip")
+    if strip is None:
+        on_line("wheelhouse: no `strip` (Debian package binutils): shared objects keep their symbols, the images ~20 MB bigger")
+    requirements = {name: "\n".join(pins.get(n.lower(), n) for n in wanted) + "\n"
+                    for name, wanted in (("requirements.txt", SERVE_REQUIREMENTS), ("requirements-training.txt", TRAINING_REQUIREMENTS))}
+    # The stamp names the stripping rules too: wheels stripped by other rules are downloaded afresh.
+    stamp = ("".join(requirements.values()) + (STRIP_RULES if strip else "")).encode()
+    if _changed(wheelhouse / ".requirements.sha256", stamp):
+        on_line("wheelhouse: requirements")
+        for old in wheelhouse.glob("*.whl"):
+            if not old.name.startswith("toolkit-"):
+                old.unlink()
+        for name, text in requirements.items():
+            (wheelhouse / name).write_text(text)
             _run(pip + ["download", "--only-binary=:all:", "--dest", str(wheelhouse), "-c", str(root / "constraints.txt"),
                         "-r", str(wheelhouse / name)], "pip download")
-            _remember(wheelhouse / f".{name}.sha256", requirements.encode())
+        if strip:
+            saved = sum(strip_wheel(wheel, strip) for wheel in wheelhouse.glob("*.whl") if not wheel.name.startswith("toolkit-"))
+            on_line(f"wheelhouse: {saved / 1e6:.1f} MB of symbols stripped from shared objects")
+        _remember(wheelhouse / ".requirements.sha256", stamp)
     sources = _sources(paths)
     if _changed(wheelhouse / ".toolkit.sha256", sources) or not list(wheelhouse.glob("toolkit-*.whl")):
         on_line("wheelhouse: toolkit")
