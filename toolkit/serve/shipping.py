@@ -1,6 +1,7 @@
 """The prediction log and the ground truth, shipped to the artifact store without ever slowing a request.
 
-The request path only offers its records, as one chunk, to an in-memory queue bounded in records
+Records arrive as encoded chunks (one line of a batch of requests from prediction_log.py; one
+request's labels from /v1/feedback) and are offered to an in-memory queue bounded in records
 (`offer`, never blocking): beyond the bound they are dropped and counted. A background task takes
 batches (up to `batch_size` records, or what arrived within `flush_seconds`) and writes each as one
 gzipped JSON-lines object, one line per chunk (the format: log_format.py),
