@@ -1,4 +1,4 @@
-"""`toolkit serve --workers N`, for real: forked workers on one socket, metrics summed over all of
+"""`toolkit serve --workers N`, for real: forked workers, each on its own socket on the port, metrics summed over all of
 them at every scrape, a dead worker replaced while the others answer, a clean stop."""
 
 from __future__ import annotations
@@ -76,9 +76,13 @@ def test_a_dead_worker_is_replaced_and_the_others_keep_answering(server):
     record = {name: 1 for name in features}
     for _ in range(10):
         _predict(url, record)
+    # A worker counts a request just after answering it: let the tenth be counted before the kill.
+    deadline = time.monotonic() + 5
+    while _predicted(url) < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
     victim, survivor = _children(process.pid)
     os.kill(victim, signal.SIGKILL)
-    for _ in range(20):  # meanwhile the survivor answers
+    for _ in range(20):  # meanwhile every request is answered: by the survivor, or queued on the victim's socket for its replacement
         assert _predict(url, record)["predictions"]
     deadline = time.monotonic() + 15
     while (len(_children(process.pid)) < 2 or victim in _children(process.pid)) and time.monotonic() < deadline:
@@ -88,3 +92,35 @@ def test_a_dead_worker_is_replaced_and_the_others_keep_answering(server):
     process.send_signal(signal.SIGTERM)
     assert process.wait(15) == 0
     assert "exited (signal 9); starting another" in process.stderr.read().decode()
+
+
+def test_a_second_server_on_a_port_in_use_fails_instead_of_sharing_it(server, model_dir):
+    """Each worker's socket has SO_REUSEPORT, which would let a second server of the same user join the
+    port and take half its connections: the supervisor refuses a port something listens on."""
+    _, url = server
+    port = url.rsplit(":", 1)[1]
+    second = subprocess.run([str(REPO / ".venv" / "bin" / "toolkit"), "serve", "--model", str(model_dir), "--port", port,
+                             "--workers", "2"], capture_output=True, text=True, timeout=60)
+    assert second.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in second.stderr and "another --port" in second.stderr, second.stderr[-2000:]
+    wait_ready(url + "/readyz")  # the first server still answers
+
+
+def test_workers_stop_when_the_supervisor_is_killed(server):
+    """A SIGKILL (or the OOM killer) gives the supervisor no chance to stop its workers: the kernel does."""
+    process, _ = server
+    workers = _children(process.pid)
+    assert len(workers) == 2
+    process.kill()
+    process.wait(10)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid)]
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
+    except (OSError, IndexError):
+        return "zombie"  # gone meanwhile

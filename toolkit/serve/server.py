@@ -14,6 +14,7 @@ import gc
 import logging
 import os
 
+from toolkit.errors import ToolkitError
 from toolkit.serve.metrics import SUPERVISOR_PID_ENV
 
 log = logging.getLogger("toolkit.serve")
@@ -110,16 +111,27 @@ def supervise(config, workers: int) -> None:
 
     import uvicorn
 
-    def listening() -> socket.socket:
+    def bound(reuse_port: bool) -> socket.socket:
         sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((config.host, config.port))
-        sock.listen(config.backlog)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((config.host, config.port))
+        except OSError as exc:
+            sock.close()
+            raise ToolkitError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}; is another server running "
+                               "there? Stop it, or pass another --port.") from None
         return sock
 
-    sockets = [listening() for _ in range(workers)]
+    # SO_REUSEPORT would also let another server of the same user share the port (half the requests
+    # to another model): a plain bind first fails as before when anything listens there.
+    bound(reuse_port=False).close()
+    sockets = [bound(reuse_port=True) for _ in range(workers)]
+    for sock in sockets:
+        sock.listen(config.backlog)
     children: dict[int, tuple[int, float]] = {}  # pid: (its socket, when it started)
+    supervisor = os.getpid()
     stopping = False
 
     def spawn(slot: int) -> None:
@@ -127,6 +139,7 @@ def supervise(config, workers: int) -> None:
         if pid == 0:  # the worker: default signal handling (uvicorn installs its own), then serve
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _stop_with_parent(supervisor)
             try:
                 uvicorn.Server(config).run(sockets=[sockets[slot]])
             finally:
@@ -165,6 +178,20 @@ def supervise(config, workers: int) -> None:
             spawn(slot)
     for sock in sockets:
         sock.close()
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the supervisor dies, however it dies (a SIGKILL
+    or the OOM killer would otherwise leave orphaned workers serving on the port). Linux only."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _mark_dead(pid: int) -> None:
