@@ -147,8 +147,6 @@ def _objects(s3, bucket: str, prefix: str) -> list[dict]:
     return records
 
 
-
-
 def test_predictions_and_ground_truth_are_shipped_to_the_store(store, server):
     config, _, _, s3 = store
     bucket = config.artifact_store.bucket

@@ -40,8 +40,6 @@ def _start_receiver(tmp_path, *extra: str, env: dict | None = None):
     return port, process
 
 
-
-
 @pytest.fixture
 def runner(tmp_path):
     """A receiver whose retraining command appends a line to runs.txt and takes 1.5 s."""

@@ -8,13 +8,12 @@ import os
 import re
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, free_port, wait_ready
+from conftest import REPO, free_port, wait_ready, wait_until
 
 PREDICTS = re.compile(r'^toolkit_http_requests_total\{route="/v1/predict",status="200"\} (\S+)$', re.M)
 
@@ -77,16 +76,13 @@ def test_a_dead_worker_is_replaced_and_the_others_keep_answering(server):
     for _ in range(10):
         _predict(url, record)
     # A worker counts a request just after answering it: let the tenth be counted before the kill.
-    deadline = time.monotonic() + 5
-    while _predicted(url) < 10 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until("the tenth prediction counted", lambda: _predicted(url) >= 10, timeout=5, interval=0.05)
     victim, survivor = _children(process.pid)
     os.kill(victim, signal.SIGKILL)
     for _ in range(20):  # meanwhile every request is answered: by the survivor, or queued on the victim's socket for its replacement
         assert _predict(url, record)["predictions"]
-    deadline = time.monotonic() + 15
-    while (len(_children(process.pid)) < 2 or victim in _children(process.pid)) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until("the dead worker replaced", lambda: len(_children(process.pid)) == 2 and victim not in _children(process.pid),
+               timeout=15)
     assert len(_children(process.pid)) == 2 and survivor in _children(process.pid)
     assert _predicted(url) == 30.0  # the dead worker's counts are kept: counters never go back
     process.send_signal(signal.SIGTERM)
@@ -113,14 +109,14 @@ def test_workers_stop_when_the_supervisor_is_killed(server):
     assert len(workers) == 2
     process.kill()
     process.wait(10)
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid)]
+    wait_until("the workers stopped", lambda: not any(map(_running, workers)), timeout=10, interval=0.1)
+    assert not [pid for pid in workers if _running(pid)]
 
 
-def _state(pid: int) -> str:
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (a dead child its parent has not reaped)."""
     try:
-        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
+        state = Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
     except (OSError, IndexError):
-        return "zombie"  # gone meanwhile
+        return False  # gone
+    return "zombie" not in state
