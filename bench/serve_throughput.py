@@ -56,7 +56,8 @@ def ensure_wrk() -> str:
     if shutil.which("wrk") is None:
         if os.geteuid() != 0:
             raise SystemExit("wrk is not installed: sudo apt-get install wrk")
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
+        # the package lists may be empty on a fresh machine (as the Makefile's apt step does)
+        subprocess.run(["bash", "-c", "apt-get update -qq && apt-get install -y -qq wrk"], check=True, stdout=subprocess.DEVNULL)
     return shutil.which("wrk")
 
 

@@ -31,7 +31,7 @@ def strip_wheel(path: Path, strip: str) -> int:
         contents = {member.filename: wheel.read(member) for member in members}
     stripped = {}
     for name, data in contents.items():
-        if _has_symbols(data) and ".libs/" not in name:  # not the libraries auditwheel vendored (patchelf rewrote them)
+        if ".libs/" not in name and _has_symbols(data):  # not the libraries auditwheel vendored (patchelf rewrote them)
             smaller = _stripped(data, strip)
             if smaller is not None and len(smaller) < len(data) and _loadable(smaller):
                 stripped[name] = smaller

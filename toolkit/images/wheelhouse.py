@@ -40,15 +40,14 @@ def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = print
     stamp = ("".join(requirements.values()) + (STRIP_RULES if strip else "")).encode()
     if _changed(wheelhouse / ".requirements.sha256", stamp):
         on_line("wheelhouse: requirements")
-        for old in wheelhouse.glob("*.whl"):
-            if not old.name.startswith("toolkit-"):
-                old.unlink()
+        for old in _dependency_wheels(wheelhouse):
+            old.unlink()
         for name, text in requirements.items():
             (wheelhouse / name).write_text(text)
             _run(pip + ["download", "--only-binary=:all:", "--dest", str(wheelhouse), "-c", str(root / "constraints.txt"),
                         "-r", str(wheelhouse / name)], "pip download")
         if strip:
-            saved = sum(strip_wheel(wheel, strip) for wheel in wheelhouse.glob("*.whl") if not wheel.name.startswith("toolkit-"))
+            saved = sum(strip_wheel(wheel, strip) for wheel in _dependency_wheels(wheelhouse))
             on_line(f"wheelhouse: {saved / 1e6:.1f} MB of symbols stripped from shared objects")
         _remember(wheelhouse / ".requirements.sha256", stamp)
     sources = _sources(paths)
@@ -59,6 +58,11 @@ def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = print
         _run(pip + ["wheel", "--no-deps", "--wheel-dir", str(wheelhouse), str(root)], "pip wheel")
         _remember(wheelhouse / ".toolkit.sha256", sources)
     return wheelhouse
+
+
+def _dependency_wheels(wheelhouse: Path) -> list[Path]:
+    """The wheels pip downloaded (all but the toolkit's own)."""
+    return [wheel for wheel in wheelhouse.glob("*.whl") if not wheel.name.startswith("toolkit-")]
 
 
 def _sources(paths: ProjectPaths) -> bytes:

@@ -33,9 +33,10 @@ def _tail(row: int, index: int) -> tuple[str, bytes]:
     """An id's row number and class index (`<row:04x>.<index>`), as text and as the MAC's input; cached
     for the (row, class) pairs seen, at most 65,536 of them."""
     text = f"{row:04x}.{index}"
+    tail = (text, text.encode())
     if len(_TAILS) < 65536:
-        _TAILS[(row, index)] = (text, text.encode())
-    return text, text.encode()
+        _TAILS[(row, index)] = tail
+    return tail
 
 
 class PredictionIds:

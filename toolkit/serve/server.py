@@ -67,7 +67,7 @@ def protocol_with_header_timeout(base: type, seconds: float) -> type:
 
 def run(app, host: str, port: int, header_timeout: float = 10.0, keep_alive: float = 5.0, workers: int = 1) -> None:
     """uvloop and httptools (h11 and asyncio's loop cost ~20 % of a small request), with the header
-    deadline; `workers` > 1: that many forked processes on one listening socket (supervise)."""
+    deadline; `workers` > 1: that many forked processes, each on its own socket on the port (supervise)."""
     import uvicorn
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -155,7 +155,7 @@ def supervise(config, workers: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())
+    os.environ[SUPERVISOR_PID_ENV] = str(supervisor)
     for slot in range(workers):
         spawn(slot)
     log.info("serving on http://%s:%d with %d workers", config.host, config.port, workers)

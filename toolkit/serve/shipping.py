@@ -52,7 +52,7 @@ class Shipper:
         self._task: asyncio.Task | None = None
         self._batch: list = []  # taken from the queue, not yet shipped
         self._arrived = asyncio.Event()
-        self._queue_gauge = metrics.log_queue.labels(kind)  # labels() once: offer runs on every request
+        self._queue_gauge = metrics.log_queue.labels(kind)  # labels() once: offer runs for every batch and every feedback request
 
     def offer(self, chunk: bytes, records: int) -> None:
         if self.queued + records > self.queue_size:
