@@ -30,7 +30,7 @@ from toolkit.ml.artifacts import ModelArtifact, load_artifact
 from toolkit.ml.predict import score_records
 from toolkit.ml.signing import PublicKey, verify_signature
 from toolkit.ml.signing_keys import keys_for_model
-from toolkit.serve.fast_routes import FAULTS_APPLIED, FastRoutes, FeedbackHandler, PredictHandler
+from toolkit.serve.fast_routes import FAULTS_APPLIED, DirectRoutes, FastRoutes, FeedbackHandler, PredictHandler
 from toolkit.serve.faults import FaultSwitch
 from toolkit.serve.loop import FeedbackLoop, LoopSettings
 from toolkit.serve.metrics import ServerMetrics
@@ -126,8 +126,10 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
     fast = {("POST", "/v1/predict"): PredictHandler(model, metrics, feedback, max_batch_size)}
     if feedback is not None:
         fast[("POST", "/v1/feedback")] = FeedbackHandler(feedback, max_batch_size)
-    server = InferenceServer(app, MeasureAndLimit(FastRoutes(app, fast, faults), metrics=metrics, max_body_bytes=max_body_bytes,
-                                                  routes=app.router.routes))
+    measure = MeasureAndLimit(FastRoutes(app, fast, faults), metrics=metrics, max_body_bytes=max_body_bytes, routes=app.router.routes)
+    # The fault switch sleeps on the event loop: with it on, the fast routes stay on the ASGI path.
+    direct = DirectRoutes({(m.encode(), p.encode()): h for (m, p), h in fast.items()}, measure) if faults is None else None
+    server = InferenceServer(app, measure, direct)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):  # MeasureAndLimit logs it: one line, with the request id
@@ -220,11 +222,12 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
 
 class InferenceServer:
     """The ASGI app `toolkit serve` runs: MeasureAndLimit (ids, limits, metrics) → FastRoutes → the
-    FastAPI app, so the fast routes never enter the framework. The FastAPI app's attributes
-    (state, openapi, routes) are reachable on it."""
+    FastAPI app, so the fast routes never enter the framework; and `direct`, the fast routes for
+    serve/protocol.py to answer before any ASGI. The FastAPI app's attributes (state, openapi,
+    routes) are reachable on it."""
 
-    def __init__(self, api: FastAPI, asgi) -> None:
-        self.api, self.asgi = api, asgi
+    def __init__(self, api: FastAPI, asgi, direct: DirectRoutes | None = None) -> None:
+        self.api, self.asgi, self.direct = api, asgi, direct
 
     async def __call__(self, scope, receive, send) -> None:
         await self.asgi(scope, receive, send)

@@ -13,6 +13,7 @@ ones (OpenAPI) and the reference behaviour the fast handlers are tested against.
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -25,6 +26,7 @@ from toolkit.serve.metrics import ServerMetrics
 
 Answer = tuple[int, bytes] | None  # (status, JSON body), or None: let the FastAPI route answer
 FAULTS_APPLIED = "toolkit.faults_applied"  # scope key: the fast route applied the test fault switch already
+DECLINED = "toolkit.fast_declined"  # scope key: the protocol's direct answer (serve/protocol.py) declined the request already
 
 
 class FastRoutes:
@@ -32,7 +34,8 @@ class FastRoutes:
         self.app, self.handlers, self.faults = app, handlers, faults
 
     async def __call__(self, scope, receive, send) -> None:
-        handler = self.handlers.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
+        handler = self.handlers.get((scope.get("method"), scope.get("path"))) \
+            if scope["type"] == "http" and DECLINED not in scope else None
         if handler is None:
             await self.app(scope, receive, send)
             return
@@ -40,7 +43,7 @@ class FastRoutes:
             await self.faults.apply()
             scope[FAULTS_APPLIED] = True
         body = await _read_body(receive)
-        answer = handler(body) if _is_json(scope["headers"]) else None
+        answer = handler(body) if is_json(scope["headers"]) else None
         if answer is None:
             await self.app(scope, _replay(body, receive), send)
             return
@@ -48,6 +51,15 @@ class FastRoutes:
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]})
         await send({"type": "http.response.body", "body": content})
+
+
+@dataclass(frozen=True)
+class DirectRoutes:
+    """The fast routes as serve/protocol.py answers them, in the HTTP protocol, before any ASGI: the
+    handlers by (method, raw path), and the request ids, body limit and metrics of `MeasureAndLimit`."""
+
+    handlers: dict[tuple[bytes, bytes], Callable[[bytes], Answer]]
+    measure: object  # MeasureAndLimit
 
 
 async def _read_body(receive) -> bytes:
@@ -76,7 +88,7 @@ def _replay(body: bytes, receive):
     return replay
 
 
-def _is_json(headers) -> bool:
+def is_json(headers) -> bool:
     for name, value in headers:
         if name == b"content-type":
             media_type = value.split(b";")[0].strip().lower()

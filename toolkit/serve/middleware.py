@@ -29,6 +29,7 @@ log = logging.getLogger("toolkit.serve")
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request"; never sent, only counted
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 REQUEST_ID_KEY = "toolkit.request_id"  # in the ASGI scope, for the app's 500 answer
+STARTED_KEY = "toolkit.started"  # in the ASGI scope: when the request's head was complete, if earlier than the app's call
 
 
 class BodyTooLarge(Exception):
@@ -60,6 +61,18 @@ class MeasureAndLimit:
         prefix, counter = uuid.uuid4().hex[:16], itertools.count()
         self._new_id = lambda: f"{prefix}{next(counter):016x}"
 
+    def request_id(self, offered: bytes | None) -> str:
+        """The client's X-Request-ID when it is a sane token, else a new one."""
+        text = offered.decode("latin-1") if offered else ""
+        return text if _REQUEST_ID.match(text) else self._new_id()
+
+    @staticmethod
+    def failed(request_id: str, method: str, path: str, exc: Exception) -> bytes:
+        """Log a request's unexpected exception in one line and return the 500's body."""
+        log.error("request %s %s %s failed: %s: %s", request_id, method, path, type(exc).__name__, exc,
+                  exc_info=log.isEnabledFor(logging.DEBUG))
+        return problem_body(500, [], f"internal error (request id {request_id})", "internal")
+
     def route_template(self, scope) -> str:
         key = (scope["method"], scope["path"])
         template = self._templates.get(key)
@@ -78,10 +91,9 @@ class MeasureAndLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started = scope.get(STARTED_KEY) or time.perf_counter()
         headers = dict(scope["headers"])
-        offered = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = offered if _REQUEST_ID.match(offered) else self._new_id()
+        request_id = self.request_id(headers.get(b"x-request-id"))
         scope[REQUEST_ID_KEY] = request_id
         state = {"status": None, "received": 0}
 
@@ -113,11 +125,9 @@ class MeasureAndLimit:
         except (ClientGone, ClientDisconnect):
             state["status"] = state["status"] or CLIENT_CLOSED
         except Exception as exc:  # any bug, by design: it must not take the server down; a counted, logged 500
-            log.error("request %s %s %s failed: %s: %s", request_id, scope["method"], scope["path"], type(exc).__name__, exc,
-                      exc_info=log.isEnabledFor(logging.DEBUG))
+            body = self.failed(request_id, scope["method"], scope["path"], exc)
             state["logged"] = True
             if state["status"] is None:
-                body = problem_body(500, [], f"internal error (request id {request_id})", "internal")
                 await send_problem(send_with_id, 500, body)
         finally:
             status = state["status"] or CLIENT_CLOSED
