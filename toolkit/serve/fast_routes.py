@@ -8,6 +8,10 @@ shape check, `RowEncoder`, the forward pass, orjson) and returns None for anythi
 the request, body and all, is replayed to the FastAPI route, which validates with pydantic and
 answers exactly as before: every 4xx names its field. The FastAPI routes stay the documented
 ones (OpenAPI) and the reference behaviour the fast handlers are tested against.
+
+Under `toolkit serve`, the same handlers usually answer earlier still, in the HTTP protocol
+(`DirectRoutes`, serve/protocol.py); `FastRoutes` answers the requests that take the ASGI path
+(pipelined behind a slow one, chunked, HTTP/1.0, ...) and those of in-process test clients.
 """
 
 from __future__ import annotations
