@@ -153,6 +153,16 @@ def _metric(client, name: str) -> float:
     return 0.0
 
 
+def test_the_openapi_document_names_each_operation_once(client):
+    document = client.get("/openapi.json").json()
+    operations = [(path, method, spec.get("operationId")) for path, methods in document["paths"].items()
+                  for method, spec in methods.items()]
+    ids = [operation_id for _, _, operation_id in operations]
+    assert len(ids) == len(set(ids)), operations
+    assert ("/healthz", "get", "healthz_healthz_get") in operations and all(method != "head" for _, method, _ in operations)
+    assert client.head("/healthz").status_code == 200 and client.head("/v1/model").status_code == 200
+
+
 def test_corrupt_model_is_refused_at_startup(model_dir, tmp_path):
     damaged = tmp_path / "model"
     shutil.copytree(model_dir, damaged)

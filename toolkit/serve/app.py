@@ -192,7 +192,10 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
             return _problem_response(422, [{"loc": loc, "msg": message, "type": "value_error"} for loc, message in problems])
         return JSONResponse(feedback.on_feedback([(i["prediction_id"], i["label"]) for i in items]))
 
-    @app.api_route("/v1/model", methods=["GET", "HEAD"])
+    # HEAD (load balancers probe with it) as a route of its own, out of the schema: one route for
+    # both methods gave both the same OpenAPI operationId, which must be unique.
+    @app.get("/v1/model")
+    @app.head("/v1/model", include_in_schema=False)
     def describe() -> dict:
         """The model's version, features (in `instances` order), classes and label rule."""
         pre = model.preprocessor
@@ -203,11 +206,13 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
             "categorical": categorical, "max_batch_size": max_batch_size,
         }
 
-    @app.api_route("/healthz", methods=["GET", "HEAD"])  # load balancers probe with HEAD
+    @app.get("/healthz")
+    @app.head("/healthz", include_in_schema=False)
     def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.api_route("/readyz", methods=["GET", "HEAD"])
+    @app.get("/readyz")
+    @app.head("/readyz", include_in_schema=False)
     def readyz() -> dict:
         return {"status": "ready", "model_version": model.version}
 
