@@ -27,6 +27,7 @@ from toolkit.ml.artifacts import ModelArtifact
 from toolkit.ml.predict import Scored
 from toolkit.ml.row_encoder import RowEncoder
 from toolkit.serve.metrics import ServerMetrics
+from toolkit.serve.middleware import MeasureAndLimit
 
 Answer = tuple[int, bytes] | None  # (status, JSON body), or None: let the FastAPI route answer
 FAULTS_APPLIED = "toolkit.faults_applied"  # scope key: the fast route applied the test fault switch already
@@ -63,7 +64,7 @@ class DirectRoutes:
     handlers by (method, raw path), and the request ids, body limit and metrics of `MeasureAndLimit`."""
 
     handlers: dict[tuple[bytes, bytes], Callable[[bytes], Answer]]
-    measure: object  # MeasureAndLimit
+    measure: MeasureAndLimit
 
 
 async def _read_body(receive) -> bytes:
