@@ -59,6 +59,49 @@ def wait_ready(url: str, timeout: float = 30.0, process=None) -> None:
     raise AssertionError(f"{url} not ready within {timeout} s")
 
 
+class HttpConnection:
+    """A raw keep-alive connection to 127.0.0.1:`port` that reads responses one at a time, pipelined ones
+    included (what urllib cannot send: chunked uploads by hand, pipelining, bodies cut short)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed by the server; unread: {self.buffer!r}")
+        self.buffer += chunk
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers by lower-case name, body) of the next response."""
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)}
+        length = int(headers.get("content-length", 0))
+        while len(self.buffer) < length:
+            self._fill()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(status_line.split(" ")[1]), headers, body
+
+    def closed_by_server(self) -> bool:
+        return self.sock.recv(1024) == b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def metric_sum(url: str, prefix: str) -> float:
+    """The sum of the server's (at `url`) metric lines that start with `prefix`, e.g. a series with its labels."""
+    text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1, for a service of a test's own."""
     with socket.socket() as sock:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from types import SimpleNamespace
 
 import pytest
 
-from conftest import free_port, wait_until
+from conftest import HttpConnection, free_port, metric_sum, wait_until
 
 MAX_BODY = 8 * 1024
 
@@ -51,56 +50,17 @@ def served(model_dir):
         thread.join(15)
 
 
-class Connection:
-    """A raw keep-alive connection that reads responses one at a time, pipelined ones included."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buffer = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed by the server; unread: {self.buffer!r}")
-        self.buffer += chunk
-
-    def response(self) -> tuple[int, dict[str, str], bytes]:
-        while b"\r\n\r\n" not in self.buffer:
-            self._fill()
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)}
-        length = int(headers.get("content-length", 0))
-        while len(self.buffer) < length:
-            self._fill()
-        body, self.buffer = self.buffer[:length], self.buffer[length:]
-        return int(status_line.split(" ")[1]), headers, body
-
-    def closed_by_server(self) -> bool:
-        return self.sock.recv(1024) == b""
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def post(body: bytes, path: str = "/v1/predict", extra: str = "", version: str = "1.1") -> bytes:
     return (f"POST {path} HTTP/{version}\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             f"{extra}\r\n").encode() + body
 
 
 def metric(port: int, series: str) -> float:
-    connection = Connection(port)
-    connection.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-    text = connection.response()[2].decode()
-    connection.close()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series))
+    return metric_sum(f"http://127.0.0.1:{port}", series)
 
 
 def test_a_valid_request_is_answered_in_one_write_without_the_asgi_app(served):
-    connection = Connection(served.port)
+    connection = HttpConnection(served.port)
     for _ in range(3):
         connection.send(post(served.valid))
         status, headers, body = connection.response()
@@ -124,7 +84,7 @@ def test_a_request_the_fast_route_declines_is_handed_to_fastapi_once(served, mon
     calls = []
     original = PredictHandler.__call__
     monkeypatch.setattr(PredictHandler, "__call__", lambda self, body: calls.append(body) or original(self, body))
-    connection = Connection(served.port)
+    connection = HttpConnection(served.port)
     connection.send(post(b'{"records": [{"age": 1}]}', extra="X-Request-ID: bad-1\r\n"))
     status, headers, body = connection.response()
     assert status == 422 and headers["x-request-id"] == "bad-1"
@@ -138,7 +98,7 @@ def test_a_request_the_fast_route_declines_is_handed_to_fastapi_once(served, mon
 
 def test_pipelined_requests_are_answered_in_order(served):
     """Direct answers, a hand-over and a framework route in one burst: each in its turn."""
-    connection = Connection(served.port)
+    connection = HttpConnection(served.port)
     burst = [
         post(served.valid, extra="X-Request-ID: r1\r\n"),
         post(b'{"records": []}', extra="X-Request-ID: r2\r\n"),
@@ -159,7 +119,7 @@ def test_pipelined_requests_are_answered_in_order(served):
 
 @pytest.mark.parametrize("variant", ["http/1.0", "query string", "chunked", "expect 100-continue"])
 def test_requests_unlike_the_plain_case_take_the_asgi_path_and_are_answered(served, variant):
-    connection = Connection(served.port)
+    connection = HttpConnection(served.port)
     if variant == "http/1.0":
         connection.send(post(served.valid, version="1.0"))
     elif variant == "query string":
@@ -177,7 +137,7 @@ def test_requests_unlike_the_plain_case_take_the_asgi_path_and_are_answered(serv
 
 @pytest.mark.parametrize(("content_type", "length", "status"), [("text/plain", None, 415), ("application/json", MAX_BODY + 1, 413)])
 def test_refusals_of_the_asgi_path_stay(served, content_type, length, status):
-    connection = Connection(served.port)
+    connection = HttpConnection(served.port)
     body = b" " * (length or 10)
     connection.send(f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
                     .encode() + body)
@@ -192,7 +152,7 @@ def test_a_bug_in_a_direct_answer_is_a_logged_500_naming_the_request(served, mon
         raise RuntimeError("the model broke")
 
     monkeypatch.setattr(ModelArtifact, "predict_proba", broken)
-    connection = Connection(served.port)
+    connection = HttpConnection(served.port)
     with caplog.at_level("ERROR", logger="toolkit.serve"):
         connection.send(post(served.valid, extra="X-Request-ID: req-500\r\n"))
         status, headers, body = connection.response()
@@ -205,7 +165,7 @@ def test_a_bug_in_a_direct_answer_is_a_logged_500_naming_the_request(served, mon
 
 
 def test_a_client_gone_mid_body_is_counted_as_499(served):
-    connection = Connection(served.port)
+    connection = HttpConnection(served.port)
     connection.send(post(served.valid)[:-5])
     time.sleep(0.2)
     connection.close()
@@ -216,7 +176,7 @@ def test_a_client_gone_mid_body_is_counted_as_499(served):
 
 def test_shutdown_lets_a_request_in_flight_finish_then_closes(served):
     """A graceful stop while a body is on its way: the request is answered, with Connection: close."""
-    connection = Connection(served.port)
+    connection = HttpConnection(served.port)
     request = post(served.valid)
     connection.send(request[:-5])
     time.sleep(0.2)

@@ -4,7 +4,6 @@ bodies, disconnects, slow request heads, HEAD, content types, request ids, 5xx l
 from __future__ import annotations
 
 import json
-import re
 import socket
 import subprocess
 import time
@@ -12,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import REPO, free_port, wait_ready
+from conftest import REPO, HttpConnection, free_port, metric_sum, wait_ready
 
 MAX_BODY = 64 * 1024
 HEADER_TIMEOUT = 2
@@ -48,45 +47,25 @@ def _connect(server) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server["port"]), timeout=10)
 
 
-def _read_response(sock: socket.socket) -> tuple[int, bytes]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1]) if head else 0
-    length = re.search(rb"(?i)content-length: *(\d+)", head)
-    while length and len(body) < int(length.group(1)):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return status, body
-
-
 def _metric(server, pattern: str) -> float:
-    text = urllib.request.urlopen(server["url"] + "/metrics", timeout=5).read().decode()
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(pattern)]
-    return sum(values)
+    return metric_sum(server["url"], pattern)
 
 
 def test_a_chunked_upload_is_refused_as_soon_as_it_passes_the_limit(server):
     """Issue 13 item 1: a chunked body was read whole before the 413 (674 MB for four 100 MB uploads)."""
     before = _rss_kib(server["pid"])
-    sock = _connect(server)
-    sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    connection = HttpConnection(server["port"])
+    connection.send(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
     chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
     sent = 0
     try:
         for _ in range(20 * 16):  # up to 20 MiB
-            sock.sendall(chunk)
+            connection.send(chunk)
             sent += 65536
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server closed the connection after answering
-    status, body = _read_response(sock)
-    sock.close()
+    status, _, body = connection.response()
+    connection.close()
     assert status == 413 and b"byte limit" in body
     assert sent < 8 * 2**20, f"{sent} bytes went out before the server stopped reading"  # socket buffers, not the body
     assert _rss_kib(server["pid"]) - before < 10 * 1024
@@ -135,13 +114,13 @@ def test_slow_request_heads_are_cut_off(server):
 
 
 def test_a_keep_alive_connection_that_stalls_in_its_second_head_is_cut_off(server):
-    sock = _connect(server)
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert _read_response(sock)[0] == 200
-    sock.sendall(b"GET /healthz HTTP/1.1\r\n")
-    sock.settimeout(HEADER_TIMEOUT + 5)
-    assert sock.recv(1024) == b""
-    sock.close()
+    connection = HttpConnection(server["port"])
+    connection.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert connection.response()[0] == 200
+    connection.send(b"GET /healthz HTTP/1.1\r\n")
+    connection.sock.settimeout(HEADER_TIMEOUT + 5)
+    assert connection.closed_by_server()
+    connection.close()
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/model"])
