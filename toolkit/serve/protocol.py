@@ -97,10 +97,10 @@ class DirectAnswers:
     """Mixin for uvicorn's HttpToolsProtocol (it uses its parser, url, headers, cycle, pipeline, flow,
     scope and server_state): see the module's docstring."""
 
-    direct: DirectRoutes | None = None
+    direct: DirectRoutes  # set by protocol_class
 
     def on_headers_complete(self) -> None:
-        exchange = self._direct_exchange() if self.direct is not None else None
+        exchange = self._direct_exchange()
         if exchange is None:
             super().on_headers_complete()
         else:
@@ -121,14 +121,15 @@ class DirectAnswers:
     def connection_lost(self, exc) -> None:
         exchange = self.cycle
         if exchange.__class__ is Exchange and not exchange.response_complete:  # gone mid-body: 499, as on the ASGI path
-            self.direct.measure.metrics.observe(exchange.route, CLIENT_CLOSED, time.perf_counter() - exchange.started)
+            self._observe(exchange, CLIENT_CLOSED)
         super().connection_lost(exc)
 
     def _direct_exchange(self) -> Exchange | None:
-        handler = self.direct.handlers.get((self.parser.get_method(), self.url))
+        parser, method = self.parser, self.parser.get_method()
+        handler = self.direct.handlers.get((method, self.url))
         if handler is None:
             return None
-        cycle, parser = self.cycle, self.parser
+        cycle = self.cycle
         if (cycle is not None and not cycle.response_complete) or self.pipeline or self.flow.write_paused \
                 or self.expect_100_continue or self.limit_concurrency is not None:
             return None
@@ -144,7 +145,7 @@ class DirectAnswers:
                 return None
         if length is None or not length.isdigit() or int(length) > self.direct.measure.max_body_bytes or not is_json(self.headers):
             return None  # the ASGI path reads chunked bodies, and answers 413 and 415
-        return Exchange(handler, parser.get_method().decode("ascii"), self.url.decode("ascii"), offered_id, time.perf_counter())
+        return Exchange(handler, method.decode("ascii"), self.url.decode("ascii"), offered_id, time.perf_counter())
 
     def _answer(self, exchange: Exchange) -> None:
         body = b"".join(exchange.chunks)
@@ -173,10 +174,13 @@ class DirectAnswers:
         head += (b"\r\n", content)
         self.transport.write(b"".join(head))  # one write for head and body
         exchange.response_complete = True
-        self.direct.measure.metrics.observe(exchange.route, status, time.perf_counter() - exchange.started)
+        self._observe(exchange, status)
         if not exchange.keep_alive:
             self.transport.close()
         self.on_response_complete()
+
+    def _observe(self, exchange: Exchange, status: int) -> None:
+        self.direct.measure.metrics.observe(exchange.route, status, time.perf_counter() - exchange.started)
 
     def _hand_over(self, exchange: Exchange, body: bytes) -> None:
         """To uvicorn and the ASGI app, as if the request had gone that way from its head: the cycle

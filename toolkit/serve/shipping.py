@@ -40,8 +40,8 @@ def s3_put(bucket: str) -> Callable[[str, bytes], None]:
 
 
 class Shipper:
-    """Chunks (one request's records each, as an encoded JSON line) queued and shipped together. The
-    queue is bounded in records, not chunks."""
+    """Chunks (encoded JSON lines: a batch of requests' predictions, or one request's labels) queued and
+    shipped together. The queue is bounded in records, not chunks."""
 
     def __init__(self, kind: str, env: str, put: Callable[[str, bytes], None], metrics, queue_size: int, batch_size: int,
                  flush_seconds: float) -> None:
