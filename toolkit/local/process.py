@@ -23,9 +23,9 @@ def read_pid(pidfile: Path) -> int | None:
     try:
         pid = int(pidfile.read_text().strip())
         os.kill(pid, 0)
-        return pid
     except (OSError, ValueError):
         return None
+    return None if _zombie(pid) else pid
 
 
 def http_answers(url: str, timeout: float = 1.0) -> bool:
@@ -82,13 +82,35 @@ def stop_pid(pidfile: Path, timeout: float = 10.0) -> bool:
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _exited(pid):
             return True
-        time.sleep(0.1)
+        time.sleep(0.05)
     os.killpg(pid, signal.SIGKILL)
+    _exited(pid)
     return True
+
+
+def _exited(pid: int) -> bool:
+    """`pid` is gone. A child of this process that has exited stays a zombie (and `kill(pid, 0)` still
+    succeeds) until it is reaped, so our own children are reaped here; others are reaped by init."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        return reaped == pid
+    except ChildProcessError:  # not our child
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 def require_loopback(host: str | None, what: str) -> None:
