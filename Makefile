@@ -21,7 +21,7 @@ CDKTF = $(TF_ENV) npx --no-install cdktf
 STEP := scripts/step
 export VERBOSE V
 
-.PHONY: help setup demo demo-loop retrain promote test train bench clean synth synth-hcl dashboards deploy destroy local-up local-down lint lint-code build push release render plan
+.PHONY: help setup demo demo-loop retrain promote test test-fast train bench clean synth synth-hcl dashboards deploy destroy local-up local-down lint lint-code build push release render plan
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,8 +75,16 @@ retrain: setup ## Retrain ENV on its labelled feedback, release only past the ch
 train: setup ## Train on ENV's dataset (make train ENV=dev)
 	$(TOOLKIT) train --env $(ENV)
 
-test: lint-code ## Run the whole test suite (after ruff and the import-layer contracts)
-	$(BIN)/pytest -q
+# Parallel workers (pytest-xdist): a module stays in one worker, the Docker engine's tests share one
+# (tests/conftest.py). Three workers on two cores: much of the suite waits on services, not the CPU.
+PYTEST_WORKERS ?= 3
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
+test: lint-code ## Run the whole test suite in parallel (after ruff and the import-layer contracts)
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
+
+test-fast: setup ## The tests that need no service (no moto, Docker, registry, emulator or synthesis): the edit loop
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "not services"
 
 lint-code: setup ## ruff, and the import-layer contracts of toolkit/ (lint-imports; see pyproject.toml)
 	@$(STEP) ruff $(BIN)/ruff check .

@@ -34,6 +34,35 @@ os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # no instance metada
 os.environ.update(terraform_environment(PATHS))
 
 
+# ---------------------------------------------------------------- how `make test` spreads the tests over workers
+
+# pytest-xdist with --dist loadgroup: a module runs in one worker, so its module fixtures (a plan
+# story on moto, an emulator) are built once. Every module that uses the Docker engine runs in one
+# worker: the engine, its cached base image, the wheelhouse and the local runtime's port belong to
+# the checkout. The longest groups are handed out first (`--no-loadscope-reorder` keeps this order).
+DOCKER_GROUP = "docker-engine"
+LONGEST_FIRST = ("test_plan_review.py", "test_infra_local.py", DOCKER_GROUP)
+# Tests that use one of these need a service (moto, dockerd, the registry, the Kubernetes
+# emulator, cdktf synthesis); modules that start one themselves say so with `pytestmark = SERVICES`.
+SERVICE_FIXTURES = {"engine", "local", "local_ctx", "emulator", "kube", "synthesized", "served_model"}
+SERVICES = pytest.mark.services
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the group into the test's id
+def pytest_collection_modifyitems(config, items):
+    engine_modules = {item.path for item in items if "engine" in item.fixturenames}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(DOCKER_GROUP if item.path in engine_modules else item.path.name))
+        if SERVICE_FIXTURES & set(item.fixturenames):
+            item.add_marker(SERVICES)
+
+    def rank(item):
+        group = DOCKER_GROUP if item.path in engine_modules else item.path.name
+        return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
 def wait_until(what: str, check, timeout: float = 20.0, interval: float = 0.2):
     """`check()`'s first truthy value; fails naming `what` at the timeout."""
     deadline = time.monotonic() + timeout

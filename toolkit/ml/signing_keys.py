@@ -15,6 +15,7 @@ where it was trained. The server gets them as one PEM bundle in TOOLKIT_MODEL_PU
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -33,10 +34,14 @@ def local_key_files(paths: ProjectPaths, generate: bool = True) -> tuple[Path, P
     directory = paths.state_subdir("signing")
     private, public = directory / f"{LOCAL_KEY}.key", directory / f"{LOCAL_KEY}.pub"
     if generate and not (private.exists() and public.exists()):
-        key, pub = generate_key_pair()
-        with open(os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
-            handle.write(key)
-        public.write_bytes(pub)
+        # Under a lock: two commands (or test workers) starting at once must end up with one key pair.
+        with open(directory / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (private.exists() and public.exists()):
+                key, pub = generate_key_pair()
+                with open(os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+                    handle.write(key)
+                public.write_bytes(pub)
     return private, public
 
 

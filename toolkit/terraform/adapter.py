@@ -43,7 +43,9 @@ def cli_config_file(paths: ProjectPaths) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = CLI_CONFIG.format(mirror=PROVIDER_MIRROR)
     if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")  # whole or not at all: readers run in parallel
+        partial.write_text(text)
+        partial.replace(path)
     return path
 
 
