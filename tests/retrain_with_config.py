@@ -10,11 +10,11 @@ from pathlib import Path
 
 from toolkit.config import EnvironmentConfig
 from toolkit.context import Context
+from toolkit.delivery.runtime import open_runtime
 from toolkit.loop.command import retrain_and_release
 from toolkit.paths import ProjectPaths
-from toolkit.workloads.target import resolve_target
 
 if __name__ == "__main__":
     ctx = Context(EnvironmentConfig.model_validate_json(Path(sys.argv[1]).read_text()), ProjectPaths(Path(sys.argv[2])))
-    record = retrain_and_release(ctx, resolve_target(ctx), dry_run=False, on_line=lambda line: print(line, flush=True))
+    record = retrain_and_release(ctx, open_runtime(ctx), dry_run=False, on_line=lambda line: print(line, flush=True))
     print(f"decision {record['decision']}, released {record['released']}, record {record['url']}", flush=True)

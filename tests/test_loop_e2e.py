@@ -17,14 +17,14 @@ import pytest
 from conftest import REPO, free_port, train_small_model
 from toolkit.aws import client as aws_client
 from toolkit.context import Context
+from toolkit.delivery.release import adopt, release_model
+from toolkit.delivery.runtime import open_runtime
 from toolkit.local.monitoring import start_monitoring, stop_monitoring
 from toolkit.loop.command import retrain_and_release
 from toolkit.loop.drill import drifted_records, run_drill, send_labelled, shipped, wait_shipped
-from toolkit.loop.release import adopt, release_model
 from toolkit.paths import ProjectPaths
 from toolkit.workloads.local_runtime import container_name, service_url
 from toolkit.workloads.smoke import http_json
-from toolkit.workloads.target import resolve_target
 
 ENV = "loop-test"
 
@@ -48,7 +48,7 @@ def loop(engine, local_ctx, tmp_path_factory):
     config_file = state.root / "config.json"
     config_file.write_text(config.model_dump_json())
     aws_client("s3", config).create_bucket(Bucket=config.artifact_store.bucket)
-    target = resolve_target(ctx)
+    target = open_runtime(ctx)
     # the champion: trained on the environment's split (its test split unseen), released like `make release`
     champion = adopt(ctx, train_small_model(state.root / "champion", seed=config.training.seed))
     release_model(ctx, target, champion, on_line=lambda line: None)

@@ -10,20 +10,19 @@ import docker
 import pytest
 
 from conftest import free_port
+from toolkit.delivery.deploy import deploy_release
+from toolkit.delivery.promotion import digest_hex, promote, verified_release
+from toolkit.delivery.publish import build_release_images, push_release
 from toolkit.errors import BadInputError
 from toolkit.images.distribution import RegistryClient
 from toolkit.images.login import registry_login
-from toolkit.images.promotion import digest_hex, promote, verified_release
-from toolkit.images.publish import build_release_images, push_release
 from toolkit.images.release import ReleaseRecords
 from toolkit.ml.artifact_store import download_artifact
 from toolkit.ml.signing import verify_signature
 from toolkit.ml.signing_keys import trusted_keys
-from toolkit.workloads.deploy import deploy_release
 from toolkit.workloads.local_runtime import container_name, current_release
-from toolkit.workloads.target import Target
+from toolkit.workloads.runtime import DockerRuntime
 
-LOCAL = Target(kube=None, outputs={})
 QUIET = lambda line: None  # noqa: E731
 
 
@@ -66,7 +65,7 @@ def test_the_target_runs_the_digest_smoke_tested_in_the_source_and_nothing_else(
     with pytest.raises(BadInputError, match="no successful deploy and smoke test recorded in promo-stage"):
         promote(source, target, on_line=QUIET)
 
-    deployed = deploy_release(source, LOCAL, release, 60, on_line=QUIET)
+    deployed = deploy_release(source, DockerRuntime(source), release, 60, on_line=QUIET)
     assert deployed["smoke"] and deployed["verified"].endswith(f"releases/promo-stage/{digest_hex(release.image)}.json")
     assert verified_release(source)["image"] == release.image
 
@@ -74,7 +73,7 @@ def test_the_target_runs_the_digest_smoke_tested_in_the_source_and_nothing_else(
     direct, _ = push_release(target, [image.reference], on_line=QUIET)
     assert digest_hex(direct.image) == digest_hex(release.image)
     with pytest.raises(BadInputError, match="deploys only digests promoted from promo-stage"):
-        deploy_release(target, LOCAL, direct, 60, on_line=QUIET)
+        deploy_release(target, DockerRuntime(target), direct, 60, on_line=QUIET)
     assert current_release(target) is None
 
     record = promote(source, target, on_line=QUIET)
@@ -93,7 +92,7 @@ def test_the_target_runs_the_digest_smoke_tested_in_the_source_and_nothing_else(
 
     promoted = ReleaseRecords(target.paths, target.env).last_push()
     assert promoted.image == record["image"]
-    result = deploy_release(target, LOCAL, promoted, 60, on_line=QUIET)
+    result = deploy_release(target, DockerRuntime(target), promoted, 60, on_line=QUIET)
     assert result["smoke"]
     live = current_release(target)
     assert live.image == record["image"] and digest_hex(live.image) == digest_hex(release.image)

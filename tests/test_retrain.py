@@ -120,11 +120,11 @@ def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snap
     import yaml
 
     from toolkit.aws import client
+    from toolkit.delivery.runtime import open_runtime
     from toolkit.images.release import Release, ReleaseRecords
     from toolkit.loop.remote import remote_trainer
     from toolkit.ml.signing_keys import PRIVATE_KEY_FILE_ENV, local_key_files
     from toolkit.workloads.kube import Kube
-    from toolkit.workloads.target import resolve_target
 
     ctx, champion, url, server = loop
     sent = _send_labelled_traffic(ctx, url, flip=False)
@@ -155,7 +155,7 @@ def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snap
     with EmulatorThread() as emulator:
         emulator.emulator.job_runner = run_job
         kubeconfig = write_kubeconfig(tmp_path, emulator.url)
-        target = resolve_target(ctx, str(kubeconfig), None)
+        target = open_runtime(ctx, str(kubeconfig), None)
         kube: Kube = target.kube
         out = ctx.paths.artifacts("local") / "challengers"
         decision = retrain(ctx, champion, out, lines.append, trainer=remote_trainer(ctx, target, out, 300, lines.append))

@@ -1,6 +1,6 @@
 """Errors the CLI turns into one clear paragraph and a meaningful exit code.
 
-Exit codes follow the CLI convention in DESIGN.md: 0 ok, 1 failure, 2 bad input.
+Exit codes (README "What you get today"): 0 ok, 1 failure, 2 bad input, 3 protected resources destroyed.
 """
 
 

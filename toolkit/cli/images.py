@@ -18,7 +18,7 @@ def build(env: str, model_dir: Path | None, as_json: bool) -> None:
     """Build ENV's serving image with the model baked in (docker SDK, streamed output).
 
     The model's checksums are verified first. Tag: <model version>-<git short sha>."""
-    from toolkit.images.publish import build_release_images
+    from toolkit.delivery.publish import build_release_images
     from toolkit.local.services import ensure_emulated_services
 
     ctx = load_context(env)
@@ -43,7 +43,7 @@ def push(env: str, image_ref: str | None, as_json: bool) -> None:
 
     Refuses 'latest' and a tag the immutable registry holds with other content (pushing the same
     image again is a no-op); prints the digests."""
-    from toolkit.images.publish import push_release
+    from toolkit.delivery.publish import push_release
     from toolkit.images.release import ReleaseRecords
     from toolkit.local.services import ensure_emulated_services
 
@@ -80,7 +80,7 @@ def promote(source_env: str, target_env: str, image: str | None, as_json: bool) 
     and training images registry to registry by digest (the digest in DST is checked to equal SRC's),
     and the model artifact store to store with its checksums and signature verified; records the
     promotion in DST's store. `toolkit deploy --env DST` then deploys it (and only promoted digests)."""
-    from toolkit.images.promotion import promote as promote_release
+    from toolkit.delivery.promotion import promote as promote_release
     from toolkit.local.services import ensure_emulated_services
 
     source, target = load_context(source_env), load_context(target_env)

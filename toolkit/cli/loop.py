@@ -32,17 +32,15 @@ def retrain(env: str, dry_run: bool, remote: bool, kubeconfig, context, timeout,
        champion on both; otherwise the champion keeps serving.
     Either way a decision record goes to s3://<bucket>/decisions/ENV/ (`toolkit status` shows the last).
     Exit 0 for both outcomes; 1 when something failed."""
+    from toolkit.delivery.runtime import open_runtime
     from toolkit.loop.command import retrain_and_release
-    from toolkit.workloads.target import resolve_target
 
     ctx = load_context(env)
     on_line = quiet if as_json else echo_err
-    if ctx.emulated:
-        from toolkit.local.services import ensure_emulated_services
-
-        ensure_emulated_services(ctx, on_line=on_line)
+    runtime = open_runtime(ctx, kubeconfig, context)
+    runtime.prepare(on_line)
     remote_timeout = (timeout or ctx.config.workloads.remote_training.active_deadline_seconds) if remote else None
-    record = retrain_and_release(ctx, resolve_target(ctx, kubeconfig, context), dry_run, on_line, remote_timeout)
+    record = retrain_and_release(ctx, runtime, dry_run, on_line, remote_timeout)
     if as_json:
         emit_json(record)
         return
@@ -70,25 +68,24 @@ def loop_drill(env: str, timeout: int, ready: bool, as_json: bool) -> None:
     the PSI metric in Prometheus, the InputDriftDetected alert, Alertmanager's notification to the
     alert receiver, the retraining it starts (`toolkit retrain`), the gate's decision, and the
     released challenger serving (or the champion staying). Needs a served model: `make demo` first."""
-    from toolkit.local.services import ensure_emulated_services
+    from toolkit.delivery.deploy import live_model_version
+    from toolkit.delivery.runtime import open_runtime
     from toolkit.loop.drill import run_drill
-    from toolkit.workloads.deploy import live_model_version
-    from toolkit.workloads.target import resolve_target
 
     ctx = load_context(env)
-    target = resolve_target(ctx, None, None)
-    if not target.local:
+    if not ctx.emulated:  # the environment, not the runtime: synthetic traffic never goes to a real one
         raise BadInputError(f"the loop drill sends synthetic traffic and runs on an emulated environment only; {env} is not one.")
+    runtime = open_runtime(ctx)
     if ready:
         from toolkit.local.services import local_services_status
 
-        if not all(s.running for s in local_services_status(ctx)) or live_model_version(ctx, target) is None:
+        if not all(s.running for s in local_services_status(ctx)) or live_model_version(runtime) is None:
             raise BadInputError("not ready: start the services and release a model (`make demo`).")
         return
-    ensure_emulated_services(ctx, on_line=quiet if as_json else echo_err)
-    if live_model_version(ctx, target) is None:
+    runtime.prepare(quiet if as_json else echo_err)
+    if live_model_version(runtime) is None:
         raise BadInputError(f"nothing is served on {env}: release a model first (`make demo`, or `make release ENV={env}`).")
-    steps = run_drill(ctx, target, on_step=quiet if as_json else
+    steps = run_drill(ctx, runtime, on_step=quiet if as_json else
                       lambda s: click.echo(f"{s.seconds:7.1f} s  {s.name:<17} {s.detail}"), timeout=timeout)
     if as_json:
         emit_json([vars(s) for s in steps])

@@ -39,10 +39,10 @@ def render(env: str, image: str | None, model_version: str | None, job: bool) ->
         echo_err(f"note: {stack_name(env)} is not deployed; values from its stack outputs are placeholders.")
     records = ReleaseRecords(ctx.paths, env)
     release = records.last_push(image, model_version)
-    from toolkit.workloads.deploy import trusted_key_bundle
+    from toolkit.ml.signing_keys import bundle, trusted_keys
 
     try:
-        keys = trusted_key_bundle(ctx)
+        keys = bundle(trusted_keys(ctx))
     except BadInputError as exc:
         echo_err(f"note: {exc}")
         keys = f"<the public keys {env} trusts: `toolkit signing-key --env {env}`>"
@@ -74,21 +74,18 @@ def deploy(env, image, model_version, kubeconfig, context, timeout, smoke, as_js
     Local environment: the image runs on the local Docker engine and replaces the serving
     container only once a candidate of it is ready.
     Exit 1 with the reason (image pull error, crash loop, probe failure) when it fails."""
+    from toolkit.delivery.deploy import deploy_release
+    from toolkit.delivery.runtime import open_runtime
     from toolkit.images.release import ReleaseRecords
-    from toolkit.workloads.deploy import deploy_release
-    from toolkit.workloads.target import resolve_target
 
     ctx = load_context(env)
     release = ReleaseRecords(ctx.paths, env).last_push(image, model_version)
-    target = resolve_target(ctx, kubeconfig, context)
+    runtime = open_runtime(ctx, kubeconfig, context)
     timeout = timeout or ctx.config.workloads.rollout_timeout_seconds
     if not as_json:
         echo_err(f"deploying {release.image} (model {release.model_version}) to {env}")
-    if target.local:
-        from toolkit.local.services import ensure_emulated_services
-
-        ensure_emulated_services(ctx, on_line=echo_err)
-    result = deploy_release(ctx, target, release, timeout, RolloutProgress(not as_json), quiet if as_json else echo_err, smoke)
+    runtime.prepare(echo_err)
+    result = deploy_release(ctx, runtime, release, timeout, RolloutProgress(not as_json), quiet if as_json else echo_err, smoke)
     if as_json:
         emit_json(result)
         return
@@ -112,26 +109,13 @@ def _print_smoke(smoke: dict) -> None:
 @JSON_OPTION
 def rollback(env, kubeconfig, context, timeout, as_json) -> None:
     """Re-deploy the release before the one that is live (from the release history)."""
-    from toolkit.workloads.target import resolve_target
+    from toolkit.delivery.runtime import open_runtime
 
     ctx = load_context(env)
-    target = resolve_target(ctx, kubeconfig, context)
+    runtime = open_runtime(ctx, kubeconfig, context)
     timeout = timeout or ctx.config.workloads.rollout_timeout_seconds
-    if target.local:
-        from toolkit.images.login import registry_login
-        from toolkit.workloads.local_runtime import rollback_local
-
-        result = rollback_local(ctx, registry_login(ctx.config), timeout, on_line=quiet if as_json else echo_err)
-        image = result["release"]
-    else:
-        from toolkit.workloads.deploy import trusted_key_bundle
-        from toolkit.workloads.rollout import rollback as rollback_k8s
-
-        outcome = rollback_k8s(target.kube, ctx.config, target.outputs, timeout, RolloutProgress(not as_json),
-                               public_keys=trusted_key_bundle(ctx))
-        image = outcome.release.image
-        result = {"release": image, "model_version": outcome.release.model_version, "seconds": round(outcome.seconds, 1)}
-    emit_json(result) if as_json else click.echo(f"rolled back to {image} (model {result['model_version']})")
+    result = runtime.rollback(timeout, RolloutProgress(not as_json), quiet if as_json else echo_err)
+    emit_json(result) if as_json else click.echo(f"rolled back to {result['release']} (model {result['model_version']})")
 
 
 @click.command()
@@ -140,20 +124,12 @@ def rollback(env, kubeconfig, context, timeout, as_json) -> None:
 @JSON_OPTION
 def status(env, kubeconfig, context, as_json) -> None:
     """Show what ENV serves: model version, image digest, replicas, recent events."""
-    from toolkit.workloads.target import resolve_target
-
-    ctx = load_context(env)
-    target = resolve_target(ctx, kubeconfig, context)
-    if target.local:
-        from toolkit.workloads.local_runtime import status_local
-
-        info = status_local(ctx)
-    else:
-        from toolkit.workloads.rollout import status as status_k8s
-
-        info = status_k8s(target.kube, ctx.config)
+    from toolkit.delivery.runtime import open_runtime
     from toolkit.loop.retrain import last_decision
 
+    ctx = load_context(env)
+    runtime = open_runtime(ctx, kubeconfig, context)
+    info = runtime.status()
     decision = last_decision(ctx)
     info["last_retrain"] = {k: decision[k] for k in ("time", "decision", "reason", "url") if k in decision} if decision else None
     if as_json:
@@ -164,15 +140,8 @@ def status(env, kubeconfig, context, as_json) -> None:
         return
     click.echo(f"model    {info['model_version']}")
     click.echo(f"image    {info['image']}")
-    if target.local:
-        click.echo(f"runtime  docker container {info['container']} ({info['state']}, health {info['health']}, "
-                   f"{'ready' if info['ready'] else 'NOT ready'}) at {info['url']}")
-    else:
-        r = info["replicas"]
-        click.echo(f"replicas desired {r['desired']}  updated {r['updated']}  ready {r['ready']}  available {r['available']}"
-                   f"  (generation {info['generation']}, observed {info['observed_generation']})")
-        for event in info["events"]:
-            click.echo(f"event    {event}")
+    for line in runtime.status_lines(info):
+        click.echo(line)
     click.echo(f"history  {len(info['history'])} release(s); previous: {info['history'][-2] if len(info['history']) > 1 else '-'}")
     decision = info.get("last_retrain")
     if decision:
@@ -185,37 +154,18 @@ def status(env, kubeconfig, context, as_json) -> None:
 @JSON_OPTION
 def smoke(env, kubeconfig, context, as_json) -> None:
     """POST a sample record from ENV's dataset to the deployed server's /v1/predict."""
-    from toolkit.workloads.deploy import smoke_test
-    from toolkit.workloads.target import resolve_target
+    from toolkit.delivery.runtime import open_runtime
 
-    ctx = load_context(env)
-    result = smoke_test(ctx, resolve_target(ctx, kubeconfig, context))
+    result = open_runtime(load_context(env), kubeconfig, context).smoke_test()
     emit_json(result) if as_json else _print_smoke(result)
 
 
 def train_remote(ctx: Context, kubeconfig, context, timeout, as_json: bool) -> None:
     """`toolkit train --remote`: the GPU training Job on ENV's cluster, logs streamed."""
-    from toolkit.images.release import ReleaseRecords
-    from toolkit.ml.artifact_store import upload_file
-    from toolkit.paths import Output
-    from toolkit.workloads.jobs import run_training_job
-    from toolkit.workloads.target import environment_yaml, resolve_target
+    from toolkit.delivery.remote_training import train_remote as run
+    from toolkit.delivery.runtime import open_runtime
 
-    env, config = ctx.env, ctx.config
-    target = resolve_target(ctx, kubeconfig, context)
-    if target.local:
-        raise BadInputError(f"{env} has no Kubernetes cluster (its EKS is emulated): train locally with "
-                            f"`toolkit train --env {env}`, or give --kubeconfig/--context for a real cluster.")
-    release = ReleaseRecords(ctx.paths, env).training_release()
-    dataset = ctx.root / config.training.dataset
-    bucket = target.outputs[Output.BUCKET]
-    url = f"s3://{bucket}/{config.artifact_store.datasets_prefix}{dataset.name}"
-    if upload_file(config, dataset, url) and not as_json:
-        echo_err(f"uploaded {dataset.name} to {url}")
-    result = run_training_job(target.kube, config, target.outputs, release, environment_yaml(ctx),
-                              timeout or config.workloads.remote_training.active_deadline_seconds,
-                              on_log=quiet if as_json else echo_err)
-    result["artifacts"] = f"s3://{bucket}/{config.artifact_store.models_prefix}{env}/"
+    result = run(ctx, open_runtime(ctx, kubeconfig, context), timeout, on_line=quiet if as_json else echo_err)
     emit_json(result) if as_json else click.echo(f"training Job {result['job']} completed in {result['seconds']} s; "
                                                  f"artifact under {result['artifacts']}")
 

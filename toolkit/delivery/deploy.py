@@ -8,33 +8,24 @@ from typing import Callable
 from toolkit.context import Context
 from toolkit.errors import ToolkitError
 from toolkit.images.release import Release
-from toolkit.workloads.target import Target
+from toolkit.lines import Lines, silent
+from toolkit.workloads.runtime import Runtime
 
 
-def deploy_release(ctx: Context, target: Target, release: Release, timeout: float, on_progress: Callable[[dict], None] = lambda e: None,
-                   on_line: Callable[[str], None] = print, smoke: bool = True) -> dict:
-    """Kubernetes: apply, wait for the rollout, roll back on failure. Local: the Docker runtime's swap.
-    Then a real /v1/predict; a failed smoke test says how to roll back (the rollout itself succeeded).
-    An environment with `promotion_from` takes only promoted digests; a release that passes its smoke
-    test is recorded as verified, which is what `toolkit promote` copies onwards."""
-    from toolkit.images.promotion import record_verified_release, require_promoted
+def deploy_release(ctx: Context, runtime: Runtime, release: Release, timeout: float, on_progress: Callable[[dict], None] = lambda e: None,
+                   on_line: Lines = silent, smoke: bool = True) -> dict:
+    """The runtime's deploy (Kubernetes: apply, wait for the rollout, roll back on failure; local: the
+    Docker runtime's swap), then a real /v1/predict; a failed smoke test says how to roll back (the
+    rollout itself succeeded). An environment with `promotion_from` takes only promoted digests; a
+    release that passes its smoke test is recorded as verified, which is what `toolkit promote`
+    copies onwards."""
+    from toolkit.delivery.promotion import record_verified_release, require_promoted
 
     require_promoted(ctx, release)
-    if target.local:
-        from toolkit.images.login import registry_login
-        from toolkit.workloads.local_runtime import deploy_local
-
-        result = deploy_local(ctx, release, registry_login(ctx.config), timeout, on_line=on_line)
-    else:
-        from toolkit.workloads.rollout import deploy as deploy_k8s
-
-        outcome = deploy_k8s(target.kube, ctx.config, target.outputs, release, timeout, on_progress,
-                             public_keys=trusted_key_bundle(ctx))
-        result = {"release": release.image, "model_version": release.model_version, "applied": outcome.applied,
-                  "pruned": outcome.pruned, "seconds": round(outcome.seconds, 1)}
+    result = runtime.deploy(release, timeout, on_progress, on_line)
     if smoke:
         try:
-            result["smoke"] = smoke_test(ctx, target)
+            result["smoke"] = runtime.smoke_test()
         except ToolkitError as exc:  # the rollout's probes passed, so this is not rolled back by itself: say how
             raise ToolkitError(f"{exc}\nThe release is deployed; `toolkit rollback --env {ctx.env}` returns to the previous one.") from None
         try:
@@ -46,28 +37,7 @@ def deploy_release(ctx: Context, target: Target, release: Release, timeout: floa
     return result
 
 
-def trusted_key_bundle(ctx: Context) -> str:
-    """The public keys the environment's server verifies models against, as one PEM bundle."""
-    from toolkit.ml.signing_keys import bundle, trusted_keys
-
-    return bundle(trusted_keys(ctx))
-
-
-def smoke_test(ctx: Context, target: Target) -> dict:
-    from toolkit.workloads.local_runtime import service_url
-    from toolkit.workloads.smoke import smoke_test_service, smoke_test_url
-
-    return smoke_test_url(service_url(ctx.config), ctx) if target.local else smoke_test_service(target.kube, ctx)
-
-
-def live_model_version(ctx: Context, target: Target) -> str | None:
+def live_model_version(runtime: Runtime) -> str | None:
     """The model version the environment serves now (None: nothing deployed)."""
-    if target.local:
-        from toolkit.workloads.local_runtime import current_release
-
-        live = current_release(ctx)
-    else:
-        from toolkit.workloads.rollout import live_release
-
-        live = live_release(target.kube, ctx.config)
+    live = runtime.live_release()
     return live.model_version if live else None

@@ -22,6 +22,7 @@ from typing import Callable
 from toolkit.context import Context
 from toolkit.errors import BadInputError, ToolkitError
 from toolkit.images.release import Release, ReleaseRecords
+from toolkit.lines import silent
 from toolkit.paths import store_prefix, write_json
 
 Progress = Callable[[str], None]
@@ -86,7 +87,7 @@ def require_promoted(ctx: Context, release: Release) -> dict | None:
     return record
 
 
-def promote(source: Context, target: Context, image: str | None = None, on_line: Progress = print) -> dict:
+def promote(source: Context, target: Context, image: str | None = None, on_line: Progress = silent) -> dict:
     """Copy the verified release of `source` (its latest, or `image`) to `target`: images by digest,
     the model with its checksums and signature verified; record the promotion and the push."""
     from toolkit.images.copy import copy_image

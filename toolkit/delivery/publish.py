@@ -12,11 +12,12 @@ from toolkit.images.build import BuiltImage, build_image, image_model_version
 from toolkit.images.login import registry_login
 from toolkit.images.registry import push_image
 from toolkit.images.release import Release, ReleaseRecords
+from toolkit.lines import silent
 
 Progress = Callable[[str], None]
 
 
-def build_release_images(ctx: Context, model_dir: Path, on_line: Progress = print) -> tuple[BuiltImage, BuiltImage]:
+def build_release_images(ctx: Context, model_dir: Path, on_line: Progress = silent) -> tuple[BuiltImage, BuiltImage]:
     """The serving image (the model baked in) and the training image; recorded as the last build."""
     image = build_image(ctx, model_dir, on_line=on_line)
     training = build_image(ctx, model_dir, on_line=on_line, target="training")
@@ -24,7 +25,7 @@ def build_release_images(ctx: Context, model_dir: Path, on_line: Progress = prin
     return image, training
 
 
-def push_release(ctx: Context, refs: list[str], on_line: Progress = print, on_event=None,
+def push_release(ctx: Context, refs: list[str], on_line: Progress = silent, on_event=None,
                  on_pushed: Progress = lambda ref: None) -> tuple[Release, str | None]:
     """Push the serving image (refs[0]) and the training image (refs[1], if any); record the release."""
     host = registry_login(ctx.config).host
@@ -45,7 +46,7 @@ def push_release(ctx: Context, refs: list[str], on_line: Progress = print, on_ev
 def upload_model(ctx: Context, records: ReleaseRecords, image_ref: str, model_version: str) -> str | None:
     """The image's model artifact, with its signature, to the environment's store (where `promote`
     copies it from): the directory it was built from, else artifacts/ENV/<version>."""
-    from toolkit.images.promotion import model_url
+    from toolkit.delivery.promotion import model_url
     from toolkit.ml.artifact_store import upload_artifact
 
     built = records.built_model_dir(image_ref)

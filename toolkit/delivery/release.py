@@ -1,16 +1,17 @@
-"""Releasing a model from Python, as `make release` does: build, push, deploy with a smoke test."""
+"""Releasing a model from Python, as `make release` does (the feedback loop's release): build, push,
+deploy with a smoke test."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Callable
 
 from toolkit.context import Context
-from toolkit.images.publish import build_release_images, push_release
+from toolkit.delivery.deploy import deploy_release
+from toolkit.delivery.publish import build_release_images, push_release
+from toolkit.lines import Lines, silent
 from toolkit.ml.artifacts import point_latest
-from toolkit.workloads.deploy import deploy_release
-from toolkit.workloads.target import Target
+from toolkit.workloads.runtime import Runtime
 
 
 def adopt(ctx: Context, artifact: Path) -> Path:
@@ -23,7 +24,7 @@ def adopt(ctx: Context, artifact: Path) -> Path:
     return target
 
 
-def release_model(ctx: Context, target: Target, model_dir: Path, on_line: Callable[[str], None] = print) -> dict:
+def release_model(ctx: Context, runtime: Runtime, model_dir: Path, on_line: Lines = silent) -> dict:
     image, training = build_release_images(ctx, model_dir, on_line)
     release, _ = push_release(ctx, [image.reference, training.reference], on_line=on_line, on_pushed=on_line)
-    return deploy_release(ctx, target, release, ctx.config.workloads.rollout_timeout_seconds, on_line=on_line)
+    return deploy_release(ctx, runtime, release, ctx.config.workloads.rollout_timeout_seconds, on_line=on_line)

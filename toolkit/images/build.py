@@ -17,6 +17,7 @@ from toolkit.errors import ToolkitError
 from toolkit.images.base_image import ensure_base_image, is_offline_base
 from toolkit.images.docker import docker_client
 from toolkit.images.wheelhouse import build_wheelhouse, inputs_digest
+from toolkit.lines import silent
 from toolkit.ml.artifacts import WEIGHTS, ModelArtifact, load_artifact
 from toolkit.paths import ProjectPaths
 from toolkit.version import git_short_sha
@@ -66,7 +67,7 @@ def build_inputs(ctx: Context, model: ModelArtifact, target: str) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def build_image(ctx: Context, model_dir: Path, on_line: Progress = print, target: str = "serving",
+def build_image(ctx: Context, model_dir: Path, on_line: Progress = silent, target: str = "serving",
                 no_cache: bool = False) -> BuiltImage:
     """Build the environment's serving image for a verified model, or (target "training") its training image."""
     model = load_artifact(model_dir)  # refuses a model whose checksums fail

@@ -13,6 +13,7 @@ from typing import Callable
 
 from toolkit.errors import ToolkitError
 from toolkit.images.distribution import INDEX_TYPES, RegistryClient
+from toolkit.lines import silent
 
 Progress = Callable[[str], None]
 
@@ -22,7 +23,7 @@ def digest_of(raw: bytes) -> str:
 
 
 def copy_image(source: RegistryClient, source_repository: str, digest: str, target: RegistryClient, target_repository: str,
-               tag: str | None, on_line: Progress = print) -> str:
+               tag: str | None, on_line: Progress = silent) -> str:
     """Copy `source_repository@digest` to `target_repository` (tagged `tag`, if given); returns the
     digest in the target, which is checked to be `digest`."""
     _, media_type, raw = source.manifest(source_repository, digest)

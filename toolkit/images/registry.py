@@ -11,6 +11,7 @@ from toolkit.images.build import BUILD_INPUTS_LABEL
 from toolkit.images.distribution import RegistryClient
 from toolkit.images.docker import docker_client
 from toolkit.images.login import RegistryLogin, registry_login
+from toolkit.lines import silent
 
 Progress = Callable[[str], None]
 
@@ -56,7 +57,7 @@ def _reuse_existing(docker, login: RegistryLogin, image_ref: str, remote: str, t
 TRANSIENT = ("timeout", "connection reset", "connection refused", "503", "502", "504", "TLS handshake", "EOF")
 
 
-def push_image(ctx: Context, image_ref: str, on_line: Progress = print, attempts: int = 4,
+def push_image(ctx: Context, image_ref: str, on_line: Progress = silent, attempts: int = 4,
                on_event: Callable[[dict], None] | None = None) -> str:
     """Push a local image to the environment's registry; returns the pushed digest.
 

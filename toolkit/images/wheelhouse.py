@@ -12,6 +12,7 @@ from typing import Callable
 
 from toolkit.errors import ToolkitError
 from toolkit.images.wheel_strip import STRIP_RULES, strip_wheel
+from toolkit.lines import silent
 from toolkit.paths import ProjectPaths
 
 # boto3: the server ships its prediction log to the artifact store (the image keeps only botocore's S3 and STS models).
@@ -23,7 +24,7 @@ SERVE_REQUIREMENTS = ["numpy", "pydantic", "PyYAML", "click", "fastapi", "uvicor
 TRAINING_REQUIREMENTS = ["tqdm"]
 
 
-def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = print) -> Path:
+def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = silent) -> Path:
     """Both parts are cached by content hash: unchanged inputs leave the wheel files byte-identical,
     so Docker's layer cache holds and a model-only change rebuilds only the last layer."""
     root = paths.root

@@ -1,5 +1,5 @@
-"""A Docker engine for the local environment: an existing one, else dockerd started as DESIGN.md
-describes (root, state under .local/docker, no iptables or bridge: containers use the host network)."""
+"""A Docker engine for the local environment: an existing one, else dockerd started as
+docs/local-environment.md describes (root, state under .local/docker, no iptables or bridge: containers use the host network)."""
 
 from __future__ import annotations
 

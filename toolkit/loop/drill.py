@@ -28,10 +28,9 @@ from toolkit.monitoring.query import PrometheusClient
 from toolkit.monitoring.receiver import read_notifications
 from toolkit.monitoring.retrain_trigger import read_runs
 from toolkit.paths import ProjectPaths, read_json
-from toolkit.workloads.deploy import smoke_test
 from toolkit.workloads.local_runtime import service_url
+from toolkit.workloads.runtime import Runtime
 from toolkit.workloads.smoke import http_json
-from toolkit.workloads.target import Target
 
 DRIFT_ALERT = "InputDriftDetected"
 OLDER = 60  # years: the drifted population
@@ -91,7 +90,7 @@ def wait_shipped(url: str, before: float, count: int, timeout: float = 60.0) -> 
         time.sleep(0.2)
 
 
-def run_drill(ctx: Context, target: Target, on_step: Callable[[Step], None], timeout: float = 600.0,
+def run_drill(ctx: Context, runtime: Runtime, on_step: Callable[[Step], None], timeout: float = 600.0,
               monitoring: ProjectPaths | None = None) -> list[Step]:
     """`monitoring`: where the local monitoring keeps its state (default: the project's .local)."""
     config, local = ctx.config, ctx.config.monitoring.local
@@ -148,7 +147,7 @@ def run_drill(ctx: Context, target: Target, on_step: Callable[[Step], None], tim
         raise ToolkitError(f"the retraining wrote no decision record; its log: {run['log']}.")
     step("decision", f"{decision['decision']}: {decision['reason']} ({decision['url']})")
     if decision["decision"] == "release":
-        answer = smoke_test(ctx, target)
+        answer = runtime.smoke_test()
         serving = http_json(f"{url}/v1/model")["model_version"]
         if serving != decision["challenger"]["version"]:
             raise ToolkitError(f"the challenger {decision['challenger']['version']} was released but {serving} serves.")

@@ -23,24 +23,22 @@ from toolkit.context import Context
 from toolkit.errors import ToolkitError
 from toolkit.loop.feedback_data import snapshot_bytes
 from toolkit.loop.retrain import TrainingData
-from toolkit.paths import Output, store_prefix
-from toolkit.workloads.target import Target
+from toolkit.paths import store_prefix
+from toolkit.workloads.runtime import Runtime
 
 SNAPSHOT = "feedback.jsonl.gz"
 
 
-def remote_trainer(ctx: Context, target: Target, out_root: Path, timeout: float, on_line: Callable[[str], None]):
-    """A `retrain(trainer=…)` that trains the challenger as a Job on `target`'s cluster."""
+def remote_trainer(ctx: Context, runtime: Runtime, out_root: Path, timeout: float, on_line: Callable[[str], None]):
+    """A `retrain(trainer=…)` that trains the challenger as a Job on the runtime's cluster."""
     from toolkit.images.release import ReleaseRecords
     from toolkit.ml.artifact_store import download_artifact, upload_file
-    from toolkit.workloads.jobs import job_name, run_training_job
+    from toolkit.workloads.jobs import job_name
     from toolkit.workloads.target import environment_yaml
 
-    if target.local:
-        raise ToolkitError(f"{ctx.env} has no Kubernetes cluster (its EKS is emulated): retrain without --remote, "
-                           "or give --kubeconfig/--context for a real cluster.")
-    config = ctx.config
-    bucket = target.outputs.get(Output.BUCKET) or config.artifact_store.bucket
+    instead = "retrain without --remote"
+    runtime.require_cluster(instead)
+    config, bucket = ctx.config, runtime.bucket
     release = ReleaseRecords(ctx.paths, ctx.env).training_release()
 
     def train(data: TrainingData) -> Path:
@@ -55,8 +53,8 @@ def remote_trainer(ctx: Context, target: Target, out_root: Path, timeout: float,
         on_line(f"feedback snapshot ({len(data.feedback)} rows) and base dataset uploaded; training Job starting")
         command = ["toolkit", "train-challenger", "--env", ctx.env, "--data", dataset, "--feedback", prefix + SNAPSHOT,
                    "--upload", prefix]
-        result = run_training_job(target.kube, config, target.outputs, release, environment_yaml(ctx), timeout, on_log=on_line,
-                                  name=job_name(ctx.env, kind="retrain"), command=command)
+        result = runtime.run_job(release, environment_yaml(ctx), timeout, on_line, instead=instead,
+                                 name=job_name(ctx.env, kind="retrain"), command=command)
         on_line(f"training Job {result['job']} completed in {result['seconds']} s")
         return download_artifact(config, challenger_url(ctx, prefix), out_root)
 

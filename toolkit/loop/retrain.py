@@ -24,6 +24,7 @@ import numpy as np
 
 from toolkit.context import Context
 from toolkit.errors import ToolkitError
+from toolkit.lines import silent
 from toolkit.loop.feedback_data import LabelledRow, labelled_rows, rows_digest, with_feedback
 from toolkit.ml.artifacts import ModelArtifact, load_artifact
 from toolkit.ml.data import Dataset, stratified_split
@@ -133,7 +134,7 @@ def train_challenger(ctx: Context, data: TrainingData, out_root: Path) -> Path:
 Trainer = Callable[[TrainingData], Path]
 
 
-def retrain(ctx: Context, champion_dir: Path | None, out_root: Path, on_line: Progress = print, bucket: str | None = None,
+def retrain(ctx: Context, champion_dir: Path | None, out_root: Path, on_line: Progress = silent, bucket: str | None = None,
             trainer: Trainer | None = None) -> Decision:
     """Train a challenger (here, or with `trainer`: e.g. as a GPU Job), judge it against the champion
     and decide; no release here (see release.py)."""
@@ -143,7 +144,7 @@ def retrain(ctx: Context, champion_dir: Path | None, out_root: Path, on_line: Pr
     return judge(ctx, data, champion_dir, challenger_dir, on_line)
 
 
-def judge(ctx: Context, data: TrainingData, champion_dir: Path | None, challenger_dir: Path, on_line: Progress = print) -> Decision:
+def judge(ctx: Context, data: TrainingData, champion_dir: Path | None, challenger_dir: Path, on_line: Progress = silent) -> Decision:
     """Both models on the same held-out rows, the gate, and the decision record. The challenger must
     be signed by a key the environment trusts (it may come back from a Job)."""
     challenger = load_artifact(challenger_dir)

@@ -1,7 +1,7 @@
 """The python-terraform adapter: every Terraform call the toolkit makes goes through here.
 
 python-terraform 0.10.1 is unmaintained; on Terraform 1.11 some defaults break, so each
-call sets its flags explicitly (see DESIGN.md) and is tested against the real binary.
+call sets its flags explicitly (docs/terraform.md) and is tested against the real binary.
 """
 
 from __future__ import annotations

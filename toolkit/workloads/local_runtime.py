@@ -23,6 +23,7 @@ from toolkit.images.build import MODEL_VERSION_LABEL
 from toolkit.images.docker import docker_client
 from toolkit.images.login import RegistryLogin
 from toolkit.images.release import Release, ReleaseRecords, rollback_target, with_release, without_release
+from toolkit.lines import silent
 from toolkit.ml.signing_keys import bundle, trusted_keys
 from toolkit.workloads.manifests import IMAGE_ANNOTATION, MODEL_VERSION_ANNOTATION, RUN_AS_USER, serving_environment
 
@@ -65,7 +66,7 @@ def _logs_tail(container, lines: int = 15) -> str:
 
 def _run(docker, config: EnvironmentConfig, release: Release, name: str, port: int, public_keys: str, serving: bool = False):
     """Start the image like the Deployment's pod: non-root, read-only root fs, no capabilities,
-    a tmpfs /tmp, the ConfigMap's environment; host network on 127.0.0.1 (DESIGN.md).
+    a tmpfs /tmp, the ConfigMap's environment; host network on 127.0.0.1 (docs/local-environment.md).
     The serving container comes back with the engine (`toolkit local down` / `up`)."""
     environment = {**serving_environment(config, public_keys), **emulator_environment(config), "TOOLKIT_HOST": "127.0.0.1",
                    "TOOLKIT_PORT": str(port)}
@@ -129,7 +130,7 @@ def _pull(docker, release: Release, login: RegistryLogin | None) -> None:
 
 
 def deploy_local(ctx: Context, release: Release, login: RegistryLogin | None = None, timeout: float | None = None,
-                 on_line: Progress = print) -> dict:
+                 on_line: Progress = silent) -> dict:
     """Replace the serving container with `release` once a candidate of it is ready."""
     config = ctx.config
     timeout = timeout or config.workloads.rollout_timeout_seconds
@@ -196,7 +197,7 @@ def current_release(ctx: Context) -> Release | None:
 
 
 def rollback_local(ctx: Context, login: RegistryLogin | None = None, timeout: float | None = None,
-                   on_line: Progress = print) -> dict:
+                   on_line: Progress = silent) -> dict:
     records = ReleaseRecords(ctx.paths, ctx.env)
     current = current_release(ctx)
     result = deploy_local(ctx, rollback_target(records.history(), current, ctx.env), login, timeout, on_line)

@@ -1,10 +1,8 @@
-"""Where a workload command acts: the Kubernetes cluster of an environment (EKS from the stack
-outputs, or any cluster through a kubeconfig context) or, for an environment on the AWS emulator,
-the local Docker runtime."""
+"""What a workload needs to know of where it runs: the stack outputs (or, for a kubeconfig cluster,
+what stands in for them) and the environment file a training Job mounts. Which runtime an
+environment gets is decided in toolkit.delivery.runtime."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from toolkit.context import Context
 from toolkit.errors import ToolkitError
@@ -12,16 +10,6 @@ from toolkit.paths import Output, stack_name
 from toolkit.terraform.adapter import TerraformError
 from toolkit.terraform.outputs import stack_outputs
 from toolkit.workloads.kube import Kube
-
-
-@dataclass
-class Target:
-    kube: Kube | None  # None: the local Docker runtime
-    outputs: dict
-
-    @property
-    def local(self) -> bool:
-        return self.kube is None
 
 
 def placeholder_outputs(env: str) -> dict:
@@ -51,21 +39,6 @@ def outputs_from_cluster(kube: Kube, ctx: Context) -> dict:
         if role:
             outputs[key] = role
     return outputs
-
-
-def resolve_target(ctx: Context, kubeconfig: str | None = None, context: str | None = None) -> Target:
-    if kubeconfig or context:
-        from toolkit.workloads.eks_auth import kubeconfig_api_client
-
-        kube = Kube(kubeconfig_api_client(kubeconfig, context))
-        return Target(kube, outputs_from_cluster(kube, ctx))
-    if ctx.emulated:
-        return Target(None, {})  # the emulated EKS has no API server: run on the local Docker engine
-    outputs = outputs_for(ctx)
-    from toolkit.workloads.eks_auth import cluster_access, eks_api_client
-
-    api = eks_api_client(ctx.config, *cluster_access(ctx.config, outputs))
-    return Target(Kube(api), outputs)
 
 
 def environment_yaml(ctx: Context) -> str:
