@@ -60,7 +60,7 @@ setup: $(STAMP) $(NODE_STAMP) $(TOOLS_STAMP) .local/apt-stamp ## Create .venv, .
 demo: setup ## The main job on the local environment: deploy the stack, train (5-fold CV), evaluate, release and serve
 	@$(STEP) demo-stack $(MAKE) --no-print-directory deploy ENV=local
 	@$(STEP) --show '^(model|test|cv\([0-9]+\)|artifact|curves) ' demo-train $(TOOLKIT) train --env local --cv 5
-	@$(STEP) --tail 5 demo-evaluate $(TOOLKIT) evaluate --model artifacts/local/latest --data data/heart-cleveland.csv
+	@$(STEP) --tail 5 demo-evaluate $(TOOLKIT) evaluate --model artifacts/local/latest --env local --data data/heart-cleveland.csv
 	$(call release_steps,demo,local)
 	@$(TOOLKIT) status --env local
 

@@ -129,9 +129,10 @@ def main() -> None:
     from toolkit.config import load_environment
     from toolkit.local.moto import start_moto, stop_moto
     from toolkit.ml.artifacts import load_artifact
-    from toolkit.ml.signing_keys import PUBLIC_KEYS_ENV, local_key_files
     from toolkit.ml.table import read_csv
     from toolkit.paths import ProjectPaths
+    from toolkit.serving import PUBLIC_KEYS_ENV
+    from toolkit.signing_keys import local_key_files
 
     model = load_artifact(model_path)
     columns = model.preprocessor.columns

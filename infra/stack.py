@@ -18,7 +18,8 @@ from modules.node_pool import NodePool, NodeRole
 from modules.registry import Registry
 from modules.signing_key import SigningKey
 from toolkit.config import EnvironmentConfig, promotion_peers
-from toolkit.paths import Output, stack_name, store_prefix
+from toolkit.paths import Output, stack_name
+from toolkit.store import layout
 
 
 class PlatformStack(TerraformStack):
@@ -49,18 +50,18 @@ class PlatformStack(TerraformStack):
         store = ArtifactStore(self, "artifact-store", config=config.artifact_store, account_id=account, prevent_destroy=protect,
                               region=config.aws.region, readers={role: promotion_source_prefixes(config) for role in target_roles},
                               **(emulator.STORE_SETTINGS if config.aws.endpoint_url else {}))
-        models, datasets = config.artifact_store.models_prefix, config.artifact_store.datasets_prefix
+        store_layout = layout.StoreLayout.of(config)
         identity = dict(oidc_provider_arn=cluster.oidc_provider.arn, oidc_issuer=cluster.oidc_issuer,
                         namespace=config.workloads.namespace, bucket_arn=store.arn, kms_key_arn=store.key.arn)
-        loop = [store_prefix(kind, config.name) for kind in ("predictions", "feedback")]  # the server's logs (toolkit/serve/shipping.py)
-        retrain = store_prefix("retrain", config.name)  # a retraining Job's feedback snapshot and challenger (toolkit/loop/remote.py)
         signing = SigningKey(self, "signing-key", name=config.signing_secret_name, kms_key_arn=store.key.arn,
                              prevent_destroy=protect)
         training = WorkloadRole(self, "training-role", name=f"{config.cluster.name}-training", service_account="training",
-                                read_prefixes=[datasets, models, *loop, retrain], write_prefixes=[models, retrain],
+                                read_prefixes=store_layout.prefixes(layout.TRAINING_READS),
+                                write_prefixes=store_layout.prefixes(layout.TRAINING_WRITES),
                                 secret_arns=[signing.arn], **identity)
         serving = WorkloadRole(self, "serving-role", name=f"{config.cluster.name}-serving", service_account="serving",
-                               read_prefixes=[models], write_prefixes=loop, repository_arn=registry.arn, **identity)
+                               read_prefixes=store_layout.prefixes(layout.SERVING_READS),
+                               write_prefixes=store_layout.prefixes(layout.SERVING_WRITES), repository_arn=registry.arn, **identity)
 
         ci = CiIdentity(self, "ci", config=config, account_id=account, registry_arn=registry.arn, bucket_arn=store.arn,
                         store_key_arn=store.key.arn, cluster_arn=cluster.cluster.arn, signing_secret_arn=signing.arn,

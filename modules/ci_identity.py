@@ -29,7 +29,7 @@ from constructs import Construct
 
 from modules.registry import PULL_ACTIONS
 from toolkit.config import EnvironmentConfig
-from toolkit.paths import STORE_KINDS, store_prefix
+from toolkit.store.layout import CI_DEPLOY_READS_WRITES, PROMOTION_SOURCE_READS, StoreLayout
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -73,7 +73,7 @@ def promotion_source_statements(source: EnvironmentConfig) -> list[DataAwsIamPol
 
 
 def promotion_source_prefixes(source: EnvironmentConfig) -> list[str]:
-    return [f"{source.artifact_store.models_prefix}{source.name}/", store_prefix("releases", source.name)]
+    return StoreLayout.of(source).prefixes(PROMOTION_SOURCE_READS)
 
 
 class CiIdentity(Construct):
@@ -142,8 +142,7 @@ class CiIdentity(Construct):
         ]
         self.plan_role = self._role("plan", config.ci_role_name("plan"), pull_request_subject(ci.github_repository), plan)
 
-        store = config.artifact_store
-        prefixes = [store.models_prefix, store.datasets_prefix, *(store_prefix(kind, config.name) for kind in STORE_KINDS)]
+        prefixes = StoreLayout.of(config).prefixes(CI_DEPLOY_READS_WRITES)
         deploy = [
             *read_state,
             _statement("RegistryLogin", ["ecr:GetAuthorizationToken"], ["*"]),  # cannot be scoped to a repository

@@ -24,7 +24,8 @@ HEART = REPO / "data" / "heart-cleveland.csv"
 # Models the tests train are signed with this checkout's local key (.local/signing/, generated on
 # first use), which every server and `toolkit predict` the tests start trusts through the variable
 # the serving container gets its keys from.
-from toolkit.ml.signing_keys import PUBLIC_KEYS_ENV, local_key_files  # noqa: E402
+from toolkit.serving import PUBLIC_KEYS_ENV  # noqa: E402
+from toolkit.signing_keys import local_key_files  # noqa: E402
 
 SIGNING_KEY, SIGNING_PUBLIC_KEY = local_key_files(PATHS)
 os.environ[PUBLIC_KEYS_ENV] = SIGNING_PUBLIC_KEY.read_text()
@@ -44,7 +45,8 @@ DOCKER_GROUP = "docker-engine"
 LONGEST_FIRST = ("test_plan_review.py", "test_infra_local.py", DOCKER_GROUP)
 # Tests that use one of these need a service (moto, dockerd, the registry, the Kubernetes
 # emulator, cdktf synthesis); modules that start one themselves say so with `pytestmark = SERVICES`.
-SERVICE_FIXTURES = {"engine", "local", "local_ctx", "emulator", "kube", "synthesized", "served_model"}
+SERVICE_FIXTURES = {"engine", "local", "local_ctx", "emulator", "kube", "synthesized", "served_model", "plans", "hcl_stacks",
+                    "local_config", "stack"}
 SERVICES = pytest.mark.services
 
 

@@ -10,7 +10,8 @@ import pytest
 from conftest import HEART
 from toolkit.aws import client
 from toolkit.errors import ToolkitError
-from toolkit.ml.artifact_store import download_file, upload_artifact, upload_file
+from toolkit.store.artifacts import upload_artifact
+from toolkit.store.s3 import download_file, upload_file
 
 
 @pytest.fixture

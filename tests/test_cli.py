@@ -60,7 +60,7 @@ def test_another_csv_with_other_delimiter_and_label(repo_copy, run_cli, tmp_path
     assert manifest["dataset"]["delimiter"] == ";"
     assert "patient_id" not in manifest["preprocessing"]["columns"]
     assert "region=south" in manifest["feature_names"]
-    evaluation = _json(run_cli("evaluate", "--model", summary["artifact"], "--data", data, "--json"))
+    evaluation = _json(run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", data, "--json"))
     assert evaluation["n"] == 240 and evaluation["accuracy"] > 0.75
 
 
@@ -70,18 +70,18 @@ def test_evaluate_and_predict_agree(repo_copy, run_cli, tmp_path):
     lines = HEART.read_text().splitlines()
     csv_input = tmp_path / "rows.csv"
     csv_input.write_text("\n".join(lines[:6]) + "\n")
-    from_csv = _json(run_cli("predict", "--model", model, "--input", csv_input, "--json"))
+    from_csv = _json(run_cli("predict", "--model", model, "--env", "local", "--input", csv_input, "--json"))
     header = lines[0].split(",")
     records = [dict(zip(header, (None if v == "?" else float(v) for v in line.split(",")), strict=True)) for line in lines[1:6]]
-    from_json = _json(run_cli("predict", "--model", model, "--json", input=json.dumps({"records": records})))
+    from_json = _json(run_cli("predict", "--model", model, "--env", "local", "--json", input=json.dumps({"records": records})))
     assert from_csv["model_version"] == summary["version"]
     assert len(from_csv["predictions"]) == 5
     for a, b in zip(from_csv["predictions"], from_json["predictions"], strict=True):
         assert a["label"] == b["label"]
         assert a["probabilities"]["1"] == pytest.approx(b["probabilities"]["1"], abs=1e-9)
-    table = run_cli("predict", "--model", model, "--input", csv_input)
+    table = run_cli("predict", "--model", model, "--env", "local", "--input", csv_input)
     assert table.exit_code == 0 and "p(1)" in table.stdout
-    report = run_cli("evaluate", "--model", model, "--data", HEART)
+    report = run_cli("evaluate", "--model", model, "--env", "local", "--data", HEART)
     assert report.exit_code == 0 and "confusion matrix" in report.stdout
 
 
@@ -112,14 +112,14 @@ def test_corrupted_artifact_exits_non_zero(repo_copy, run_cli, tmp_path):
     weights = os.path.join(summary["artifact"], "weights.npz")
     with open(weights, "r+b") as handle:
         handle.truncate(50)
-    result = run_cli("evaluate", "--model", summary["artifact"], "--data", HEART)
+    result = run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", HEART)
     assert result.exit_code == 2
     assert "weights.npz: size is 50 bytes" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_predict_reports_missing_features(repo_copy, run_cli):
     summary = _json(run_cli("train", "--env", "local", "--epochs", "5", "--json"))
-    result = run_cli("predict", "--model", summary["artifact"], input='[{"age": 50}]')
+    result = run_cli("predict", "--model", summary["artifact"], "--env", "local", input='[{"age": 50}]')
     assert result.exit_code == 2 and "missing feature(s)" in result.stderr
 
 
@@ -151,11 +151,11 @@ def test_hostile_csv_and_json_inputs_are_one_line_errors(repo_copy, run_cli, tmp
     result = run_cli("train", "--env", "local", "--data", long_field, "--label", "y")
     assert result.exit_code == 2 and "line 2: field larger than field limit (131072)" in result.stderr
     model = _json(run_cli("train", "--env", "local", "--epochs", "3", "--json"))["artifact"]
-    nested = run_cli("predict", "--model", model, input="[" * 100_000 + "]" * 100_000)
+    nested = run_cli("predict", "--model", model, "--env", "local", input="[" * 100_000 + "]" * 100_000)
     assert nested.exit_code == 2 and "nested too deeply" in nested.stderr
     record = {name: 1.0 for name in json.loads((Path(model) / "manifest.json").read_text())["preprocessing"]["columns"]}
     huge = json.dumps([record]).replace("1.0", "1" * 400, 1)
-    result = run_cli("predict", "--model", model, input=huge)
+    result = run_cli("predict", "--model", model, "--env", "local", input=huge)
     assert result.exit_code == 2 and "too large to be a number" in result.stderr, result.stderr
     for result in (nested,):
         assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr

@@ -17,6 +17,7 @@ from toolkit.ml.row_encoder import RowEncoder
 from toolkit.ml.table import Table
 from toolkit.serve.fast_routes import PredictHandler
 from toolkit.serve.metrics import ServerMetrics
+from toolkit.serve.predictor import Predictor
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_the_encoder_gives_the_reference_features_for_random_rows(model):
 
 def test_a_valid_body_gets_the_reference_answer(model):
     rng = random.Random(7)
-    handler = PredictHandler(model, ServerMetrics(model), None, 256)
+    handler = PredictHandler(Predictor(model, ServerMetrics(model), None), 256)
     columns = model.preprocessor.columns
     for _ in range(100):
         records = [{name: _value(rng, name, model) for name in columns} for _ in range(rng.choice([1, 5, 64]))]
@@ -78,7 +79,7 @@ def test_the_encoder_refuses_ints_beyond_float32_one_by_one_and_in_bulk(model, r
 ], ids=["text", "bool", "float32-range", "missing", "unknown", "list"])
 @pytest.mark.parametrize("rows", [1, 9], ids=["one-row", "checked-in-bulk"])  # RowEncoder checks up to FEW_ROWS one by one
 def test_anything_the_fast_path_cannot_vouch_for_goes_to_the_reference_route(model, change, rows):
-    handler = PredictHandler(model, ServerMetrics(model), None, 16)
+    handler = PredictHandler(Predictor(model, ServerMetrics(model), None), 16)
     columns = model.preprocessor.columns
     record = {name: 1 for name in columns}
     change(record, columns)

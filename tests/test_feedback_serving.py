@@ -15,13 +15,12 @@ import urllib.request
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import HEART, REPO, free_port, wait_ready, wait_until
+from conftest import HEART, REPO, SERVICES, free_port, wait_ready, wait_until
 from toolkit.config import load_environment
 from toolkit.ml.table import read_csv
 from toolkit.paths import ProjectPaths
 from toolkit.serve.app import create_app
 from toolkit.serve.log_format import records as log_records
-from toolkit.serve.loop import LoopSettings
 
 
 def heart_records(n: int, shift: dict | None = None) -> list[dict]:
@@ -35,7 +34,7 @@ def heart_records(n: int, shift: dict | None = None) -> list[dict]:
 @pytest.fixture(scope="module")
 def client(model_dir):
     config = load_environment("local").feedback.model_copy(update={"drift_window": 200})
-    app = create_app(model_dir, max_batch_size=300, loop=LoopSettings("local", config, bucket=None))
+    app = create_app(model_dir, max_batch_size=300, env="local", feedback=config, prediction_log_bucket=None)
     with TestClient(app) as client:
         yield client
 
@@ -147,6 +146,7 @@ def _objects(s3, bucket: str, prefix: str) -> list[dict]:
     return records
 
 
+@SERVICES
 def test_predictions_and_ground_truth_are_shipped_to_the_store(store, server):
     config, _, _, s3 = store
     bucket = config.artifact_store.bucket
@@ -164,6 +164,7 @@ def test_predictions_and_ground_truth_are_shipped_to_the_store(store, server):
     assert key.startswith(f"predictions/local/{time.strftime('%Y-%m-%d', time.gmtime())}/") and key.endswith(".jsonl.gz")
 
 
+@SERVICES
 def test_predictions_keep_working_while_the_store_is_down_and_shipping_resumes(store, server):
     """Stop moto in the middle of traffic: no prediction fails, the drop counter rises (the queue holds
     100 records), and once S3 is back the log is shipped again."""

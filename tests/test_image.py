@@ -19,8 +19,8 @@ from toolkit.images.login import registry_login
 from toolkit.images.registry import push_image
 from toolkit.ml.artifacts import load_artifact
 from toolkit.ml.predict import predict_records
-from toolkit.ml.signing_keys import PUBLIC_KEYS_ENV
 from toolkit.ml.table import read_csv
+from toolkit.serving import PUBLIC_KEYS_ENV
 
 
 def _records(n: int) -> list[dict]:
@@ -114,7 +114,7 @@ def test_training_image_trains_from_s3_and_uploads_the_artifact(engine, local, l
     """What the GPU Job's container does, run for real: the training image reads the dataset from
     the artifact store (moto S3), trains, and uploads the verified artifact."""
     from toolkit.aws import client
-    from toolkit.ml.artifact_store import upload_file
+    from toolkit.store.s3 import upload_file
 
     image = build_image(local_ctx, model_dir, on_line=lambda line: None,
                         target="training")

@@ -8,7 +8,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import PATHS, free_port
+from conftest import PATHS, SERVICES, free_port
 from toolkit.aws import client
 from toolkit.config import load_all_environments, load_environment
 from toolkit.context import Context
@@ -18,6 +18,8 @@ from toolkit.paths import ProjectPaths
 from toolkit.terraform.adapter import Workspace
 from toolkit.terraform.outputs import stack_outputs
 from toolkit.terraform.state import bootstrap_state_bucket
+
+pytestmark = SERVICES  # they start services of their own: not in `make test-fast`
 
 
 @pytest.fixture(scope="module")

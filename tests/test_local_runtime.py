@@ -17,7 +17,7 @@ from toolkit.images.build import build_image
 from toolkit.images.login import registry_login
 from toolkit.images.registry import push_image
 from toolkit.images.release import Release
-from toolkit.ml.signing_keys import PUBLIC_KEYS_ENV
+from toolkit.serving import PUBLIC_KEYS_ENV
 from toolkit.workloads.local_runtime import container_name, deploy_local, rollback_local, status_local
 from toolkit.workloads.smoke import http_json, smoke_test_url
 

@@ -7,9 +7,11 @@ import os
 
 import yaml
 
-from conftest import free_port
+from conftest import SERVICES, free_port
 from toolkit.aws import client
 from toolkit.config import load_environment
+
+pytestmark = SERVICES  # they start services of their own: not in `make test-fast`
 
 
 def test_local_up_status_down(repo_copy, run_cli):

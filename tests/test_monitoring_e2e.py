@@ -15,12 +15,14 @@ import urllib.request
 
 import pytest
 
-from conftest import REPO, free_port, wait_ready
+from conftest import REPO, SERVICES, free_port, wait_ready
 from toolkit.context import Context
 from toolkit.local.monitoring import notifications_file, start_monitoring, stop_monitoring
 from toolkit.monitoring.query import PrometheusClient
 from toolkit.monitoring.receiver import read_notifications
 from toolkit.paths import ProjectPaths
+
+pytestmark = SERVICES  # they start services of their own: not in `make test-fast`
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from conftest import PATHS, REPO, free_port
+from conftest import PATHS, REPO, SERVICES, free_port
 from toolkit.aws import client
 from toolkit.config import load_environment
 from toolkit.context import Context
@@ -207,6 +207,7 @@ def test_masking_covers_the_usual_credential_shapes():
     assert mask_secrets("sha 3f786850e387550fdab836ed7e6dc881de23001b") == "sha 3f786850e387550fdab836ed7e6dc881de23001b"
 
 
+@SERVICES
 def test_cli_plan_writes_the_review_and_reports_synthesis_time(repo_copy, run_cli, tmp_path):
     """`toolkit plan` end to end: synthesis in its own process, init, plan, show; JSON to --out."""
     for name in ("infra", "modules", "cdktf.json"):

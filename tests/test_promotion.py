@@ -17,9 +17,9 @@ from toolkit.errors import BadInputError
 from toolkit.images.distribution import RegistryClient
 from toolkit.images.login import registry_login
 from toolkit.images.release import ReleaseRecords
-from toolkit.ml.artifact_store import download_artifact
 from toolkit.ml.signing import verify_signature
-from toolkit.ml.signing_keys import trusted_keys
+from toolkit.signing_keys import trusted_keys
+from toolkit.store.artifacts import download_artifact
 from toolkit.workloads.local_runtime import container_name, current_release
 from toolkit.workloads.runtime import DockerRuntime
 

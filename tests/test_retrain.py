@@ -11,12 +11,14 @@ import urllib.request
 
 import pytest
 
-from conftest import HEART, REPO, free_port, train_small_model, wait_ready
+from conftest import HEART, REPO, SERVICES, free_port, train_small_model, wait_ready
 from kube_emulator import EmulatorThread, write_kubeconfig
 from toolkit.context import Context
 from toolkit.loop.retrain import record_decision, retrain
 from toolkit.ml.table import read_csv
 from toolkit.paths import ProjectPaths
+
+pytestmark = SERVICES  # they start services of their own: not in `make test-fast`
 
 
 @pytest.fixture
@@ -29,6 +31,7 @@ def loop(tmp_path):
     paths = ProjectPaths(tmp_path / "project")
     paths.root.mkdir()
     (paths.root / "data").symlink_to(REPO / "data")  # the base dataset, as in a checkout
+    (paths.state / "signing").symlink_to(REPO / ".local" / "signing")  # the checkout's key, which signed the champion
     ctx = Context.load("local", REPO)
     config = ctx.config.model_copy(update={"aws": ctx.config.aws.model_copy(update={"endpoint_url": f"http://127.0.0.1:{free_port()}"}),
                                            "feedback": ctx.config.feedback.model_copy(update={"flush_seconds": 0.2})})
@@ -123,7 +126,7 @@ def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snap
     from toolkit.delivery.runtime import open_runtime
     from toolkit.images.release import Release, ReleaseRecords
     from toolkit.loop.remote import remote_trainer
-    from toolkit.ml.signing_keys import PRIVATE_KEY_FILE_ENV, local_key_files
+    from toolkit.signing_keys import PRIVATE_KEY_FILE_ENV, local_key_files
     from toolkit.workloads.kube import Kube
 
     ctx, champion, url, server = loop

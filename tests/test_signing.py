@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO, free_port, train_small_model
+from conftest import REPO, SERVICES, free_port, train_small_model
 from toolkit.context import Context
 from toolkit.ml.signing import SIGNATURE, SignatureError, generate_key_pair, sign_artifact, verify_signature
-from toolkit.ml.signing_keys import create_signing_key, private_key, trusted_keys
 from toolkit.paths import ProjectPaths
+from toolkit.signing_keys import create_signing_key, private_key, trusted_keys
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_the_server_verifies_against_the_keys_it_is_given(signed):
 
     other = public_keys_from_pem("prod", generate_key_pair()[1])
     with pytest.raises(SignatureError, match="prod: Key mismatch"):
-        create_app(signed, public_keys=other)
+        create_app(signed, trusted_keys=other)
     assert create_app(signed).state.signed_by == "TOOLKIT_MODEL_PUBLIC_KEYS"
 
 
@@ -102,6 +103,7 @@ def test_toolkit_train_signs_with_the_local_environment_key(repo_copy, run_cli):
     assert result.exit_code == 0 and "signed by the key of" in result.stdout
 
 
+@SERVICES
 def test_cloud_keys_live_in_the_stack_secret_and_staging_trusts_dev(tmp_path, monkeypatch):
     """dev and staging on moto's Secrets Manager (the SDK's AWS_ENDPOINT_URL, as a real account would be reached)."""
     from toolkit.aws import client
@@ -151,3 +153,34 @@ def test_a_link_to_the_artifact_verifies_as_the_artifact(tmp_path):
     latest.symlink_to(artifact)
     keys = public_keys_from_pem("local", SIGNING_PUBLIC_KEY.read_bytes())
     assert verify_signature(latest, keys).name == "local"
+
+
+def test_the_keys_are_the_callers_choice_never_the_artifacts(repo_copy, run_cli, monkeypatch):
+    """A model trained in another checkout names `local` in its manifest; that checkout's key signed it.
+    Verified here with no --env, only the keys the caller was given count: the manifest picks none."""
+    summary = json.loads(run_cli("train", "--env", "local", "--epochs", "3", "--json").stdout)
+    model = summary["artifact"]
+    assert json.loads((Path(model) / "manifest.json").read_text())["env"] == "local"
+    refused = run_cli("verify", "--model", model)  # $TOOLKIT_MODEL_PUBLIC_KEYS: the main checkout's key, not this one's
+    assert refused.exit_code == 2 and "Key mismatch" in refused.stderr
+    assert run_cli("verify", "--model", model, "--env", "local").exit_code == 0  # this checkout's local key, chosen
+
+    monkeypatch.delenv("TOOLKIT_MODEL_PUBLIC_KEYS")
+    unchosen = run_cli("verify", "--model", model)
+    assert unchosen.exit_code == 2 and "--env ENV" in unchosen.stderr and "--public-key FILE" in unchosen.stderr
+
+
+def test_load_signed_artifact_checks_checksums_then_the_signature_and_names_the_signer(signed, tmp_path):
+    from conftest import SIGNING_PUBLIC_KEY
+    from toolkit.errors import ArtifactError
+    from toolkit.ml.signing import load_signed_artifact, public_keys_from_pem
+
+    keys = public_keys_from_pem("local", SIGNING_PUBLIC_KEY.read_bytes())
+    assert load_signed_artifact(signed, keys).signed_by == "local"
+    corrupt = _copy(signed, tmp_path, "corrupt")
+    (corrupt / "weights.npz").write_bytes(b"not weights")
+    with pytest.raises(ArtifactError, match="weights.npz") as refused:
+        load_signed_artifact(corrupt, keys)
+    assert not isinstance(refused.value, SignatureError)  # the checksum refuses it before the signature is read
+    with pytest.raises(SignatureError, match="Key mismatch"):
+        load_signed_artifact(signed, public_keys_from_pem("prod", generate_key_pair()[1]))

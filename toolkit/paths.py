@@ -24,21 +24,6 @@ def stack_name(env: str) -> str:
     return f"{STACK_PREFIX}{env}"
 
 
-def store_prefix(kind: str, env: str) -> str:
-    """Where an environment keeps `kind` in its artifact store. The feedback loop's: `predictions`
-    and `feedback` (the server ships them), `retrain` (a retraining Job's inputs and challenger),
-    `decisions` (the gate's records). Delivery's: `releases` (digests deployed and smoke-tested
-    here) and `promotions` (digests promoted here). The IAM policies (infra/, modules/) are written from these."""
-    if kind not in STORE_KINDS:
-        raise ValueError(f"unknown artifact-store prefix {kind!r}")
-    return f"{kind}/{env}/"
-
-
-LOOP_KINDS = ("predictions", "feedback", "retrain", "decisions")
-DELIVERY_KINDS = ("releases", "promotions")
-STORE_KINDS = LOOP_KINDS + DELIVERY_KINDS
-
-
 class Output(enum.StrEnum):
     """Outputs of a platform stack: written by infra/stack.py, read by the toolkit."""
 

@@ -6,24 +6,23 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.options import ENV_OPTION, JSON_OPTION, echo_err, emit_json, load_context, quiet
+from toolkit.cli.options import JSON_OPTION, echo_err, emit_json, load_context, pass_context, quiet
 from toolkit.cli.progress import PushProgress
 
 
 @click.command()
-@ENV_OPTION
+@pass_context
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), help="Model artifact (default: artifacts/ENV/latest).")
 @JSON_OPTION
-def build(env: str, model_dir: Path | None, as_json: bool) -> None:
+def build(ctx, model_dir: Path | None, as_json: bool) -> None:
     """Build ENV's serving image with the model baked in (docker SDK, streamed output).
 
     The model's checksums are verified first. Tag: <model version>-<git short sha>."""
     from toolkit.delivery.publish import build_release_images
     from toolkit.local.services import ensure_emulated_services
 
-    ctx = load_context(env)
     ensure_emulated_services(ctx, on_line=echo_err)
-    image, training = build_release_images(ctx, model_dir or ctx.paths.artifacts(env) / "latest", quiet if as_json else echo_err)
+    image, training = build_release_images(ctx, model_dir or ctx.paths.artifacts(ctx.env) / "latest", quiet if as_json else echo_err)
     result = {"image": image.reference, "id": image.image_id, "size_mb": round(image.size_bytes / 1e6, 1),
               "training_image": training.reference, "training_size_mb": round(training.size_bytes / 1e6, 1)}
     if as_json:
@@ -34,10 +33,10 @@ def build(env: str, model_dir: Path | None, as_json: bool) -> None:
 
 
 @click.command()
-@ENV_OPTION
+@pass_context
 @click.option("--image", "image_ref", help="Local image to push (default: the last `toolkit build --env ENV`).")
 @JSON_OPTION
-def push(env: str, image_ref: str | None, as_json: bool) -> None:
+def push(ctx, image_ref: str | None, as_json: bool) -> None:
     """Push the serving and training images to ENV's registry with an ECR login (boto3
     get_authorization_token), with a progress bar and retries.
 
@@ -47,9 +46,8 @@ def push(env: str, image_ref: str | None, as_json: bool) -> None:
     from toolkit.images.release import ReleaseRecords
     from toolkit.local.services import ensure_emulated_services
 
-    ctx = load_context(env)
     ensure_emulated_services(ctx, on_line=echo_err)
-    records = ReleaseRecords(ctx.paths, env)
+    records = ReleaseRecords(ctx.paths, ctx.env)
     # The serving image and (from `toolkit build`) the training image the GPU Jobs run.
     refs = [image_ref] if image_ref else [r for r in (records.last_build(), records.last_build("training_image")) if r]
     bars: list[PushProgress] = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.options import ENV_OPTION, JSON_OPTION, echo_err, emit_json, load_context
+from toolkit.cli.options import JSON_OPTION, echo_err, emit_json, pass_context
 
 
 @click.group("state")
@@ -16,14 +16,13 @@ def state_group() -> None:
 
 
 @state_group.command("bootstrap")
-@ENV_OPTION
-def state_bootstrap(env: str) -> None:
+@pass_context
+def state_bootstrap(ctx) -> None:
     """Create ENV's state bucket (versioned, encrypted, private) if it is missing.
 
     For an environment with aws.endpoint_url (local), the local services are started first."""
     from toolkit.terraform.state import bootstrap_state_bucket
 
-    ctx = load_context(env)
     if ctx.emulated:
         from toolkit.local.moto import start_moto
 
@@ -33,13 +32,13 @@ def state_bootstrap(env: str) -> None:
 
 
 @click.command()
-@ENV_OPTION
+@pass_context
 @JSON_OPTION
-def outputs(env: str, as_json: bool) -> None:
+def outputs(ctx, as_json: bool) -> None:
     """Print the outputs of ENV's deployed stack (cluster endpoint, registry URL, bucket, role ARNs)."""
     from toolkit.terraform.outputs import stack_outputs
 
-    values = stack_outputs(load_context(env))
+    values = stack_outputs(ctx)
     if as_json:
         emit_json(values)
         return
@@ -49,13 +48,13 @@ def outputs(env: str, as_json: bool) -> None:
 
 
 @click.command()
-@ENV_OPTION
+@pass_context
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
               help="markdown: the PR comment; json: the review as data.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the review to this file.")
 @click.option("--destroy", is_flag=True, help="Review a destroy plan.")
 @click.option("--no-checkov", is_flag=True, help="Skip checkov on the plan.")
-def plan(env: str, fmt: str, out: Path | None, destroy: bool, no_checkov: bool) -> None:
+def plan(ctx, fmt: str, out: Path | None, destroy: bool, no_checkov: bool) -> None:
     """Plan ENV's stack and print a review for the pull request.
 
     \b
@@ -70,7 +69,6 @@ def plan(env: str, fmt: str, out: Path | None, destroy: bool, no_checkov: bool) 
     group, registry, bucket, KMS key), 1 failure, 2 bad input."""
     from toolkit.terraform.plan import ProtectedResourcesError, plan_review
 
-    ctx = load_context(env)
     if ctx.emulated:  # the emulator and its state bucket (an empty state plans a full create)
         from toolkit.local.moto import start_moto
         from toolkit.terraform.state import bootstrap_state_bucket

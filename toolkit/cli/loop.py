@@ -6,18 +6,17 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.options import ENV_OPTION, JSON_OPTION, cluster_options, echo_err, emit_json, load_context, quiet, timeout_option
+from toolkit.cli.options import JSON_OPTION, echo_err, emit_json, pass_context, pass_runtime, quiet, timeout_option
 from toolkit.errors import BadInputError
 
 
 @click.command()
-@ENV_OPTION
+@pass_runtime()
 @click.option("--dry-run", is_flag=True, help="Train and judge the challenger, write the decision, but release nothing.")
 @click.option("--remote", is_flag=True, help="Train the challenger as a GPU Job on ENV's cluster (the gate still runs here).")
-@cluster_options()
 @timeout_option("With --remote: how long to wait for the training Job.")
 @JSON_OPTION
-def retrain(env: str, dry_run: bool, remote: bool, kubeconfig, context, timeout, as_json: bool) -> None:
+def retrain(runtime, dry_run: bool, remote: bool, timeout, as_json: bool) -> None:
     """Retrain on the labelled feedback and release the challenger only if it is as good as the champion.
 
     \b
@@ -32,12 +31,10 @@ def retrain(env: str, dry_run: bool, remote: bool, kubeconfig, context, timeout,
        champion on both; otherwise the champion keeps serving.
     Either way a decision record goes to s3://<bucket>/decisions/ENV/ (`toolkit status` shows the last).
     Exit 0 for both outcomes; 1 when something failed."""
-    from toolkit.delivery.runtime import open_runtime
     from toolkit.loop.command import retrain_and_release
 
-    ctx = load_context(env)
+    ctx = runtime.ctx
     on_line = quiet if as_json else echo_err
-    runtime = open_runtime(ctx, kubeconfig, context)
     runtime.prepare(on_line)
     remote_timeout = (timeout or ctx.config.workloads.remote_training.active_deadline_seconds) if remote else None
     record = retrain_and_release(ctx, runtime, dry_run, on_line, remote_timeout)
@@ -55,12 +52,12 @@ def retrain(env: str, dry_run: bool, remote: bool, kubeconfig, context, timeout,
 
 
 @click.command("loop-drill")
-@ENV_OPTION
+@pass_context
 @click.option("--timeout", type=click.IntRange(10, 3600), default=600, show_default=True, metavar="SECONDS",
               help="How long to wait for each step.")
 @click.option("--ready", is_flag=True, hidden=True, help="Only check: exit 0 if the drill can run now (`make demo-loop`).")
 @JSON_OPTION
-def loop_drill(env: str, timeout: int, ready: bool, as_json: bool) -> None:
+def loop_drill(ctx, timeout: int, ready: bool, as_json: bool) -> None:
     """Drive the feedback loop once on an emulated environment and time each step (`make demo-loop`).
 
     \b
@@ -72,7 +69,7 @@ def loop_drill(env: str, timeout: int, ready: bool, as_json: bool) -> None:
     from toolkit.delivery.runtime import open_runtime
     from toolkit.loop.drill import run_drill
 
-    ctx = load_context(env)
+    env = ctx.env
     if not ctx.emulated:  # the environment, not the runtime: synthetic traffic never goes to a real one
         raise BadInputError(f"the loop drill sends synthetic traffic and runs on an emulated environment only; {env} is not one.")
     runtime = open_runtime(ctx)
@@ -92,11 +89,11 @@ def loop_drill(env: str, timeout: int, ready: bool, as_json: bool) -> None:
 
 
 @click.command("train-challenger", hidden=True)
-@ENV_OPTION
+@pass_context
 @click.option("--data", required=True, metavar="S3_URL", help="The base dataset (CSV).")
 @click.option("--feedback", "snapshot", required=True, metavar="S3_URL", help="The labelled feedback snapshot (remote.py).")
 @click.option("--upload", required=True, metavar="S3_URL", help="Upload the challenger to <this>/<version>/.")
-def train_challenger(env: str, data: str, snapshot: str, upload: str) -> None:
+def train_challenger(ctx, data: str, snapshot: str, upload: str) -> None:
     """Inside a retraining Job (`toolkit retrain --remote`): train the challenger on the base dataset
     plus the feedback snapshot, the same rows the gate will judge with, and upload it."""
     import tempfile
@@ -104,10 +101,10 @@ def train_challenger(env: str, data: str, snapshot: str, upload: str) -> None:
     from toolkit.loop.feedback_data import read_snapshot
     from toolkit.loop.retrain import train_challenger as train
     from toolkit.loop.retrain import training_data
-    from toolkit.ml.artifact_store import download_file, upload_artifact
     from toolkit.ml.train import DatasetChoice
+    from toolkit.store.artifacts import upload_artifact
+    from toolkit.store.s3 import download_file
 
-    ctx = load_context(env)
     choice = DatasetChoice.from_config(ctx.config.training, root=ctx.root, path=download_file(ctx.config, data))
     rows = read_snapshot(download_file(ctx.config, snapshot).read_bytes())
     echo_err(f"training a challenger on {choice.path.name} and {len(rows)} labelled feedback rows")

@@ -6,27 +6,12 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.options import ENV_OPTION, JSON_OPTION, MODEL_OPTION, cluster_options, echo_err, emit_json, load_context, timeout_option
+from toolkit.cli.options import JSON_OPTION, cluster_options, echo_err, emit_json, pass_context, quiet, signed_model, timeout_option
 from toolkit.cli.progress import EpochProgress
-
-PUBLIC_KEY_OPTION = click.option(
-    "--public-key", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
-    help="Verify the model's signature against this public key only (default: $TOOLKIT_MODEL_PUBLIC_KEYS and the keys "
-         "the model's environment trusts).")
-
-
-def load_signed(model_dir: Path, public_key: Path | None, env: str | None = None):
-    """(model, the key that signed it): checksums first, then the signature (toolkit/ml/signing.py)."""
-    from toolkit.ml.artifacts import load_artifact
-    from toolkit.ml.signing import verify_signature
-    from toolkit.ml.signing_keys import keys_for_model
-
-    model = load_artifact(model_dir)
-    return model, verify_signature(model_dir, keys_for_model(model_dir, public_key, env))
 
 
 @click.command()
-@ENV_OPTION
+@pass_context
 @click.option("--data", metavar="CSV", help="CSV to train on, a path or s3://bucket/key (default: training.dataset).")
 @click.option("--label", help="Label column. A label other than the config's drops the config's target/categorical/drop settings.")
 @click.option("--target", help="Derive a binary target from the label, e.g. 'num > 0'.")
@@ -42,7 +27,7 @@ def load_signed(model_dir: Path, public_key: Path | None, env: str | None = None
 @cluster_options("With --remote: ")
 @timeout_option("With --remote: how long to wait for the Job.")
 @JSON_OPTION
-def train(env, data, label, target, categorical, drop_columns, delimiter, cv_folds, epochs, seed, out, upload, remote,
+def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_folds, epochs, seed, out, upload, remote,
           kubeconfig, context, timeout, as_json) -> None:
     """Train a classifier with the numpy core and save a verified model artifact.
 
@@ -58,15 +43,13 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
       toolkit train --env local --data other.csv --label outcome --categorical colour
       toolkit train --env dev --remote
     """
-    ctx = load_context(env)
+    env = ctx.env
     if remote:
-        from toolkit.cli.workloads import train_remote
-
-        return train_remote(ctx, kubeconfig, context, timeout, as_json)
+        return _train_remote(ctx, kubeconfig, context, timeout, as_json)
     from toolkit.ml.train import DatasetChoice, train_and_save
 
     if data is not None and data.startswith("s3://"):
-        from toolkit.ml.artifact_store import download_file
+        from toolkit.store.s3 import download_file
 
         data = download_file(ctx.config, data)
     data = Path(data) if data is not None else None
@@ -79,7 +62,7 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
         drop_columns=drop_columns, delimiter=delimiter,
     )
     from toolkit.ml.signing import sign_artifact
-    from toolkit.ml.signing_keys import private_key
+    from toolkit.signing_keys import private_key
 
     signing_key = private_key(ctx)  # before training: a missing key fails now, not after the last epoch
     progress = EpochProgress(settings.epochs, enabled=not as_json)
@@ -104,7 +87,7 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
         "warnings": result.warnings,
     }
     if upload:
-        from toolkit.ml.artifact_store import upload_artifact
+        from toolkit.store.artifacts import upload_artifact
 
         summary["uploaded"] = upload_artifact(ctx.config, result.artifact_dir, upload)
     if as_json:
@@ -123,6 +106,16 @@ def train(env, data, label, target, categorical, drop_columns, delimiter, cv_fol
         click.echo(f"uploaded {summary['uploaded']}")
 
 
+def _train_remote(ctx, kubeconfig, context, timeout, as_json: bool) -> None:
+    """`toolkit train --remote`: the GPU training Job on ENV's cluster, logs streamed."""
+    from toolkit.delivery.remote_training import train_remote
+    from toolkit.delivery.runtime import open_runtime
+
+    result = train_remote(ctx, open_runtime(ctx, kubeconfig, context), timeout, on_line=quiet if as_json else echo_err)
+    emit_json(result) if as_json else click.echo(f"training Job {result['job']} completed in {result['seconds']} s; "
+                                                 f"artifact under {result['artifacts']}")
+
+
 def _report_fold(index: int, report: dict) -> None:
     echo_err(f"fold {index + 1}   {_format_report(report)}")
 
@@ -133,16 +126,14 @@ def _format_report(report: dict) -> str:
 
 
 @click.command()
-@MODEL_OPTION
+@signed_model
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled CSV to score.")
 @click.option("--delimiter", help="CSV delimiter (default: detected).")
-@PUBLIC_KEY_OPTION
 @JSON_OPTION
-def evaluate(model_dir: Path, data: Path, delimiter: str | None, public_key: Path | None, as_json: bool) -> None:
+def evaluate(model, data: Path, delimiter: str | None, as_json: bool) -> None:
     """Score a saved model on a labelled CSV (checksums and signature are verified first)."""
     from toolkit.ml.predict import evaluate_artifact
 
-    model, _ = load_signed(model_dir, public_key)
     report = evaluate_artifact(model, data, delimiter)
     if as_json:
         emit_json({"version": model.version, "data": str(data), **report})
@@ -155,17 +146,15 @@ def evaluate(model_dir: Path, data: Path, delimiter: str | None, public_key: Pat
 
 
 @click.command()
-@MODEL_OPTION
+@signed_model
 @click.option("--input", "input_path", default="-", type=click.Path(path_type=Path, allow_dash=True),
               help="CSV or JSON records ([{...}] or {\"records\": [...]}); '-' reads stdin.")
-@PUBLIC_KEY_OPTION
 @JSON_OPTION
-def predict(model_dir: Path, input_path: Path, public_key: Path | None, as_json: bool) -> None:
+def predict(model, input_path: Path, as_json: bool) -> None:
     """Predict labels and class probabilities for records by feature name (checksums and signature
     are verified first)."""
     from toolkit.ml.predict import predict_table, read_records
 
-    model, _ = load_signed(model_dir, public_key)
     stdin = str(input_path) == "-"
     table = read_records(None, click.get_binary_stream("stdin").read()) if stdin else read_records(input_path)
     predictions = predict_table(model, table)
@@ -180,32 +169,29 @@ def predict(model_dir: Path, input_path: Path, public_key: Path | None, as_json:
 
 
 @click.command()
-@MODEL_OPTION
-@PUBLIC_KEY_OPTION
-@click.option("--env", help="Verify against the keys ENV trusts (its own and those it promotes from).")
+@signed_model
 @JSON_OPTION
-def verify(model_dir: Path, public_key: Path | None, env: str | None, as_json: bool) -> None:
+def verify(model, as_json: bool) -> None:
     """Check a model artifact: its manifest, every file's checksum, and its signature against the
     trusted public keys. Exit 0 when it can be served, 2 with the reason when not."""
-    model, key = load_signed(model_dir, public_key, env)
-    result = {"model": str(model_dir), "version": model.version, "files": len(model.manifest["files"]) + 1, "signed_by": key.name}
+    result = {"model": str(model.path), "version": model.version, "files": len(model.manifest["files"]) + 1,
+              "signed_by": model.signed_by}
     if as_json:
         emit_json(result)
         return
-    click.echo(f"ok  {model_dir}: model {model.version}, {result['files']} files intact, signed by the key of {key.name}")
+    click.echo(f"ok  {model.path}: model {model.version}, {result['files']} files intact, signed by the key of {model.signed_by}")
 
 
 @click.command("signing-key")
-@ENV_OPTION
+@pass_context
 @click.option("--rotate", is_flag=True, help="Replace an existing key (every model signed with the old one must be re-signed "
                                              "or retrained before it can be served again).")
-def signing_key(env: str, rotate: bool) -> None:
+def signing_key(ctx, rotate: bool) -> None:
     """Create ENV's model-signing key pair: the private key into the Secrets Manager secret the stack
     made for it (emulated environments: .local/signing/), the public key into signing.public_key
     (keys/ENV.pub), to commit. Run once per environment, by someone allowed to write the secret."""
-    from toolkit.ml.signing_keys import create_signing_key
+    from toolkit.signing_keys import create_signing_key
 
-    ctx = load_context(env)
     for line in create_signing_key(ctx, rotate):
         click.echo(line)
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.options import ENV_OPTION, JSON_OPTION, echo_err, emit_json, load_context
+from toolkit.cli.options import JSON_OPTION, echo_err, emit_json, pass_context
 
 
 @click.command()
-@ENV_OPTION
+@pass_context
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path), help="Also draw the dashboard's main panels to this PNG.")
 @click.option("--minutes", type=click.FloatRange(min=1), default=30, show_default=True, help="Time range of the --png panels.")
 @JSON_OPTION
-def monitor(env: str, png: Path | None, minutes: float, as_json: bool) -> None:
+def monitor(ctx, png: Path | None, minutes: float, as_json: bool) -> None:
     """Show ENV's service levels now: request rate, 5xx ratio, p50/p99 latency against the SLO,
     the model version, the predicted class shares and the firing alerts.
 
@@ -24,7 +24,7 @@ def monitor(env: str, png: Path | None, minutes: float, as_json: bool) -> None:
     (your AWS credentials)."""
     from toolkit.monitoring.query import PrometheusClient, sigv4_signer, snapshot
 
-    ctx = load_context(env)
+    env = ctx.env
     if ctx.emulated:
         client = PrometheusClient(f"http://127.0.0.1:{ctx.config.monitoring.local.prometheus_port}")
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +38,55 @@ def timeout_option(help: str):
 
 def _sentence(qualifier: str, text: str) -> str:
     return f"{qualifier}{text[0].lower()}{text[1:]}" if qualifier else text
+
+
+def pass_context(fn):
+    """--env ENV, handed to the command as `ctx`: ENV's validated config and this checkout's paths."""
+
+    @ENV_OPTION
+    @functools.wraps(fn)
+    def command(env: str, **kwargs):
+        return fn(load_context(env), **kwargs)
+
+    return command
+
+
+def pass_runtime(qualifier: str = ""):
+    """--env ENV with --kubeconfig/--context, handed to the command as `runtime`: where ENV's
+    workloads run, chosen once (toolkit.delivery.runtime); `runtime.ctx` is the environment."""
+
+    def decorate(fn):
+        @ENV_OPTION
+        @cluster_options(qualifier)
+        @functools.wraps(fn)
+        def command(env: str, kubeconfig: str | None, context: str | None, **kwargs):
+            from toolkit.delivery.runtime import open_runtime
+
+            return fn(open_runtime(load_context(env), kubeconfig, context), **kwargs)
+
+        return command
+
+    return decorate
+
+
+def signed_model(fn):
+    """--model DIR, verified against the keys --public-key or --env choose (else those the serving
+    container is given, $TOOLKIT_MODEL_PUBLIC_KEYS), handed to the command as `model`: checksums,
+    then signature (toolkit.ml.signing.load_signed_artifact); never keys the artifact names itself."""
+
+    @MODEL_OPTION
+    @click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
+                  help="Verify the model's signature against this public key only.")
+    @click.option("--env", "trust_env", metavar="ENV",
+                  help="Verify the model's signature against the keys ENV trusts (its own and those it promotes from).")
+    @functools.wraps(fn)
+    def command(model_dir: Path, public_key: Path | None, trust_env: str | None, **kwargs):
+        from toolkit.ml.signing import load_signed_artifact
+        from toolkit.signing_keys import chosen_keys
+
+        return fn(model=load_signed_artifact(model_dir, chosen_keys(public_key, trust_env)), **kwargs)
+
+    return command
 
 
 def load_context(env: str) -> Context:

@@ -3,16 +3,11 @@ environment's cluster (EKS, any kubeconfig cluster) or the local Docker runtime.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
-from toolkit.cli.options import ENV_OPTION, JSON_OPTION, cluster_options, echo_err, emit_json, load_context, quiet, timeout_option
+from toolkit.cli.options import JSON_OPTION, echo_err, emit_json, pass_context, pass_runtime, quiet, timeout_option
 from toolkit.cli.progress import RolloutProgress
 from toolkit.errors import BadInputError
-
-if TYPE_CHECKING:
-    from toolkit.context import Context
 
 ROLLOUT_TIMEOUT = timeout_option("Rollout timeout (default: workloads.rollout_timeout_seconds).")
 IMAGE_OPTION = click.option("--image", metavar="REF", help="Image pinned by digest (default: the last `toolkit push --env ENV`).")
@@ -20,11 +15,11 @@ MODEL_VERSION_OPTION = click.option("--model-version", metavar="V", help="Model 
 
 
 @click.command()
-@ENV_OPTION
+@pass_context
 @IMAGE_OPTION
 @MODEL_VERSION_OPTION
 @click.option("--job/--no-job", default=True, show_default=True, help="Include the GPU training Job.")
-def render(env: str, image: str | None, model_version: str | None, job: bool) -> None:
+def render(ctx, image: str | None, model_version: str | None, job: bool) -> None:
     """Print ENV's Kubernetes manifests as YAML (what `toolkit deploy` applies, plus the training Job).
 
     Values from the stack outputs (IRSA role ARNs, bucket) show as placeholders until the stack is deployed."""
@@ -33,13 +28,13 @@ def render(env: str, image: str | None, model_version: str | None, job: bool) ->
     from toolkit.workloads.manifests import serving_manifests, to_yaml, training_manifests
     from toolkit.workloads.target import environment_yaml, outputs_for
 
-    ctx = load_context(env)
+    env = ctx.env
     outputs = outputs_for(ctx, required=False)
     if any(str(value).startswith("<") for value in outputs.values()):
         echo_err(f"note: {stack_name(env)} is not deployed; values from its stack outputs are placeholders.")
     records = ReleaseRecords(ctx.paths, env)
     release = records.last_push(image, model_version)
-    from toolkit.ml.signing_keys import bundle, trusted_keys
+    from toolkit.signing_keys import bundle, trusted_keys
 
     try:
         keys = bundle(trusted_keys(ctx))
@@ -57,14 +52,13 @@ def render(env: str, image: str | None, model_version: str | None, job: bool) ->
 
 
 @click.command()
-@ENV_OPTION
+@pass_runtime()
 @IMAGE_OPTION
 @MODEL_VERSION_OPTION
-@cluster_options()
 @ROLLOUT_TIMEOUT
 @click.option("--smoke/--no-smoke", default=True, show_default=True, help="POST a sample record to /v1/predict afterwards.")
 @JSON_OPTION
-def deploy(env, image, model_version, kubeconfig, context, timeout, smoke, as_json) -> None:
+def deploy(runtime, image, model_version, timeout, smoke, as_json) -> None:
     """Deploy the serving image to ENV and wait for the rollout.
 
     \b
@@ -75,15 +69,13 @@ def deploy(env, image, model_version, kubeconfig, context, timeout, smoke, as_js
     container only once a candidate of it is ready.
     Exit 1 with the reason (image pull error, crash loop, probe failure) when it fails."""
     from toolkit.delivery.deploy import deploy_release
-    from toolkit.delivery.runtime import open_runtime
     from toolkit.images.release import ReleaseRecords
 
-    ctx = load_context(env)
-    release = ReleaseRecords(ctx.paths, env).last_push(image, model_version)
-    runtime = open_runtime(ctx, kubeconfig, context)
+    ctx = runtime.ctx
+    release = ReleaseRecords(ctx.paths, ctx.env).last_push(image, model_version)
     timeout = timeout or ctx.config.workloads.rollout_timeout_seconds
     if not as_json:
-        echo_err(f"deploying {release.image} (model {release.model_version}) to {env}")
+        echo_err(f"deploying {release.image} (model {release.model_version}) to {ctx.env}")
     runtime.prepare(echo_err)
     result = deploy_release(ctx, runtime, release, timeout, RolloutProgress(not as_json), quiet if as_json else echo_err, smoke)
     if as_json:
@@ -103,40 +95,31 @@ def _print_smoke(smoke: dict) -> None:
 
 
 @click.command()
-@ENV_OPTION
-@cluster_options()
+@pass_runtime()
 @ROLLOUT_TIMEOUT
 @JSON_OPTION
-def rollback(env, kubeconfig, context, timeout, as_json) -> None:
+def rollback(runtime, timeout, as_json) -> None:
     """Re-deploy the release before the one that is live (from the release history)."""
-    from toolkit.delivery.runtime import open_runtime
-
-    ctx = load_context(env)
-    runtime = open_runtime(ctx, kubeconfig, context)
-    timeout = timeout or ctx.config.workloads.rollout_timeout_seconds
+    timeout = timeout or runtime.ctx.config.workloads.rollout_timeout_seconds
     result = runtime.rollback(timeout, RolloutProgress(not as_json), quiet if as_json else echo_err)
     emit_json(result) if as_json else click.echo(f"rolled back to {result['release']} (model {result['model_version']})")
 
 
 @click.command()
-@ENV_OPTION
-@cluster_options()
+@pass_runtime()
 @JSON_OPTION
-def status(env, kubeconfig, context, as_json) -> None:
+def status(runtime, as_json) -> None:
     """Show what ENV serves: model version, image digest, replicas, recent events."""
-    from toolkit.delivery.runtime import open_runtime
     from toolkit.loop.retrain import last_decision
 
-    ctx = load_context(env)
-    runtime = open_runtime(ctx, kubeconfig, context)
     info = runtime.status()
-    decision = last_decision(ctx)
+    decision = last_decision(runtime.ctx)
     info["last_retrain"] = {k: decision[k] for k in ("time", "decision", "reason", "url") if k in decision} if decision else None
     if as_json:
         emit_json(info)
         return
     if not info["deployed"]:
-        click.echo(f"{env}: nothing deployed")
+        click.echo(f"{runtime.ctx.env}: nothing deployed")
         return
     click.echo(f"model    {info['model_version']}")
     click.echo(f"image    {info['image']}")
@@ -149,25 +132,12 @@ def status(env, kubeconfig, context, as_json) -> None:
 
 
 @click.command()
-@ENV_OPTION
-@cluster_options()
+@pass_runtime()
 @JSON_OPTION
-def smoke(env, kubeconfig, context, as_json) -> None:
+def smoke(runtime, as_json) -> None:
     """POST a sample record from ENV's dataset to the deployed server's /v1/predict."""
-    from toolkit.delivery.runtime import open_runtime
-
-    result = open_runtime(load_context(env), kubeconfig, context).smoke_test()
+    result = runtime.smoke_test()
     emit_json(result) if as_json else _print_smoke(result)
-
-
-def train_remote(ctx: Context, kubeconfig, context, timeout, as_json: bool) -> None:
-    """`toolkit train --remote`: the GPU training Job on ENV's cluster, logs streamed."""
-    from toolkit.delivery.remote_training import train_remote as run
-    from toolkit.delivery.runtime import open_runtime
-
-    result = run(ctx, open_runtime(ctx, kubeconfig, context), timeout, on_line=quiet if as_json else echo_err)
-    emit_json(result) if as_json else click.echo(f"training Job {result['job']} completed in {result['seconds']} s; "
-                                                 f"artifact under {result['artifacts']}")
 
 
 COMMANDS = [render, deploy, rollback, status, smoke]

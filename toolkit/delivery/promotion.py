@@ -23,7 +23,8 @@ from toolkit.context import Context
 from toolkit.errors import BadInputError, ToolkitError
 from toolkit.images.release import Release, ReleaseRecords
 from toolkit.lines import silent
-from toolkit.paths import store_prefix, write_json
+from toolkit.paths import write_json
+from toolkit.store.layout import Area, StoreLayout
 
 Progress = Callable[[str], None]
 LATEST = "latest"
@@ -33,13 +34,12 @@ def digest_hex(image: str) -> str:
     return image.rpartition("@sha256:")[2]
 
 
-def _record_url(ctx: Context, kind: str, name: str) -> str:
-    return f"s3://{ctx.config.artifact_store.bucket}/{store_prefix(kind, ctx.env)}{name}.json"
+def _record_url(ctx: Context, area: Area, name: str) -> str:
+    return StoreLayout.of(ctx.config).record(area, name)
 
 
 def model_url(ctx: Context, model_version: str) -> str:
-    store = ctx.config.artifact_store
-    return f"s3://{store.bucket}/{store.models_prefix}{ctx.env}/{model_version}/"
+    return StoreLayout.of(ctx.config).model(model_version)
 
 
 def _now() -> str:
@@ -48,21 +48,21 @@ def _now() -> str:
 
 def record_verified_release(ctx: Context, release: Release, smoke: dict) -> str:
     """Record that `release` is deployed in ctx.env and passed its smoke test; returns the record's URL."""
-    from toolkit.ml.artifact_store import put_json
+    from toolkit.store.s3 import put_json
 
     record = {"env": ctx.env, "image": release.image, "training_image": ReleaseRecords(ctx.paths, ctx.env).training_pushed_with(release),
               "model_version": release.model_version, "model_url": model_url(ctx, release.model_version),
               "smoke": smoke, "time": _now()}
-    url = put_json(ctx.config, _record_url(ctx, "releases", digest_hex(release.image)), record)
-    put_json(ctx.config, _record_url(ctx, "releases", LATEST), record)
+    url = put_json(ctx.config, _record_url(ctx, Area.RELEASES, digest_hex(release.image)), record)
+    put_json(ctx.config, _record_url(ctx, Area.RELEASES, LATEST), record)
     return url
 
 
 def verified_release(ctx: Context, image: str | None = None) -> dict:
     """The verified-release record of `image` in ctx.env (default: the latest); refused when there is none."""
-    from toolkit.ml.artifact_store import get_json
+    from toolkit.store.s3 import get_json
 
-    url = _record_url(ctx, "releases", digest_hex(Release(image, "").image) if image else LATEST)
+    url = _record_url(ctx, Area.RELEASES, digest_hex(Release(image, "").image) if image else LATEST)
     record = get_json(ctx.config, url)
     if record is None:
         what = image or "any release"
@@ -73,12 +73,12 @@ def verified_release(ctx: Context, image: str | None = None) -> dict:
 
 def require_promoted(ctx: Context, release: Release) -> dict | None:
     """In an environment with `promotion_from`, the promotion record of `release`; else None. Refused when missing."""
-    from toolkit.ml.artifact_store import get_json
+    from toolkit.store.s3 import get_json
 
     source = ctx.config.promotion_from
     if source is None:
         return None
-    url = _record_url(ctx, "promotions", digest_hex(release.image))
+    url = _record_url(ctx, Area.PROMOTIONS, digest_hex(release.image))
     record = get_json(ctx.config, url)
     if record is None or record.get("image") != release.image:
         raise BadInputError(f"{ctx.env} deploys only digests promoted from {source} (promotion_from in "
@@ -93,7 +93,7 @@ def promote(source: Context, target: Context, image: str | None = None, on_line:
     from toolkit.images.copy import copy_image
     from toolkit.images.distribution import RegistryClient
     from toolkit.images.login import registry_login
-    from toolkit.ml.artifact_store import put_json
+    from toolkit.store.s3 import put_json
 
     if target.config.promotion_from != source.env:
         allowed = target.config.promotion_from or "none (the key is unset)"
@@ -118,9 +118,9 @@ def promote(source: Context, target: Context, image: str | None = None, on_line:
     release = Release(copied["image"], verified["model_version"])
     record = {"from": source.env, "to": target.env, "source_image": verified["image"], "image": release.image,
               "training_image": copied.get("training_image"), "model_version": release.model_version,
-              "model_url": model, "source_record": _record_url(source, "releases", digest_hex(verified["image"])),
+              "model_url": model, "source_record": _record_url(source, Area.RELEASES, digest_hex(verified["image"])),
               "smoke_in_source": verified.get("smoke"), "time": _now()}
-    record["record"] = put_json(target.config, _record_url(target, "promotions", digest_hex(release.image)), record)
+    record["record"] = put_json(target.config, _record_url(target, Area.PROMOTIONS, digest_hex(release.image)), record)
     ReleaseRecords(target.paths, target.env).save_push(release, copied.get("training_image"))
     write_json(target.paths.record(f"promotion-{target.env}"), record)
     return record
@@ -128,16 +128,15 @@ def promote(source: Context, target: Context, image: str | None = None, on_line:
 
 def copy_model(source: Context, target: Context, verified: dict, on_line: Progress) -> str:
     """Download the release's model from the source store, verify checksums and signature, upload it to the target's."""
-    from toolkit.ml.artifact_store import download_artifact, upload_artifact
-    from toolkit.ml.signing import verify_signature
-    from toolkit.ml.signing_keys import trusted_keys
+    from toolkit.ml.signing import load_signed_artifact
+    from toolkit.signing_keys import trusted_keys
+    from toolkit.store.artifacts import download_artifact, upload_artifact
 
     with tempfile.TemporaryDirectory(prefix="toolkit-promote-") as tmp:
         try:
             directory = download_artifact(source.config, verified["model_url"], Path(tmp))
         except ToolkitError as exc:
             raise ToolkitError(f"cannot fetch the model of {verified['image']} from {verified['model_url']}: {exc}") from None
-        key = verify_signature(directory, trusted_keys(source))
-        on_line(f"model {verified['model_version']}: checksums verified, signed by {key.name}")
-        prefix = f"s3://{target.config.artifact_store.bucket}/{target.config.artifact_store.models_prefix}{target.env}/"
-        return upload_artifact(target.config, directory, prefix)
+        model = load_signed_artifact(directory, trusted_keys(source))
+        on_line(f"model {verified['model_version']}: checksums verified, signed by {model.signed_by}")
+        return upload_artifact(target.config, directory, StoreLayout.of(target.config).area_url(Area.MODELS))

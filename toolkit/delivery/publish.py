@@ -46,11 +46,11 @@ def push_release(ctx: Context, refs: list[str], on_line: Progress = silent, on_e
 def upload_model(ctx: Context, records: ReleaseRecords, image_ref: str, model_version: str) -> str | None:
     """The image's model artifact, with its signature, to the environment's store (where `promote`
     copies it from): the directory it was built from, else artifacts/ENV/<version>."""
-    from toolkit.delivery.promotion import model_url
-    from toolkit.ml.artifact_store import upload_artifact
+    from toolkit.store.artifacts import upload_artifact
+    from toolkit.store.layout import Area, StoreLayout
 
     built = records.built_model_dir(image_ref)
     for directory in [*([Path(built)] if built else []), ctx.paths.artifacts(ctx.env) / model_version]:
         if (directory / "manifest.json").is_file():
-            return upload_artifact(ctx.config, directory, model_url(ctx, model_version).removesuffix(f"{model_version}/"))
+            return upload_artifact(ctx.config, directory, StoreLayout.of(ctx.config).area_url(Area.MODELS))
     return None

@@ -11,18 +11,20 @@ from toolkit.workloads.runtime import Runtime
 def train_remote(ctx: Context, runtime: Runtime, timeout: float | None, on_line: Lines = silent) -> dict:
     """The Job's result (job, seconds) and `artifacts`, the store prefix its artifact lands under."""
     from toolkit.images.release import ReleaseRecords
-    from toolkit.ml.artifact_store import upload_file
+    from toolkit.store.layout import Area, StoreLayout
+    from toolkit.store.s3 import upload_file
     from toolkit.workloads.target import environment_yaml
 
     env, config = ctx.env, ctx.config
     instead = f"train locally with `toolkit train --env {env}`"
     runtime.require_cluster(instead)
     release = ReleaseRecords(ctx.paths, env).training_release()
+    layout = StoreLayout.of(config, runtime.bucket)
     dataset = ctx.root / config.training.dataset
-    url = f"s3://{runtime.bucket}/{config.artifact_store.datasets_prefix}{dataset.name}"
+    url = layout.dataset(dataset.name)
     if upload_file(config, dataset, url):
         on_line(f"uploaded {dataset.name} to {url}")
     result = runtime.run_job(release, environment_yaml(ctx), timeout or config.workloads.remote_training.active_deadline_seconds,
                              on_line, instead=instead)
-    result["artifacts"] = f"s3://{runtime.bucket}/{config.artifact_store.models_prefix}{env}/"
+    result["artifacts"] = layout.area_url(Area.MODELS)
     return result

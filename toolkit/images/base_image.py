@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 from toolkit.errors import ToolkitError
+from toolkit.lines import Lines, silent
 from toolkit.paths import ProjectPaths
 
 BASE_IMAGE = "toolkit-base:bookworm"
@@ -19,7 +20,7 @@ def is_offline_base(image: str) -> bool:
     return image.startswith("toolkit-base:")
 
 
-def ensure_base_image(client, paths: ProjectPaths, tag: str = BASE_IMAGE, on_line=print) -> str:
+def ensure_base_image(client, paths: ProjectPaths, tag: str = BASE_IMAGE, on_line: Lines = silent) -> str:
     """Build the base image unless the engine has it; returns the tag."""
     import docker
 

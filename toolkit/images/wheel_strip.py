@@ -1,7 +1,7 @@
 """Wheels whose shared objects lost their symbol tables, for smaller images.
 
 Many manylinux wheels ship their shared objects unstripped: uvloop's event loop is 13.6 MB and
-1.6 MB stripped, and the serving image carried ~21 MB of such symbols (issue 19 left it 0.5 MB
+1.6 MB stripped, and the serving image carried ~21 MB of such symbols (it was 0.5 MB
 under its 250 MB limit). `strip --strip-unneeded` removes debug and local symbols and keeps the
 dynamic ones a shared object is loaded and linked by (what `auditwheel repair --strip` does).
 

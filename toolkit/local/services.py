@@ -12,6 +12,7 @@ from toolkit.errors import BadInputError
 from toolkit.images.base_image import BASE_IMAGE, ensure_base_image
 from toolkit.images.docker import docker_client
 from toolkit.images.login import registry_login
+from toolkit.lines import Lines, silent
 from toolkit.local.dockerd import docker_status, start_dockerd, stop_dockerd
 from toolkit.local.monitoring import monitoring_status, start_monitoring, stop_monitoring
 from toolkit.local.moto import moto_status, start_moto, stop_moto
@@ -27,7 +28,7 @@ def require_emulated(ctx: Context) -> str:
     return ctx.config.aws.endpoint_url
 
 
-def start_local_services(ctx: Context, aws_only: bool = False, on_line=print) -> list[Service]:
+def start_local_services(ctx: Context, aws_only: bool = False, on_line: Lines = silent) -> list[Service]:
     """moto, then (unless aws_only) the Docker engine, the registry with ECR's login, the base image,
     and the monitoring: Prometheus, Alertmanager and the alert receiver."""
     services = [start_moto(ctx.paths, require_emulated(ctx))]
@@ -42,7 +43,7 @@ def start_local_services(ctx: Context, aws_only: bool = False, on_line=print) ->
     return services + start_monitoring(ctx)
 
 
-def ensure_emulated_services(ctx: Context, on_line=print) -> None:
+def ensure_emulated_services(ctx: Context, on_line: Lines = silent) -> None:
     """An environment on an AWS emulator (aws.endpoint_url) gets its local services started; others nothing."""
     if ctx.emulated:
         start_local_services(ctx, on_line=on_line)

@@ -14,8 +14,9 @@ from toolkit.config import EnvironmentConfig
 from toolkit.errors import ToolkitError
 from toolkit.ml.data import Dataset
 from toolkit.ml.table import Table
-from toolkit.paths import store_prefix
 from toolkit.serve.log_format import records as log_records
+from toolkit.store.layout import Area, StoreLayout
+from toolkit.store.s3 import read_objects
 
 
 @dataclass
@@ -26,30 +27,22 @@ class LabelledRow:
     label: str
 
 
-def _read(config: EnvironmentConfig, bucket: str, prefix: str) -> list[dict]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from toolkit.aws import client
-
-    s3 = client("s3", config)
+def _read(config: EnvironmentConfig, url: str) -> list[dict]:
+    """Every record of the server's log under `url` (gzipped JSON lines, serve/log_format.py)."""
     records = []
-    try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-                for line in gzip.decompress(body).decode().splitlines():
-                    if line.strip():
-                        records += log_records(json.loads(line))
-    except (BotoCoreError, ClientError) as exc:
-        raise ToolkitError(f"reading s3://{bucket}/{prefix} failed: {exc}") from None
+    for body in read_objects(config, url):
+        for line in gzip.decompress(body).decode().splitlines():
+            if line.strip():
+                records += log_records(json.loads(line))
     return records
 
 
 def labelled_rows(config: EnvironmentConfig, bucket: str) -> list[LabelledRow]:
     """Every logged prediction that got a label, oldest first (the last label given for an id counts)."""
-    predictions = {r["prediction_id"]: r for r in _read(config, bucket, store_prefix("predictions", config.name))}
+    store = StoreLayout.of(config, bucket)
+    predictions = {r["prediction_id"]: r for r in _read(config, store.area_url(Area.PREDICTIONS))}
     labels = {}
-    for record in sorted(_read(config, bucket, store_prefix("feedback", config.name)), key=lambda r: r["time"]):
+    for record in sorted(_read(config, store.area_url(Area.FEEDBACK)), key=lambda r: r["time"]):
         labels[record["prediction_id"]] = record["label"]
     rows = [LabelledRow(pid, predictions[pid]["time"], predictions[pid]["features"], label)
             for pid, label in labels.items() if pid in predictions]

@@ -15,7 +15,6 @@ its checksums verified, and judged here.
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +22,7 @@ from toolkit.context import Context
 from toolkit.errors import ToolkitError
 from toolkit.loop.feedback_data import snapshot_bytes
 from toolkit.loop.retrain import TrainingData
-from toolkit.paths import store_prefix
+from toolkit.store.layout import Area, StoreLayout
 from toolkit.workloads.runtime import Runtime
 
 SNAPSHOT = "feedback.jsonl.gz"
@@ -32,23 +31,21 @@ SNAPSHOT = "feedback.jsonl.gz"
 def remote_trainer(ctx: Context, runtime: Runtime, out_root: Path, timeout: float, on_line: Callable[[str], None]):
     """A `retrain(trainer=…)` that trains the challenger as a Job on the runtime's cluster."""
     from toolkit.images.release import ReleaseRecords
-    from toolkit.ml.artifact_store import download_artifact, upload_file
+    from toolkit.store.artifacts import download_artifact
+    from toolkit.store.s3 import upload_bytes, upload_file
     from toolkit.workloads.jobs import job_name
     from toolkit.workloads.target import environment_yaml
 
     instead = "retrain without --remote"
     runtime.require_cluster(instead)
-    config, bucket = ctx.config, runtime.bucket
+    config, store = ctx.config, StoreLayout.of(ctx.config, runtime.bucket)
     release = ReleaseRecords(ctx.paths, ctx.env).training_release()
 
     def train(data: TrainingData) -> Path:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        prefix = f"s3://{bucket}/{store_prefix('retrain', ctx.env)}{stamp}/"
-        dataset = f"s3://{bucket}/{config.artifact_store.datasets_prefix}{data.choice.path.name}"
-        with tempfile.TemporaryDirectory() as tmp:
-            snapshot = Path(tmp) / SNAPSHOT
-            snapshot.write_bytes(snapshot_bytes(data.feedback))
-            upload_file(config, snapshot, prefix + SNAPSHOT)
+        prefix = f"{store.area_url(Area.RETRAIN)}{stamp}/"
+        dataset = store.dataset(data.choice.path.name)
+        upload_bytes(config, snapshot_bytes(data.feedback), prefix + SNAPSHOT)
         upload_file(config, data.choice.path, dataset)
         on_line(f"feedback snapshot ({len(data.feedback)} rows) and base dataset uploaded; training Job starting")
         command = ["toolkit", "train-challenger", "--env", ctx.env, "--data", dataset, "--feedback", prefix + SNAPSHOT,
@@ -63,12 +60,9 @@ def remote_trainer(ctx: Context, runtime: Runtime, out_root: Path, timeout: floa
 
 def challenger_url(ctx: Context, prefix: str) -> str:
     """The one artifact the Job uploaded under `prefix` (…/<version>/)."""
-    from toolkit.aws import client
-    from toolkit.ml.artifact_store import parse_s3_url
+    from toolkit.store.s3 import list_folders
 
-    bucket, key = parse_s3_url(prefix)
-    listing = client("s3", ctx.config).list_objects_v2(Bucket=bucket, Prefix=key, Delimiter="/")
-    versions = [p["Prefix"] for p in listing.get("CommonPrefixes", [])]
+    versions = list_folders(ctx.config, prefix)
     if len(versions) != 1:
         raise ToolkitError(f"the training Job should have uploaded one challenger under {prefix}; found {len(versions)}.")
-    return f"s3://{bucket}/{versions[0]}"
+    return versions[0]

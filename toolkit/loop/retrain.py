@@ -26,14 +26,15 @@ from toolkit.context import Context
 from toolkit.errors import ToolkitError
 from toolkit.lines import silent
 from toolkit.loop.feedback_data import LabelledRow, labelled_rows, rows_digest, with_feedback
-from toolkit.ml.artifacts import ModelArtifact, load_artifact
+from toolkit.ml.artifacts import ModelArtifact
 from toolkit.ml.data import Dataset, stratified_split
 from toolkit.ml.nn.metrics import classification_report
-from toolkit.ml.signing import sign_artifact, verify_signature
-from toolkit.ml.signing_keys import private_key, trusted_keys
+from toolkit.ml.signing import load_signed_artifact, sign_artifact
 from toolkit.ml.table import sha256_file
 from toolkit.ml.train import DatasetChoice, train_and_save
-from toolkit.paths import read_json, store_prefix, write_json
+from toolkit.paths import read_json, write_json
+from toolkit.signing_keys import private_key, trusted_keys
+from toolkit.store.layout import Area, StoreLayout
 
 Progress = Callable[[str], None]
 METRICS = ("accuracy", "roc_auc", "f1")
@@ -145,14 +146,14 @@ def retrain(ctx: Context, champion_dir: Path | None, out_root: Path, on_line: Pr
 
 
 def judge(ctx: Context, data: TrainingData, champion_dir: Path | None, challenger_dir: Path, on_line: Progress = silent) -> Decision:
-    """Both models on the same held-out rows, the gate, and the decision record. The challenger must
-    be signed by a key the environment trusts (it may come back from a Job)."""
-    challenger = load_artifact(challenger_dir)
-    verify_signature(challenger_dir, trusted_keys(ctx))
+    """Both models on the same held-out rows, the gate, and the decision record. Both must be signed
+    by a key the environment trusts (the challenger may come back from a Job)."""
+    keys = trusted_keys(ctx)
+    challenger = load_signed_artifact(challenger_dir, keys)
     on_line(f"challenger {challenger.version} trained")
     merged, test, holdout = data.merged, data.test, data.holdout
     metrics = {"challenger": {"test_split": evaluate(challenger, merged, test), "feedback_holdout": evaluate(challenger, merged, holdout)}}
-    champion = load_artifact(champion_dir) if champion_dir else None
+    champion = load_signed_artifact(champion_dir, keys) if champion_dir else None
     if champion is not None:
         metrics["champion"] = {"test_split": evaluate(champion, merged, test), "feedback_holdout": evaluate(champion, merged, holdout)}
     release, reason = gate(ctx, metrics.get("champion"), metrics["challenger"])
@@ -171,11 +172,10 @@ def judge(ctx: Context, data: TrainingData, champion_dir: Path | None, challenge
 
 def record_decision(ctx: Context, record: dict, bucket: str | None = None) -> str:
     """Write the decision to the artifact store and keep it locally; returns its s3:// URL."""
-    from toolkit.ml.artifact_store import put_json
+    from toolkit.store.s3 import put_json
 
     stamp = record["time"].replace(":", "").replace("-", "")
-    bucket = bucket or ctx.config.artifact_store.bucket
-    url = put_json(ctx.config, f"s3://{bucket}/{store_prefix('decisions', ctx.env)}{stamp}.json", record)
+    url = put_json(ctx.config, StoreLayout.of(ctx.config, bucket).record(Area.DECISIONS, stamp), record)
     write_json(ctx.paths.record(f"decision-{ctx.env}"), {**record, "url": url})
     return url
 
@@ -191,9 +191,9 @@ def champion_artifact(ctx: Context, version: str | None, bucket: str | None = No
     local = ctx.paths.artifacts(ctx.env) / version
     if (local / "manifest.json").exists():
         return local
-    from toolkit.ml.artifact_store import download_artifact
+    from toolkit.store.artifacts import download_artifact
 
-    url = f"s3://{bucket or ctx.config.artifact_store.bucket}/{ctx.config.artifact_store.models_prefix}{ctx.env}/{version}/"
+    url = StoreLayout.of(ctx.config, bucket).model(version)
     try:
         return download_artifact(ctx.config, url, ctx.paths.artifacts(ctx.env))
     except ToolkitError as exc:

@@ -90,6 +90,7 @@ class ModelArtifact:
     manifest: dict
     model: Sequential
     preprocessor: Preprocessor
+    signed_by: str | None = None  # the trusted key that signed it, once its signature is verified (signing.load_signed_artifact)
 
     @property
     def version(self) -> str:

@@ -67,9 +67,14 @@ def score_table(model: artifacts.ModelArtifact, table: Table) -> Scored:
     if not np.isfinite(proba).all():
         row = int(np.argwhere(~np.isfinite(proba))[0][0])
         raise DataError(f"{table.source}: {table.row_name(row)}: values are too extreme for the model to score.")
+    return scored(model.classes, features, proba)
+
+
+def scored(classes: list[str], features: np.ndarray, proba: np.ndarray) -> Scored:
+    """The answer for each row from the class probabilities: the most probable class and all of them."""
     predicted = proba.argmax(axis=1)
-    predictions = [{"label": model.classes[int(i)], "probabilities": dict(zip(model.classes, map(float, p), strict=True))}
-                   for i, p in zip(predicted, proba, strict=True)]
+    predictions = [{"label": classes[i], "probabilities": dict(zip(classes, p, strict=True))}
+                   for i, p in zip(predicted.tolist(), proba.tolist(), strict=True)]
     return Scored(predictions, features, predicted, proba)
 
 

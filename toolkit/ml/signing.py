@@ -4,7 +4,7 @@ At training time the whole artifact directory is signed: model-signing hashes ev
 puts the hashes in an in-toto statement and signs it in a DSSE envelope, stored as `model.sig` in
 the directory. Wherever a model is loaded to serve or predict, the signature is verified against
 the public keys the environment trusts (its own and those of the environments it promotes from,
-keys.py): a changed, added or removed file, a signature by another key, or no signature at all is
+toolkit/signing_keys.py): a changed, added or removed file, a signature by another key, or no signature at all is
 refused with the reason. The manifest's own checksums (artifacts.py) still catch corruption; the
 signature says who produced the files.
 """
@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from toolkit.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from toolkit.ml.artifacts import ModelArtifact
 
 SIGNATURE = "model.sig"
 
@@ -102,6 +106,17 @@ def verify_signature(directory: Path, keys: list[PublicKey]) -> PublicKey:
             except ValueError as exc:
                 reasons.append(f"{key.name}: {_reason(exc)}")
     raise SignatureError(f"{named}: the signature does not verify against the trusted keys ({'; '.join(reasons)}).")
+
+
+def load_signed_artifact(directory: str | Path, trusted_keys: list[PublicKey]) -> ModelArtifact:
+    """The one way a model is loaded to serve, predict, evaluate, judge or promote: its checksums
+    (artifacts.load_artifact), then its signature against `trusted_keys`, which the caller chooses
+    (an environment's trusted keys, a --public-key, the serving container's bundle) and never the
+    artifact. `signed_by` on the result names the key that signed it."""
+    from toolkit.ml.artifacts import load_artifact
+
+    model = load_artifact(directory)
+    return replace(model, signed_by=verify_signature(Path(directory), trusted_keys).name)
 
 
 def _reason(exc: Exception) -> str:

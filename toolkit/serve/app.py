@@ -26,15 +26,16 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from toolkit.errors import BadInputError
-from toolkit.ml.artifacts import ModelArtifact, load_artifact
+from toolkit.ml.artifacts import ModelArtifact
 from toolkit.ml.predict import score_records
-from toolkit.ml.signing import PublicKey, verify_signature
-from toolkit.ml.signing_keys import keys_for_model
+from toolkit.ml.signing import PublicKey, SignatureError, load_signed_artifact, public_keys_from_pem
 from toolkit.serve.fast_routes import FAULTS_APPLIED, DirectRoutes, FastRoutes, FeedbackHandler, PredictHandler
 from toolkit.serve.faults import FaultSwitch
-from toolkit.serve.loop import FeedbackLoop, LoopSettings
+from toolkit.serve.loop import FeedbackLoop
 from toolkit.serve.metrics import ServerMetrics
 from toolkit.serve.middleware import REQUEST_ID_KEY, MeasureAndLimit, problem_body
+from toolkit.serve.predictor import Predictor
+from toolkit.serving import PUBLIC_KEYS_ENV, ServingSettings
 
 Value = Union[StrictFloat, StrictInt, StrictStr, None]
 
@@ -98,17 +99,34 @@ ERROR_RESPONSES = {
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes: int = 1_048_576,
-               faults: FaultSwitch | None = None, loop: LoopSettings | None = None,
-               public_keys: list[PublicKey] | None = None) -> InferenceServer:
-    """Load and verify the artifact (checksums, then its signature against `public_keys`, default
-    signing_keys.keys_for_model), then build the app (an ArtifactError stops startup).
-    `faults`: the test-only fault switch (serve/faults.py); `loop`: the feedback loop's settings
-    (None: no prediction ids, log, ground truth or drift)."""
-    model = load_artifact(model_dir)
-    signer = verify_signature(Path(model_dir), public_keys if public_keys is not None else keys_for_model(Path(model_dir)))
+def create_app(model_dir: str | Path, settings: ServingSettings | None = None, *, trusted_keys: list[PublicKey] | None = None,
+               faults: FaultSwitch | None = None, **overrides) -> InferenceServer:
+    """The server for the model in `model_dir`, assembled in steps: the model (checksums, then its
+    signature against `trusted_keys`, default the PEM bundle in the settings; an ArtifactError stops
+    startup), the feedback loop and predictor, the FastAPI app (the reference routes), and the
+    transport around it (limits and metrics, the fast routes).
+    `settings`: default from the process environment (the serving image), with `overrides` applied
+    (e.g. max_batch_size=8); `faults`: the test-only fault switch (serve/faults.py)."""
+    settings = (settings if settings is not None else ServingSettings.from_environ()).replace(**overrides)
+    model = load_signed_artifact(model_dir, trusted_keys if trusted_keys is not None else _keys_of(settings))
     metrics = ServerMetrics(model)
+    loop = settings.loop
     feedback = FeedbackLoop(model, metrics, loop) if loop is not None and loop.config.enabled else None
+    predictor = Predictor(model, metrics, feedback)
+    api = _api(model, predictor, feedback, settings.max_batch_size, faults, metrics)
+    return _transport(api, predictor, feedback, metrics, settings, faults)
+
+
+def _keys_of(settings: ServingSettings) -> list[PublicKey]:
+    if not settings.public_keys:
+        raise SignatureError(f"no public key to verify the model's signature against: set {PUBLIC_KEYS_ENV} "
+                             "(or `toolkit serve --env ENV` / --public-key FILE).")
+    return public_keys_from_pem(PUBLIC_KEYS_ENV, settings.public_keys)
+
+
+def _api(model: ModelArtifact, predictor: Predictor, feedback: FeedbackLoop | None, max_batch_size: int,
+         faults: FaultSwitch | None, metrics: ServerMetrics) -> FastAPI:
+    """The FastAPI app: the documented routes, and error handlers that answer every bad request with a 4xx naming the field."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -122,15 +140,29 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
                   description=f"Model {model.version}: label '{model.manifest['label']}', classes {model.classes}.")
     app.state.feedback = feedback
     app.state.model = model
-    app.state.signed_by = signer.name
-    fast = {("POST", "/v1/predict"): PredictHandler(model, metrics, feedback, max_batch_size)}
+    app.state.signed_by = model.signed_by
+    _error_handlers(app)
+    _prediction_routes(app, predictor, feedback, max_batch_size, faults)
+    _model_routes(app, model, metrics, max_batch_size)
+    _document_predict_body(app, model, max_batch_size)
+    return app
+
+
+def _transport(api: FastAPI, predictor: Predictor, feedback: FeedbackLoop | None, metrics: ServerMetrics,
+               settings: ServingSettings, faults: FaultSwitch | None) -> InferenceServer:
+    """MeasureAndLimit (request ids, limits, metrics) → FastRoutes (the fast handlers) → the FastAPI
+    app; and the same handlers for the protocol to answer directly (DirectRoutes)."""
+    fast = {("POST", "/v1/predict"): PredictHandler(predictor, settings.max_batch_size)}
     if feedback is not None:
-        fast[("POST", "/v1/feedback")] = FeedbackHandler(feedback, max_batch_size)
-    measure = MeasureAndLimit(FastRoutes(app, fast, faults), metrics=metrics, max_body_bytes=max_body_bytes, routes=app.router.routes)
+        fast[("POST", "/v1/feedback")] = FeedbackHandler(feedback, settings.max_batch_size)
+    measure = MeasureAndLimit(FastRoutes(api, fast, faults), metrics=metrics, max_body_bytes=settings.max_body_bytes,
+                              routes=api.router.routes)
     # The fault switch sleeps on the event loop: with it on, the fast routes stay on the ASGI path.
     direct = DirectRoutes({(m.encode(), p.encode()): h for (m, p), h in fast.items()}, measure) if faults is None else None
-    server = InferenceServer(app, measure, direct)
+    return InferenceServer(api, measure, direct)
 
+
+def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):  # MeasureAndLimit logs it: one line, with the request id
         body = problem_body(500, [], f"internal error (request id {request.scope.get(REQUEST_ID_KEY, 'unknown')})", "internal")
@@ -145,10 +177,14 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
     async def bad_input(request: Request, exc: BadInputError):
         return _problem_response(422, [{"loc": ["body"], "msg": str(exc), "type": "value_error"}])
 
-
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem):
         return _problem_response(exc.status, [{"loc": exc.loc, "msg": exc.message, "type": "value_error"}])
+
+
+def _prediction_routes(app: FastAPI, predictor: Predictor, feedback: FeedbackLoop | None, max_batch_size: int,
+                       faults: FaultSwitch | None) -> None:
+    model = predictor.model
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
     async def predict(request: Request) -> PredictResponse:
@@ -162,12 +198,9 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
         except ValidationError as exc:  # invalid JSON too: name the fields
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
         columns = _columns(payload, model, max_batch_size)
-        scored = score_records(model, columns, "request")
-        if feedback is not None:
-            feedback.on_predictions(list(zip(*columns.values(), strict=True)), scored)  # rows, in feature order
-        metrics.count_predictions(scored.predicted)
+        rows = list(zip(*columns.values(), strict=True))  # in feature order
         # Built by score_records in the documented shape; skip re-validating it through pydantic.
-        return JSONResponse({"model_version": model.version, "predictions": scored.predictions})
+        return JSONResponse(predictor.answer(rows, score_records(model, columns, "request")))
 
     @app.post("/v1/feedback", response_model=FeedbackResponse, responses=ERROR_RESPONSES)
     async def ground_truth(request: Request) -> FeedbackResponse:
@@ -192,6 +225,8 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
             return _problem_response(422, [{"loc": loc, "msg": message, "type": "value_error"} for loc, message in problems])
         return JSONResponse(feedback.on_feedback([(i["prediction_id"], i["label"]) for i in items]))
 
+
+def _model_routes(app: FastAPI, model: ModelArtifact, metrics: ServerMetrics, max_batch_size: int) -> None:
     # HEAD (load balancers probe with it) as a route of its own, out of the schema: one route for
     # both methods gave both the same OpenAPI operationId, which must be unique.
     @app.get("/v1/model")
@@ -220,9 +255,6 @@ def create_app(model_dir: str | Path, max_batch_size: int = 256, max_body_bytes:
     def prometheus() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
-
-    _document_predict_body(app, model, max_batch_size)
-    return server
 
 
 class InferenceServer:

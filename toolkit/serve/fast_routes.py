@@ -1,7 +1,7 @@
 """/v1/predict and /v1/feedback without the framework on the common path.
 
 FastAPI's routing, request objects, exception middleware and pydantic cost more than the model
-(issue 19's profile). `FastRoutes` sits under `MeasureAndLimit` (request ids, limits, metrics
+(profiled with bench/serve_throughput.py, README "Benchmarks"). `FastRoutes` sits under `MeasureAndLimit` (request ids, limits, metrics
 stay on for every request) and in front of the FastAPI app: for a route it knows, it reads the
 body and asks the route's handler, which answers the plainly valid request itself (orjson, a
 shape check, `RowEncoder`, the forward pass, orjson) and returns None for anything else. Then
@@ -23,11 +23,10 @@ from typing import Callable
 import numpy as np
 import orjson
 
-from toolkit.ml.artifacts import ModelArtifact
-from toolkit.ml.predict import Scored
+from toolkit.ml.predict import scored
 from toolkit.ml.row_encoder import RowEncoder
-from toolkit.serve.metrics import ServerMetrics
 from toolkit.serve.middleware import MeasureAndLimit
+from toolkit.serve.predictor import Predictor
 
 Answer = tuple[int, bytes] | None  # (status, JSON body), or None: let the FastAPI route answer
 FAULTS_APPLIED = "toolkit.faults_applied"  # scope key: the fast route applied the test fault switch already
@@ -104,8 +103,9 @@ def is_json(headers) -> bool:
 class PredictHandler:
     """POST /v1/predict for rows whose values are all numbers or null."""
 
-    def __init__(self, model: ModelArtifact, metrics: ServerMetrics, feedback, max_batch_size: int) -> None:
-        self.model, self.metrics, self.feedback, self.max_batch_size = model, metrics, feedback, max_batch_size
+    def __init__(self, predictor: Predictor, max_batch_size: int) -> None:
+        self.predictor, self.model, self.max_batch_size = predictor, predictor.model, max_batch_size
+        model = predictor.model
         self.features = model.preprocessor.columns
         self.encoder = RowEncoder(model.preprocessor)
         self.classes = model.classes
@@ -123,14 +123,7 @@ class PredictHandler:
             proba = self.model.predict_proba(features)
         if not np.isfinite(proba).all():
             return None  # the FastAPI route names the record
-        predicted = proba.argmax(axis=1)
-        classes = self.classes
-        predictions = [{"label": classes[i], "probabilities": dict(zip(classes, p, strict=True))}
-                       for i, p in zip(predicted.tolist(), proba.tolist(), strict=True)]
-        if self.feedback is not None:
-            self.feedback.on_predictions(rows, Scored(predictions, features, predicted, proba))
-        self.metrics.count_predictions(predicted)
-        return 200, orjson.dumps({"model_version": self.model.version, "predictions": predictions})
+        return 200, orjson.dumps(self.predictor.answer(rows, scored(self.classes, features, proba)))
 
     def _rows(self, body: bytes) -> list | None:
         """The rows in feature order, if the body is plainly {"records": [...]} or {"instances": [...]}."""

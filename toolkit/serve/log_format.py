@@ -4,7 +4,7 @@ faster to encode than a line per record), read back record by record.
     predictions (v2, one line per batch of requests, serve/prediction_log.py):
                  {"v": 2, "model_version": V, "request_times": [T per request], "request_sizes": [records per request],
                   "prediction_ids": [...], "features": {name: [...]}, "labels": [...], "probabilities": {class: [...]}}
-    predictions (v1, one line per request, written until issue 19): the same with "time": T instead of
+    predictions (v1, one line per request, written before the log was batched): the same with "time": T instead of
                  the request times and sizes
     feedback:    {"v": 1, "time": T, "model_version": V, "prediction_ids": [...],
                   "labels": [...], "predicted": [...]}

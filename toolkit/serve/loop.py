@@ -3,14 +3,10 @@ and drift (see shipping.py, prediction_ids.py, drift.py). `FeedbackLoop` is what
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from dataclasses import dataclass
 
 import orjson
 
-from toolkit.config import FeedbackConfig
 from toolkit.ml.artifacts import ModelArtifact
 from toolkit.ml.predict import Scored
 from toolkit.serve.drift import DriftMonitor
@@ -18,24 +14,10 @@ from toolkit.serve.log_format import feedback_line
 from toolkit.serve.metrics import ServerMetrics
 from toolkit.serve.prediction_ids import PredictionIds
 from toolkit.serve.prediction_log import PredictionLog
-from toolkit.serve.shipping import Shipper, s3_put
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """What the server needs to know of the environment: from `toolkit serve --env`, or in the image
-    from TOOLKIT_ENV, TOOLKIT_FEEDBACK (the `feedback` section as JSON) and TOOLKIT_PREDICTION_LOG_BUCKET."""
-
-    env: str
-    config: FeedbackConfig
-    bucket: str | None  # None: ids, ground truth and drift, but no log shipped
-
-    @classmethod
-    def from_environment(cls) -> LoopSettings | None:
-        if not os.environ.get("TOOLKIT_ENV"):
-            return None
-        config = FeedbackConfig.model_validate(json.loads(os.environ.get("TOOLKIT_FEEDBACK", "{}")))
-        return cls(os.environ["TOOLKIT_ENV"], config, os.environ.get("TOOLKIT_PREDICTION_LOG_BUCKET") or None)
+from toolkit.serve.shipping import Shipper
+from toolkit.serving import LoopSettings
+from toolkit.store.layout import SERVER_LOGS, Area, StoreLayout
+from toolkit.store.s3 import object_writer
 
 
 class FeedbackLoop:
@@ -47,10 +29,11 @@ class FeedbackLoop:
         self.drift = DriftMonitor(reference.get("inputs", {}), reference.get("predicted_class_share", {}), model.classes,
                                   config.drift_window)
         metrics.watch_drift(self.drift)
-        put = put or (s3_put(settings.bucket) if settings.bucket else None)
-        self.shippers = {kind: Shipper(kind, settings.env, put, metrics, config.queue_size, config.batch_size, config.flush_seconds)
-                         for kind in ("predictions", "feedback")} if put else {}
-        self.log = PredictionLog(self.shippers["predictions"], model.version, model.classes, model.preprocessor.columns,
+        put = put or (object_writer(settings.bucket) if settings.bucket else None)
+        layout = StoreLayout(settings.bucket or "", settings.env)
+        self.shippers = {area: Shipper(area, layout.prefix(area), put, metrics, config.queue_size, config.batch_size, config.flush_seconds)
+                         for area in SERVER_LOGS} if put else {}
+        self.log = PredictionLog(self.shippers[Area.PREDICTIONS], model.version, model.classes, model.preprocessor.columns,
                                  config.sample_rate) if put else None
 
     def start(self) -> None:
@@ -81,7 +64,7 @@ class FeedbackLoop:
         correct = sum(p == label for p, (_, label) in zip(predicted, items, strict=True))
         self.metrics.feedback.labels("correct").inc(correct)
         self.metrics.feedback.labels("wrong").inc(len(items) - correct)
-        shipper = self.shippers.get("feedback")
+        shipper = self.shippers.get(Area.FEEDBACK)
         if shipper is not None and items:
             line = feedback_line(time.time(), self.model.version, [i for i, _ in items], [label for _, label in items], predicted)
             shipper.offer(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE), len(items))

@@ -3,7 +3,7 @@ time, prediction ids, rows, class probabilities and predicted classes) to a list
 the shipper, once it holds `LINE_RECORDS` records or `ENCODE_SECONDS` after its first request.
 
 A line per request cost each request ~5 µs (building and encoding a dict, a queue put); a line per
-batch costs a request one append, and the batch's encoding is cheaper per record (issue 19). The
+batch costs a request one append, and the batch's encoding is cheaper per record (bench/serve_throughput.py). The
 pending list never holds more than about `LINE_RECORDS` records of request objects, and it is
 encoded on the event loop, in pieces of a few hundred microseconds, not in a thread that would
 hold the GIL against requests.

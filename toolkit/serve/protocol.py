@@ -7,7 +7,7 @@
 - `DirectAnswers`: POST /v1/predict and /v1/feedback answered in the protocol's parser callbacks,
   without an ASGI task. On the ASGI path a small request pays for a task, an event, the receive
   and send coroutines, the middleware's closures and two socket writes (head, then body): together
-  more than the model and its preprocessing (issue 19's profile). A direct answer is one write.
+  more than the model and its preprocessing (profiled with bench/serve_throughput.py, README "Benchmarks"). A direct answer is one write.
 
 A request is answered directly only when nothing about it needs the ASGI path: a fast route's
 exact path, HTTP/1.1 keep-alive, no response in flight or queued before it (pipelining keeps its

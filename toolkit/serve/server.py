@@ -47,7 +47,7 @@ def tune_gc() -> None:
     full collection no longer walks them, and forked workers leave their pages shared), and collect
     the youngest generation every 10,000 allocations instead of 700. A 64-row request allocates a
     few hundred containers and the prediction log holds up to a thousand records' objects between
-    encodes: with the defaults, the collector took ~35 µs of a 64-row request (issue 19)."""
+    encodes: with the defaults, the collector took ~35 µs of a 64-row request (bench/serve_throughput.py)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
@@ -61,7 +61,7 @@ def supervise(config, workers: int) -> None:
 
     Each worker listens on a socket of its own, all bound to the port with SO_REUSEPORT, so the
     kernel spreads new connections evenly over them. On one shared socket, the worker that wakes
-    first took most of a burst of connections (14 of wrk's 16 in issue 19's benchmark), and the
+    first took most of a burst of connections (14 of wrk's 16 in bench/serve_throughput.py), and the
     other one idled. The supervisor holds the sockets, so connections that arrive for a worker
     being replaced wait in its socket's queue for the new one."""
     import signal

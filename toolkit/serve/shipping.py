@@ -19,33 +19,17 @@ import logging
 import uuid
 from typing import Callable
 
-from toolkit.paths import store_prefix
-
 log = logging.getLogger("toolkit.serve")
 POLL_SECONDS = 0.25  # how often a waiting shipper looks whether the server is stopping
-
-
-def s3_put(bucket: str) -> Callable[[str, bytes], None]:
-    """A PutObject for `bucket` with short timeouts and no client retries (the shipper retries);
-    AWS_ENDPOINT_URL (the local moto) and credentials come from the environment, as boto3 reads them."""
-    import boto3
-    from botocore.config import Config
-
-    client = boto3.client("s3", config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}))
-
-    def put(key: str, body: bytes) -> None:
-        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/x-ndjson", ContentEncoding="gzip")
-
-    return put
 
 
 class Shipper:
     """Chunks (encoded JSON lines: a batch of requests' predictions, or one request's labels) queued and
     shipped together. The queue is bounded in records, not chunks."""
 
-    def __init__(self, kind: str, env: str, put: Callable[[str, bytes], None], metrics, queue_size: int, batch_size: int,
+    def __init__(self, kind: str, prefix: str, put: Callable[[str, bytes], None], metrics, queue_size: int, batch_size: int,
                  flush_seconds: float) -> None:
-        self.kind, self.env, self.put, self.metrics = kind, env, put, metrics
+        self.kind, self.prefix, self.put, self.metrics = str(kind), prefix, put, metrics  # prefix: store/layout.py
         self.queue_size, self.batch_size, self.flush_seconds = queue_size, batch_size, flush_seconds
         self.queue: asyncio.Queue = asyncio.Queue()  # of (records, chunk)
         self.queued = 0  # records in the queue
@@ -133,7 +117,7 @@ class Shipper:
 
     def _ship(self, batch: list) -> None:
         now = dt.datetime.now(dt.timezone.utc)
-        key = f"{store_prefix(self.kind, self.env)}{now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.jsonl.gz"
+        key = f"{self.prefix}{now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.jsonl.gz"
         lines = b"".join(chunk for _, chunk in batch)
         # level 1: the thread shares the server's CPU; a tenth bigger than level 6, a third of the time
         self.put(key, gzip.compress(lines, compresslevel=1, mtime=0))

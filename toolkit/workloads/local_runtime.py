@@ -24,8 +24,9 @@ from toolkit.images.docker import docker_client
 from toolkit.images.login import RegistryLogin
 from toolkit.images.release import Release, ReleaseRecords, rollback_target, with_release, without_release
 from toolkit.lines import silent
-from toolkit.ml.signing_keys import bundle, trusted_keys
-from toolkit.workloads.manifests import IMAGE_ANNOTATION, MODEL_VERSION_ANNOTATION, RUN_AS_USER, serving_environment
+from toolkit.serving import ServingSettings
+from toolkit.signing_keys import bundle, trusted_keys
+from toolkit.workloads.manifests import IMAGE_ANNOTATION, MODEL_VERSION_ANNOTATION, RUN_AS_USER
 
 Progress = Callable[[str], None]
 
@@ -68,8 +69,8 @@ def _run(docker, config: EnvironmentConfig, release: Release, name: str, port: i
     """Start the image like the Deployment's pod: non-root, read-only root fs, no capabilities,
     a tmpfs /tmp, the ConfigMap's environment; host network on 127.0.0.1 (docs/local-environment.md).
     The serving container comes back with the engine (`toolkit local down` / `up`)."""
-    environment = {**serving_environment(config, public_keys), **emulator_environment(config), "TOOLKIT_HOST": "127.0.0.1",
-                   "TOOLKIT_PORT": str(port)}
+    settings = ServingSettings.from_config(config, public_keys, host="127.0.0.1").replace(port=port)
+    environment = {**settings.to_environ(), **emulator_environment(config)}
     return docker.containers.run(
         release.image, name=name, detach=True, network_mode="host", environment=environment,
         user=f"{RUN_AS_USER}:{RUN_AS_USER}", read_only=True, tmpfs={"/tmp": "size=64m"}, cap_drop=["ALL"],

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from toolkit.config import EnvironmentConfig, NodePoolConfig
 from toolkit.images.release import Release
-from toolkit.ml.signing_keys import PUBLIC_KEYS_ENV
 from toolkit.paths import Output
+from toolkit.serving import ServingSettings
+from toolkit.store.layout import Area, StoreLayout
 from toolkit.workloads import observability
 from toolkit.workloads.objects import (  # noqa: F401  (the names other modules take from here)
     ADDON_NAMESPACE,
@@ -41,19 +42,6 @@ FEEDBACK_SECRET = "toolkit-feedback"  # `kubectl -n NS create secret generic too
 FEEDBACK_SECRET_DIR = "/etc/toolkit/feedback"
 
 
-def serving_environment(config: EnvironmentConfig, public_keys: str | None = None) -> dict[str, str]:
-    """The server's environment: the same on Kubernetes (ConfigMap) and on the local Docker runtime.
-    `public_keys`: the PEM bundle the server verifies the model's signature against (signing_keys.py)."""
-    serving = config.serving
-    keys = {PUBLIC_KEYS_ENV: public_keys} if public_keys else {}
-    return {**keys, "TOOLKIT_HOST": "0.0.0.0", "TOOLKIT_PORT": str(serving.port),
-            "TOOLKIT_MAX_BATCH_SIZE": str(serving.max_batch_size), "TOOLKIT_MAX_BODY_BYTES": str(serving.max_body_bytes),
-            "TOOLKIT_HEADER_TIMEOUT": str(serving.header_timeout_seconds), "TOOLKIT_WORKERS": str(serving.worker_count),
-            # the feedback loop (toolkit/serve/loop.py): prediction log to the artifact store, drift, ground truth
-            "TOOLKIT_ENV": config.name, "TOOLKIT_FEEDBACK": config.feedback.model_dump_json(),
-            "TOOLKIT_PREDICTION_LOG_BUCKET": config.artifact_store.bucket, "AWS_REGION": config.aws.region}
-
-
 def namespace(config: EnvironmentConfig) -> dict:
     name = config.workloads.namespace
     meta = object_meta(config, name, "namespace")
@@ -73,7 +61,7 @@ def service_account(config: EnvironmentConfig, name: str, role_arn: str | None) 
 
 def serving_config_map(config: EnvironmentConfig, public_keys: str | None = None) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": object_meta(config, SERVING, SERVING, config.workloads.namespace),
-            "data": serving_environment(config, public_keys)}
+            "data": ServingSettings.from_config(config, public_keys).to_environ()}
 
 
 def deployment(config: EnvironmentConfig, release: Release) -> dict:
@@ -227,10 +215,9 @@ def training_job(config: EnvironmentConfig, outputs: dict, release: Release, nam
     (`command`: another toolkit command instead, e.g. a retraining's challenger)."""
     remote, ns = config.workloads.remote_training, config.workloads.namespace
     gpu_pool = config.gpu_pools()[0] if config.gpu_pools() else None
-    bucket = artifact_bucket(config, outputs)
-    dataset = f"s3://{bucket}/{config.artifact_store.datasets_prefix}{config.training.dataset.rsplit('/', 1)[-1]}"
-    command = command or ["toolkit", "train", "--env", config.name, "--data", dataset, "--out", "/tmp/artifacts",
-                          "--upload", f"s3://{bucket}/{config.artifact_store.models_prefix}{config.name}/"]
+    store = StoreLayout.of(config, artifact_bucket(config, outputs))
+    command = command or ["toolkit", "train", "--env", config.name, "--data", store.dataset(config.training.dataset.rsplit('/', 1)[-1]),
+                          "--out", "/tmp/artifacts", "--upload", store.area_url(Area.MODELS)]
     pod_spec = {
         "serviceAccountName": TRAINING, "automountServiceAccountToken": False, "restartPolicy": "Never",
         "securityContext": pod_security(),

@@ -221,7 +221,7 @@ def live_release(kube: Kube, config: EnvironmentConfig) -> Release | None:
 def deploy(kube: Kube, config: EnvironmentConfig, outputs: dict, release: Release, timeout: float, on_progress: Progress = lambda e: None,
            poll: float = 1.0, public_keys: str | None = None) -> DeployResult:
     """Apply the release; on a failed rollout re-apply the previous one and raise RolloutError.
-    `public_keys`: the PEM bundle the server verifies models against (manifests.serving_environment)."""
+    `public_keys`: the PEM bundle the server verifies models against (toolkit/serving.py)."""
     start = time.monotonic()
     namespace = config.workloads.namespace
     previous = live_release(kube, config)

@@ -92,7 +92,7 @@ class KubernetesRuntime(Runtime):
         self.kube, self.poll = kube, poll
 
     def _public_keys(self) -> str:
-        from toolkit.ml.signing_keys import bundle, trusted_keys
+        from toolkit.signing_keys import bundle, trusted_keys
 
         return bundle(trusted_keys(self.ctx))
 

@@ -16,16 +16,15 @@ where it was trained. The server gets them as one PEM bundle in TOOLKIT_MODEL_PU
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from pathlib import Path
 
 from toolkit.context import Context
 from toolkit.errors import BadInputError, ToolkitError
-from toolkit.ml.signing import PublicKey, SignatureError, generate_key_pair, public_keys_from_pem
+from toolkit.ml.signing import PublicKey, generate_key_pair, public_keys_from_pem
 from toolkit.paths import ProjectPaths
+from toolkit.serving import PUBLIC_KEYS_ENV
 
-PUBLIC_KEYS_ENV = "TOOLKIT_MODEL_PUBLIC_KEYS"  # a PEM bundle: what the serving container trusts
 LOCAL_KEY = "local"
 
 
@@ -108,12 +107,10 @@ def bundle(keys: list[PublicKey]) -> str:
     return "".join(k.pem.decode() for k in keys)
 
 
-def keys_for_model(model_dir: Path, public_key_file: Path | None = None, env: str | None = None,
-                   root: Path | None = None) -> list[PublicKey]:
-    """The keys a model is verified against where it is loaded:
-    --public-key FILE if given (only it); else --env ENV's trusted keys; else the keys in
-    $TOOLKIT_MODEL_PUBLIC_KEYS (the serving container's) and those of the environment the model's
-    manifest names, when this project has its environment file."""
+def chosen_keys(public_key_file: Path | None = None, env: str | None = None, root: Path | None = None) -> list[PublicKey]:
+    """The keys a command verifies a model against, as its caller chose them, never from the model
+    itself: --public-key FILE (only it); else --env ENV's trusted keys; else $TOOLKIT_MODEL_PUBLIC_KEYS
+    (what the serving container is given)."""
     if public_key_file is not None:
         try:
             return public_keys_from_pem(str(public_key_file), Path(public_key_file).read_bytes())
@@ -121,25 +118,10 @@ def keys_for_model(model_dir: Path, public_key_file: Path | None = None, env: st
             raise BadInputError(f"cannot read the public key {public_key_file}: {exc.strerror or exc}") from None
     if env is not None:
         return trusted_keys(Context.load(env, root))
-    keys = public_keys_from_pem(PUBLIC_KEYS_ENV, os.environ[PUBLIC_KEYS_ENV]) if os.environ.get(PUBLIC_KEYS_ENV) else []
-    manifest_env = _manifest_env(model_dir)
-    if manifest_env:
-        try:
-            keys += trusted_keys(Context.load(manifest_env, root))
-        except (ToolkitError, OSError):
-            pass  # not an environment of this project (or no project here, as in the serving image)
-    if not keys:
-        raise SignatureError(f"{model_dir}: no public key to verify the model's signature: pass --public-key FILE or --env ENV "
-                             f"(or set {PUBLIC_KEYS_ENV}).")
-    return keys
-
-
-def _manifest_env(model_dir: Path) -> str | None:
-    try:
-        env = json.loads((Path(model_dir) / "manifest.json").read_text()).get("env")
-    except (OSError, ValueError):
-        return None
-    return env if isinstance(env, str) else None
+    if os.environ.get(PUBLIC_KEYS_ENV):
+        return public_keys_from_pem(PUBLIC_KEYS_ENV, os.environ[PUBLIC_KEYS_ENV])
+    raise BadInputError("no public key to verify the model's signature against: pass --env ENV (the keys that environment "
+                        f"trusts) or --public-key FILE, or set {PUBLIC_KEYS_ENV}.")
 
 
 def create_signing_key(ctx: Context, rotate: bool = False) -> list[str]:

@@ -1,13 +1,16 @@
-"""The S3 artifact store: datasets in, model artifacts out (training Jobs), with sha256 checks.
+"""S3 for the artifact store: s3:// URLs, files up and down with their sha256, small JSON records.
 
-Objects carry their sha256 in metadata; an artifact's manifest is uploaded last, so a reader that
-finds the manifest finds every file it lists.
+Objects carry their sha256 in metadata; a download is checked against it, so a changed object is
+refused rather than trained on or served. Every AWS failure becomes a ToolkitError naming the URL.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 from pathlib import Path
+from typing import Callable, Iterator
 
 from toolkit.config import EnvironmentConfig
 from toolkit.errors import BadInputError, ToolkitError
@@ -15,6 +18,7 @@ from toolkit.ml.table import sha256_file
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, key) of an s3://bucket/key URL; BadInputError for anything else."""
     if not url.startswith("s3://") or "/" not in url[5:]:
         raise BadInputError(f"{url!r} is not an s3://bucket/key URL.")
     bucket, _, key = url[5:].partition("/")
@@ -52,6 +56,14 @@ def upload_file(config: EnvironmentConfig, path: Path, url: str) -> bool:
     return True
 
 
+def upload_bytes(config: EnvironmentConfig, body: bytes, url: str) -> str:
+    """An object from memory (a snapshot), with its sha256; returns `url`."""
+    bucket, key = parse_s3_url(url)
+    _call(f"upload to {url}", _s3(config).put_object, Bucket=bucket, Key=key, Body=body,
+          Metadata={"sha256": hashlib.sha256(body).hexdigest()})
+    return url
+
+
 def download_file(config: EnvironmentConfig, url: str, directory: Path | None = None) -> Path:
     """Download to `directory` (a temp dir by default) and check the sha256 in its metadata."""
     bucket, key = parse_s3_url(url)
@@ -68,9 +80,6 @@ def download_file(config: EnvironmentConfig, url: str, directory: Path | None = 
 
 def put_json(config: EnvironmentConfig, url: str, record: dict) -> str:
     """A small JSON record (a decision, a release, a promotion) as an object with its sha256; returns `url`."""
-    import hashlib
-    import json
-
     bucket, key = parse_s3_url(url)
     body = json.dumps(record, indent=2, sort_keys=True).encode()
     _call(f"write of {url}", _s3(config).put_object, Bucket=bucket, Key=key, Body=body, ContentType="application/json",
@@ -80,9 +89,6 @@ def put_json(config: EnvironmentConfig, url: str, record: dict) -> str:
 
 def get_json(config: EnvironmentConfig, url: str) -> dict | None:
     """The JSON record at `url`, checked against its sha256; None when there is none."""
-    import hashlib
-    import json
-
     from botocore.exceptions import ClientError
 
     bucket, key = parse_s3_url(url)
@@ -102,40 +108,37 @@ def get_json(config: EnvironmentConfig, url: str) -> dict | None:
         raise ToolkitError(f"{url}: not a JSON record.") from None
 
 
-def upload_artifact(config: EnvironmentConfig, artifact_dir: Path, prefix_url: str) -> str:
-    """Upload a verified artifact (and its signature) to <prefix_url>/<version>/; returns that URL."""
-    from toolkit.ml.artifacts import MANIFEST, verify_artifact
-    from toolkit.ml.signing import SIGNATURE
-
-    manifest = verify_artifact(artifact_dir)
-    base = prefix_url.rstrip("/") + "/" + manifest["version"] + "/"
-    signature = [SIGNATURE] if (artifact_dir / SIGNATURE).is_file() else []
-    for name in [*sorted(manifest["files"]), MANIFEST, *signature]:  # the signature last: it vouches for the rest
-        upload_file(config, artifact_dir / name, base + name)
-    return base
+def list_folders(config: EnvironmentConfig, url: str) -> list[str]:
+    """The s3:// URLs of the 'folders' right under `url` (…/), in key order."""
+    bucket, key = parse_s3_url(url)
+    listing = _call(f"listing of {url}", _s3(config).list_objects_v2, Bucket=bucket, Prefix=key, Delimiter="/")
+    return [f"s3://{bucket}/{p['Prefix']}" for p in listing.get("CommonPrefixes", [])]
 
 
-def download_artifact(config: EnvironmentConfig, url: str, directory: Path) -> Path:
-    """Download the artifact at <url> (…/<version>/) and its signature, if any, into
-    `directory`/<version>/ and verify its checksums (the signature is checked where it is loaded)."""
-    import json
+def read_objects(config: EnvironmentConfig, url: str) -> Iterator[bytes]:
+    """The body of every object under `url`, in key order."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    from toolkit.ml.artifacts import MANIFEST, verify_artifact
-    from toolkit.ml.signing import SIGNATURE
-
-    base = url.rstrip("/") + "/"
-    target = directory / base.rstrip("/").rsplit("/", 1)[-1]
-    target.mkdir(parents=True, exist_ok=True)
-    manifest = json.loads(download_file(config, base + MANIFEST, target).read_text())
-    for name in manifest.get("files", {}):
-        if "/" in name or name.startswith("."):
-            raise ToolkitError(f"{base}{MANIFEST} lists {name!r}, which is not a plain file name.")
-        download_file(config, base + name, target)
+    bucket, prefix = parse_s3_url(url)
+    s3 = _s3(config)
     try:
-        download_file(config, base + SIGNATURE, target)
-    except ToolkitError as exc:
-        if "404" not in str(exc) and "Not Found" not in str(exc):
-            raise
-        (target / SIGNATURE).unlink(missing_ok=True)  # an unsigned artifact: refused where it is loaded, with that reason
-    verify_artifact(target)
-    return target
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+    except (BotoCoreError, ClientError) as exc:
+        raise ToolkitError(f"reading {url} failed: {exc}") from None
+
+
+def object_writer(bucket: str) -> Callable[[str, bytes], None]:
+    """A PutObject of gzipped JSON lines into `bucket` with short timeouts and no client retries (the
+    server's shipper retries itself); the endpoint (AWS_ENDPOINT_URL: the local moto) and credentials
+    come from the process environment, as boto3 reads them."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}))
+
+    def put(key: str, body: bytes) -> None:
+        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/x-ndjson", ContentEncoding="gzip")
+
+    return put
