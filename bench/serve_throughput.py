@@ -10,7 +10,17 @@
   uvicorn picks them when installed (they are now); and "reference, h11", the same on asyncio and
   h11, as the issue measured it (its venv had neither);
 - BentoML: the same forward as a BentoML service (bench/bentoml_service.py), in a venv of its own
-  made by this script under .cache/ (its dependencies never enter ours); skipped with --no-bentoml.
+  made by this script under .cache/ (its dependencies never enter ours); skipped with --no-bentoml;
+- ours, string categories: records as a client would send them, each categorical value as the
+  string GET /v1/model lists ("4", not 4);
+- ours and the reference on a dataset with text categories (heart's codes as names, "typical
+  angina", "fixed defect", …; a model trained on it for the run), to see texts on the fast path;
+- ours @REV (--baseline REV): the same server at another revision of this repository (a git
+  worktree under .cache/), run with the same settings, so a change is measured against what it
+  changes in one run.
+
+Every `toolkit serve` contender runs with the feedback loop's credentials (labellers' token
+hashes) as a deployed server has them.
 
 Each contender serves the model given by --model (default: artifacts/local/latest; one is
 trained with the local environment's settings if there is none), and is sent rows of the
@@ -120,6 +130,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="the multi-worker contender's workers")
     parser.add_argument("--sample-rate", type=float, default=1.0, help="ours: share of predictions logged")
     parser.add_argument("--no-bentoml", action="store_true")
+    parser.add_argument("--baseline", metavar="REV", help="also serve ours at this git revision (numeric codes), side by side")
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
     binary = ensure_wrk()
@@ -127,6 +138,7 @@ def main() -> None:
 
     from toolkit.aws import client, emulator_environment
     from toolkit.config import load_environment
+    from toolkit.feedback_auth import FeedbackCredentials, new_token
     from toolkit.local.moto import start_moto, stop_moto
     from toolkit.ml.artifacts import load_artifact
     from toolkit.ml.table import read_csv
@@ -140,9 +152,13 @@ def main() -> None:
     raw = [[record[c] for c in columns] for record in table.records(range(64))]
     preprocessed = model.preprocessor.transform_columns({c: [r[j] for r in raw] for j, c in enumerate(columns)}).tolist()
     bodies = Path(tempfile.mkdtemp(prefix="bench-bodies-"))
+    categorical = {c["name"] for c in model.preprocessor.categorical}
     for batch in (1, 64):
         (bodies / f"ours-{batch}.json").write_text(json.dumps({"records": [dict(zip(columns, r, strict=True)) for r in raw[:batch]]}))
+        (bodies / f"strings-{batch}.json").write_text(json.dumps({"records": [
+            {c: category_string(v) if c in categorical else v for c, v in zip(columns, r, strict=True)} for r in raw[:batch]]}))
         (bodies / f"rows-{batch}.json").write_text(json.dumps({"instances": preprocessed[:batch]}))
+    text_model = text_category_model(table, bodies)
 
     local = load_environment("local", ROOT)
     config = local.model_copy(update={"aws": local.aws.model_copy(update={"endpoint_url": f"http://127.0.0.1:{free_port()}"})})
@@ -152,9 +168,11 @@ def main() -> None:
     env = {**os.environ, "MODEL_DIR": model_path, "PYTHONPATH": str(ROOT),
            PUBLIC_KEYS_ENV: local_key_files(ProjectPaths(ROOT))[1].read_text()}
     feedback = config.feedback.model_copy(update={"sample_rate": args.sample_rate, "flush_seconds": 5.0})
+    credentials = FeedbackCredentials.new().with_labeller("bench", new_token()).dumps()  # as a deployed server has them
     loop_env = {**env, **emulator_environment(config), "TOOLKIT_ENV": "bench", "TOOLKIT_FEEDBACK": feedback.model_dump_json(),
-                "TOOLKIT_PREDICTION_LOG_BUCKET": config.artifact_store.bucket}
+                "TOOLKIT_PREDICTION_LOG_BUCKET": config.artifact_store.bucket, "TOOLKIT_FEEDBACK_SECRET": credentials}
     serve = [str(ROOT / ".venv" / "bin" / "toolkit"), "serve", "--model", model_path, "--port"]
+    text_serve = [str(ROOT / ".venv" / "bin" / "toolkit"), "serve", "--model", str(text_model), "--port"]
 
     contenders = {  # name: (command, ready path, env, predict path, body kind)
         "ours": (lambda p: serve + [str(p)], "/readyz", loop_env, "/v1/predict", "ours"),
@@ -166,7 +184,17 @@ def main() -> None:
         # As the issue measured it: the venv had neither uvloop nor httptools, so uvicorn ran asyncio and h11.
         "reference, h11": (lambda p: [sys.executable, "-m", "uvicorn", "bench.reference_server:app", "--port", str(p), "--log-level", "warning",
                                       "--loop", "asyncio", "--http", "h11"], "/docs", env, "/predict", "rows"),
+        "ours, string categories": (lambda p: serve + [str(p)], "/readyz", loop_env, "/v1/predict", "strings"),
+        "ours, text dataset": (lambda p: text_serve + [str(p)], "/readyz", loop_env, "/v1/predict", "text"),
+        "reference, text dataset": (lambda p: [sys.executable, "-m", "uvicorn", "bench.reference_server:app", "--port", str(p),
+                                               "--log-level", "warning"], "/docs", {**env, "MODEL_DIR": str(text_model)}, "/predict",
+                                    "text-rows"),
     }
+    if args.baseline:
+        tree = baseline_tree(args.baseline)
+        contenders[f"ours @{args.baseline}"] = (lambda p: [sys.executable, "-m", "toolkit.cli", "serve", "--model", model_path, "--port",
+                                                           str(p)], "/readyz", {**loop_env, "PYTHONPATH": str(tree), "TOOLKIT_ROOT": str(tree)},
+                                                "/v1/predict", "ours")
     if not args.no_bentoml:
         venv = ensure_bentoml_venv()
         contenders["BentoML"] = (lambda p: [str(venv / "bin" / "bentoml"), "serve", "bench.bentoml_service:Classifier", "--port", str(p)],
@@ -199,6 +227,66 @@ def main() -> None:
     report(runs, contenders, args, shipped)
 
 
+def category_string(value) -> str | None:
+    """A categorical value as GET /v1/model lists its categories: 4.0 → "4", None stays missing."""
+    from toolkit.ml.table import category_key
+
+    return category_key(value)
+
+
+TEXT_CATEGORIES = {  # heart's codes as the names a dataset of one's own would use
+    "cp": {1: "typical angina", 2: "atypical angina", 3: "non-anginal pain", 4: "asymptomatic"},
+    "restecg": {0: "normal", 1: "ST-T abnormality", 2: "left ventricular hypertrophy"},
+    "slope": {1: "upsloping", 2: "flat", 3: "downsloping"},
+    "thal": {3: "normal", 6: "fixed defect", 7: "reversible defect"},
+}
+
+
+def text_category_model(table, bodies: Path) -> Path:
+    """heart-cleveland with its categorical codes as names, a model trained on it (15 epochs, signed
+    with the local key), and its request bodies (records with the names; the reference's rows)."""
+    import csv
+
+    from toolkit.config import load_environment
+    from toolkit.ml.artifacts import load_artifact
+    from toolkit.ml.signing import sign_artifact
+    from toolkit.ml.train import DatasetChoice, train_and_save
+    from toolkit.paths import ProjectPaths
+    from toolkit.signing_keys import local_key_files
+
+    records = [{k: (TEXT_CATEGORIES[k].get(int(v), "unknown") if k in TEXT_CATEGORIES and v is not None else v) for k, v in r.items()}
+               for r in table.records()]
+    path = bodies / "heart-text.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+    settings = load_environment("local", ROOT).training.model_copy(update={"epochs": 15, "categorical": list(TEXT_CATEGORIES)})
+    artifact = train_and_save(DatasetChoice.from_config(settings, path=path), settings, bodies / "text-model", env="bench").artifact_dir
+    sign_artifact(artifact, local_key_files(ProjectPaths(ROOT))[0].read_bytes())
+    model = load_artifact(artifact)
+    columns = model.preprocessor.columns
+    rows = [{c: r.get(c) for c in columns} for r in records[:64]]
+    preprocessed = model.preprocessor.transform_columns({c: [r[c] for r in rows] for c in columns}).tolist()
+    for batch in (1, 64):
+        (bodies / f"text-{batch}.json").write_text(json.dumps({"records": rows[:batch]}))
+        (bodies / f"text-rows-{batch}.json").write_text(json.dumps({"instances": preprocessed[:batch]}))
+    return artifact
+
+
+def baseline_tree(revision: str) -> Path:
+    """This repository at `revision`, checked out (once) under .cache/bench-baseline/<commit>."""
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=ROOT, capture_output=True, text=True)
+    if commit.returncode != 0:
+        raise SystemExit(f"--baseline {revision}: not a revision of this repository")
+    tree = ROOT / ".cache" / "bench-baseline" / commit.stdout.strip()
+    if not tree.exists():
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit.stdout.strip()], cwd=ROOT, check=True,
+                       capture_output=True)
+    return tree
+
+
 def report(runs: dict, contenders: dict, args, shipped: str) -> None:
     median = {key: {m: statistics.median(r[m] for r in results) for m in ("rps", "p50_ms", "p99_ms")} for key, results in runs.items()}
     names = list(contenders)
@@ -220,6 +308,14 @@ def report(runs: dict, contenders: dict, args, shipped: str) -> None:
                    for c in (16, 64)]
         checks.append((f"64 records, c=16: ours / {reference} (≥ 1.5×)",
                        median[("ours", 64, 16)]["rps"] / median[(reference, 64, 16)]["rps"]))
+    checks += [(f"single record, c={c}: ours, string categories / reference (≥ 1.5×)",
+                median[("ours, string categories", 1, c)]["rps"] / median[("reference", 1, c)]["rps"]) for c in (16, 64)]
+    checks += [(f"single record, c={c}: ours, text dataset / its reference (≥ 1.5×)",
+                median[("ours, text dataset", 1, c)]["rps"] / median[("reference, text dataset", 1, c)]["rps"]) for c in (16, 64)]
+    baseline = next((n for n in names if n.startswith("ours @")), None)
+    if baseline:
+        checks += [(f"{'single record' if b == 1 else '64 records'}, c={c}: ours / {baseline} (≥ 0.95)",
+                    median[("ours", b, c)]["rps"] / median[(baseline, b, c)]["rps"]) for b, c in CELLS]
     if "BentoML" in names:
         checks += [(f"single record, c={c}: ours / BentoML (≥ 4×)", median[("ours", 1, c)]["rps"] / median[("BentoML", 1, c)]["rps"])
                    for c in (16, 64)]

@@ -16,7 +16,7 @@ from modules.monitoring import Monitoring
 from modules.network import Network
 from modules.node_pool import NodePool, NodeRole
 from modules.registry import Registry
-from modules.signing_key import SigningKey
+from modules.secret import Secret
 from toolkit.config import EnvironmentConfig, promotion_peers
 from toolkit.paths import Output, stack_name
 from toolkit.store import layout
@@ -53,15 +53,18 @@ class PlatformStack(TerraformStack):
         store_layout = layout.StoreLayout.of(config)
         identity = dict(oidc_provider_arn=cluster.oidc_provider.arn, oidc_issuer=cluster.oidc_issuer,
                         namespace=config.workloads.namespace, bucket_arn=store.arn, kms_key_arn=store.key.arn)
-        signing = SigningKey(self, "signing-key", name=config.signing_secret_name, kms_key_arn=store.key.arn,
-                             prevent_destroy=protect)
+        signing = Secret(self, "signing-key", name=config.signing_secret_name, kms_key_arn=store.key.arn, prevent_destroy=protect,
+                         description="model-signing private key (PEM); set by `toolkit signing-key`")
+        feedback = Secret(self, "feedback-credentials", name=config.feedback_secret_name, kms_key_arn=store.key.arn,
+                          description="prediction-id key and labellers' token hashes (JSON); set by `toolkit feedback-token`")
         training = WorkloadRole(self, "training-role", name=f"{config.cluster.name}-training", service_account="training",
                                 read_prefixes=store_layout.prefixes(layout.TRAINING_READS),
                                 write_prefixes=store_layout.prefixes(layout.TRAINING_WRITES),
                                 secret_arns=[signing.arn], **identity)
         serving = WorkloadRole(self, "serving-role", name=f"{config.cluster.name}-serving", service_account="serving",
                                read_prefixes=store_layout.prefixes(layout.SERVING_READS),
-                               write_prefixes=store_layout.prefixes(layout.SERVING_WRITES), repository_arn=registry.arn, **identity)
+                               write_prefixes=store_layout.prefixes(layout.SERVING_WRITES), repository_arn=registry.arn,
+                               secret_arns=[feedback.arn], **identity)
 
         ci = CiIdentity(self, "ci", config=config, account_id=account, registry_arn=registry.arn, bucket_arn=store.arn,
                         store_key_arn=store.key.arn, cluster_arn=cluster.cluster.arn, signing_secret_arn=signing.arn,

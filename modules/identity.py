@@ -42,7 +42,7 @@ class WorkloadRole(Construct):
         bucket_arn / kms_key_arn: the artifact store and its key.
         read_prefixes / write_prefixes: S3 prefixes the workload may read / write.
         repository_arn: ECR repository it may pull from (None: no ECR access).
-        secret_arns: Secrets Manager secrets it may read (the model-signing key, for training).
+        secret_arns: Secrets Manager secrets it may read (the model-signing key for training, the feedback credentials for serving).
     """
 
     def __init__(

@@ -133,6 +133,21 @@ def metric_sum(url: str, prefix: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
+def feedback_credentials(*names: str) -> tuple[str, dict[str, str]]:
+    """A credentials document (toolkit/feedback_auth.py) with a labeller for each name, and their tokens."""
+    from toolkit.feedback_auth import FeedbackCredentials, new_token
+
+    credentials, tokens = FeedbackCredentials.new(), {}
+    for name in names or ("tester",):
+        tokens[name] = new_token()
+        credentials = credentials.with_labeller(name, tokens[name])
+    return credentials.dumps(), tokens
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1, for a service of a test's own."""
     with socket.socket() as sock:

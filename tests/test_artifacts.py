@@ -113,8 +113,12 @@ def test_not_a_directory(tmp_path):
 
 def _crafted(trained, tmp_path, edit, files: dict | None = None):
     """A copy whose manifest is edited by `edit(manifest)` and re-checksummed, as an attacker would;
-    `files` {name: bytes} are written into the copy first (their manifest entries are up to `edit`)."""
+    `files` {name: bytes} are written into the copy first (their manifest entries are up to `edit`).
+    It is signed with the checkout's key, as an insider holding the key could: the signature is
+    checked first, and the loader's own checks must still refuse what the manifest could abuse."""
+    from conftest import SIGNING_KEY
     from toolkit.ml.artifacts import manifest_checksum
+    from toolkit.ml.signing import sign_artifact
 
     target = tmp_path / "crafted"
     shutil.copytree(trained.artifact_dir, target)
@@ -124,6 +128,7 @@ def _crafted(trained, tmp_path, edit, files: dict | None = None):
     edit(manifest)
     manifest["checksum"] = manifest_checksum(manifest)
     (target / "manifest.json").write_text(json.dumps(manifest))
+    sign_artifact(target, SIGNING_KEY.read_bytes())
     return target
 
 

@@ -99,7 +99,7 @@ def test_the_deploy_role_pushes_to_its_repository_and_writes_its_prefixes_only(s
     assert set(objects) <= set(actions["s3:GetObject"])
     assert all(r.split("}")[-1].rstrip("*").strip("/") for r in objects)  # a prefix, never the whole bucket
     assert any(r.endswith(f"/retrain/{env}/*") for r in objects) and any(r.endswith(f"/models/{env}/*") for r in objects)
-    [secret] = synth["resource"]["aws_secretsmanager_secret"]
+    [secret] = [key for key, spec in synth["resource"]["aws_secretsmanager_secret"].items() if spec["name"].endswith("-model-signing-key")]
     assert actions["secretsmanager:GetSecretValue"] == [f"${{aws_secretsmanager_secret.{secret}.arn}}"]
     assert not any(a.startswith(("iam:", "ec2:", "kms:Create", "kms:Put")) for a in actions)
     assert not any(a.endswith(":*") or a == "*" for a in actions)

@@ -114,7 +114,8 @@ def test_corrupted_artifact_exits_non_zero(repo_copy, run_cli, tmp_path):
         handle.truncate(50)
     result = run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", HEART)
     assert result.exit_code == 2
-    assert "weights.npz: size is 50 bytes" in result.stderr and "Traceback" not in result.stderr
+    # keys before bytes: the signature, over the bytes as read, is what refuses it first
+    assert "files changed after signing: weights.npz" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_predict_reports_missing_features(repo_copy, run_cli):

@@ -89,3 +89,45 @@ def test_anything_the_fast_path_cannot_vouch_for_goes_to_the_reference_route(mod
     assert handler(orjson.dumps({"records": [{name: 1 for name in columns}] * 17})) is None  # over the batch limit
     assert handler(orjson.dumps({"records": []})) is None
     assert handler(orjson.dumps({"records": [{name: 1 for name in columns}], "instances": []})) is None
+
+
+def test_every_body_gets_the_same_status_and_answer_on_both_paths(model_dir, model):
+    """A property over the whole float32 range (values that overflow once standardized included) and
+    every categorical's edges and spellings (its first and last category, as numbers and as the
+    strings /v1/model lists, padded, missing tokens, an unseen text, another script's digit): where
+    the fast handler answers, its status and body are the FastAPI route's; and it answers most."""
+    from fastapi.testclient import TestClient
+
+    from toolkit.serve.app import create_app
+
+    reference = TestClient(create_app(model_dir, max_batch_size=16).api)  # the FastAPI routes alone
+    handler = PredictHandler(Predictor(model, ServerMetrics(model), None), 16)
+    rng, top = random.Random(25), float(np.finfo(np.float32).max)
+    numeric = {n["name"]: n for n in model.preprocessor.numeric}
+    categories = {c["name"]: c["categories"] for c in model.preprocessor.categorical}
+    assert categories, "the test needs a model with categorical features"
+
+    def value(name: str) -> object:
+        if rng.random() < 0.05:
+            return None
+        if name in categories:
+            first, last = categories[name][0], categories[name][-1]
+            spellings = [first, last, f" {last} ", "NA", "", "Río Bajo", "1e999", "\u0663", 99, -1, 7.5]
+            spellings += [float(c) for c in (first, last) if c.lstrip("-").replace(".", "", 1).isdigit()]
+            return rng.choice(spellings)
+        spec = numeric[name]
+        if rng.random() < 0.03:  # the edges: beyond what standardizing keeps finite, or just within it
+            return rng.choice([rng.uniform(-top, top), top, -top, 0.999 * top, 3e38, spec["mean"] + 1e37 * spec["std"]])
+        return rng.choice([rng.uniform(-1e3, 1e3), rng.randint(-5, 400), spec["mean"], 0])
+
+    answered = 0
+    for _ in range(400):
+        records = [{name: value(name) for name in model.preprocessor.columns} for _ in range(rng.choice([1, 3, 9]))]
+        body = orjson.dumps({"records": records})
+        fast = handler(body)
+        if fast is None:
+            continue  # the FastAPI route answers it, whatever it is
+        answered += 1
+        expected = reference.post("/v1/predict", content=body, headers={"content-type": "application/json"})
+        assert (fast[0], orjson.loads(fast[1])) == (expected.status_code, expected.json()), records
+    assert answered > 100, answered

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import HEART, REPO, SERVICES, free_port, wait_ready, wait_until
+from conftest import HEART, REPO, SERVICES, bearer, feedback_credentials, free_port, wait_ready, wait_until
 from toolkit.config import load_environment
 from toolkit.ml.table import read_csv
 from toolkit.paths import ProjectPaths
@@ -34,8 +34,9 @@ def heart_records(n: int, shift: dict | None = None) -> list[dict]:
 @pytest.fixture(scope="module")
 def client(model_dir):
     config = load_environment("local").feedback.model_copy(update={"drift_window": 200})
-    app = create_app(model_dir, max_batch_size=300, env="local", feedback=config, prediction_log_bucket=None)
-    with TestClient(app) as client:
+    secret, tokens = feedback_credentials("tester")
+    app = create_app(model_dir, max_batch_size=300, env="local", feedback=config, prediction_log_bucket=None, feedback_secret=secret)
+    with TestClient(app, headers=bearer(tokens["tester"])) as client:
         yield client
 
 
@@ -115,11 +116,13 @@ def server(store, model_dir, tmp_path):
     feedback = config.feedback.model_copy(update={"queue_size": 100, "batch_size": 20, "flush_seconds": 0.5})
     port = free_port()
     log = open(tmp_path / "server.log", "wb")
+    secret, tokens = feedback_credentials("tester")
     env = {**os.environ, **emulator_environment(config), "TOOLKIT_ENV": "local", "TOOLKIT_FEEDBACK": feedback.model_dump_json(),
-           "TOOLKIT_PREDICTION_LOG_BUCKET": config.artifact_store.bucket}
+           "TOOLKIT_PREDICTION_LOG_BUCKET": config.artifact_store.bucket, "TOOLKIT_FEEDBACK_SECRET": secret}
     process = subprocess.Popen([str(REPO / ".venv" / "bin" / "toolkit"), "serve", "--model", str(model_dir), "--port", str(port)],
                                env=env, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
+    _TOKENS[url] = tokens["tester"]
     try:
         wait_ready(url + "/readyz")
         yield url
@@ -129,8 +132,11 @@ def server(store, model_dir, tmp_path):
         log.close()
 
 
+_TOKENS: dict[str, str] = {}  # the labeller token of each server the tests start
+
+
 def _post(url: str, path: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    request = urllib.request.Request(url + path, json.dumps(body).encode(), {"Content-Type": "application/json", **bearer(_TOKENS[url])})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -160,6 +166,7 @@ def test_predictions_and_ground_truth_are_shipped_to_the_store(store, server):
     assert logged[0]["label"] == first["label"] and set(logged[0]["probabilities"]) == {"0", "1"}
     truth = wait_until("feedback shipped", lambda: _objects(s3(), bucket, "feedback/local/"))
     assert truth[0]["prediction_id"] == first["prediction_id"] and truth[0]["label"] == truth[0]["predicted"] == first["label"]
+    assert truth[0]["labeller"] == "tester"
     key = s3().list_objects_v2(Bucket=bucket, Prefix="predictions/local/")["Contents"][0]["Key"]
     assert key.startswith(f"predictions/local/{time.strftime('%Y-%m-%d', time.gmtime())}/") and key.endswith(".jsonl.gz")
 

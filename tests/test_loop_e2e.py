@@ -19,6 +19,7 @@ from toolkit.aws import client as aws_client
 from toolkit.context import Context
 from toolkit.delivery.release import adopt, release_model
 from toolkit.delivery.runtime import open_runtime
+from toolkit.feedback_tokens import local_token
 from toolkit.local.monitoring import start_monitoring, stop_monitoring
 from toolkit.loop.command import retrain_and_release
 from toolkit.loop.drill import drifted_records, run_drill, send_labelled, shipped, wait_shipped
@@ -92,7 +93,7 @@ def test_a_challenger_on_flipped_labels_is_refused_and_the_served_model_stays(lo
     records, labels = drifted_records(ctx)
     flipped = ["0" if label == "1" else "1" for label in labels]
     before = shipped(url, "feedback")
-    wait_shipped(url, before, send_labelled(url, records, flipped, 600))
+    wait_shipped(url, before, send_labelled(url, records, flipped, 600, local_token(ctx)))
     record = retrain_and_release(ctx, target, dry_run=False, on_line=lambda line: None)
     assert record["decision"] == "keep" and record["released"] is None, record["reason"]
     assert record["champion"]["version"] == serving

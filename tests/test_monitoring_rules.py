@@ -164,13 +164,15 @@ def test_alertmanager_configurations_pass_amtool(tmp_path):
     from toolkit.monitoring import alertmanager
 
     amtool = shutil.which("amtool") or "/usr/bin/amtool"
-    for name, document in (("local", alertmanager.local_config(load_environment("local"))),
+    token = tmp_path / "receiver-token"
+    token.write_text("t\n")
+    for name, document in (("local", alertmanager.local_config(load_environment("local"), str(token))),
                            ("sns", alertmanager.sns_config(load_environment("prod"), "arn:aws:sns:eu-west-1:333333333333:alerts"))):
         path = tmp_path / f"{name}.yml"
         path.write_text(alertmanager.render(document))
         result = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
         assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
-    route = alertmanager.local_config(load_environment("local"))["route"]
+    route = alertmanager.local_config(load_environment("local"), str(token))["route"]
     assert route["routes"][0] == {"receiver": "retrain", "matchers": ["retrain=true"], "continue": True}
 
 

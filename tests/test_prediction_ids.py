@@ -1,5 +1,5 @@
 """Prediction ids: every id of a request verifies and carries its class; a changed class, nonce or
-signature, or another key, does not verify; the key comes from the variable, else the mounted file."""
+signature, another key or another spelling does not verify."""
 
 from __future__ import annotations
 
@@ -26,17 +26,18 @@ def test_tampered_ids_and_other_keys_do_not_verify():
         assert ids.predicted_index(junk) is None
 
 
-def test_the_key_comes_from_the_variable_else_the_mounted_file_else_the_environment(tmp_path, monkeypatch):
-    key_file = tmp_path / "secret"
-    key_file.write_text("from-the-file\n")
-    monkeypatch.delenv("FEEDBACK_KEY", raising=False)
-    monkeypatch.setenv("FEEDBACK_KEY_FILE", str(key_file))
-    assert PredictionIds.for_environment("prod", "FEEDBACK_KEY").key == b"from-the-file"
-    monkeypatch.setenv("FEEDBACK_KEY", "from-the-variable")
-    assert PredictionIds.for_environment("prod", "FEEDBACK_KEY").key == b"from-the-variable"
-    monkeypatch.delenv("FEEDBACK_KEY")
-    monkeypatch.setenv("FEEDBACK_KEY_FILE", str(tmp_path / "missing"))  # the Secret is optional
-    assert PredictionIds.for_environment("prod", "FEEDBACK_KEY").key == b"toolkit-feedback:prod"
+def test_an_id_has_exactly_one_spelling():
+    """ASCII only, the class index without leading zeros, nothing after the MAC: another spelling of a
+    valid id (another script's digit, `01`, a trailing newline) is an unknown id, not a second label."""
+    ids = PredictionIds(b"k" * 32)
+    valid = ids.issue(1)
+    nonce, index, signature = valid.split(".")
+    assert ids.predicted_index(valid) == 1
+    for other in (f"{nonce}.01.{signature}", f"{nonce}.\u0661.{signature}", f"{nonce}.1.{signature}\n", f"{nonce}.1.{signature} ",
+                  f"{nonce.upper()}.1.{signature}", f"{nonce}.1.{signature.upper()}", f"{nonce}.+1.{signature}", f" {valid}"):
+        assert ids.predicted_index(other) is None, other
+    zero = ids.issue(0)
+    assert ids.predicted_index(zero) == 0 and ids.predicted_index(zero.replace(".0.", ".00.")) is None
 
 
 def test_a_forked_worker_issues_ids_of_its_own():

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import HEART, REPO, SERVICES, free_port, train_small_model, wait_ready
+from conftest import HEART, REPO, SERVICES, bearer, feedback_credentials, free_port, train_small_model, wait_ready
 from kube_emulator import EmulatorThread, write_kubeconfig
 from toolkit.context import Context
 from toolkit.loop.retrain import record_decision, retrain
@@ -41,12 +41,14 @@ def loop(tmp_path):
     # the champion is trained on the same split as the challenger will be (the config's seed): the gate's test split is unseen by both
     champion = train_small_model(tmp_path / "champion", seed=config.training.seed)
     port = free_port()
+    secret, tokens = feedback_credentials("local", "mallory")  # `local` is trusted (environments/local.yaml), mallory is not
     env = {**os.environ, **emulator_environment(config), "TOOLKIT_ENV": "local", "TOOLKIT_FEEDBACK": config.feedback.model_dump_json(),
-           "TOOLKIT_PREDICTION_LOG_BUCKET": config.artifact_store.bucket}
+           "TOOLKIT_PREDICTION_LOG_BUCKET": config.artifact_store.bucket, "TOOLKIT_FEEDBACK_SECRET": secret}
     server = subprocess.Popen([str(REPO / ".venv" / "bin" / "toolkit"), "serve", "--model", str(champion), "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz")
+        _TOKENS.update(tokens)
         yield ctx, champion, f"http://127.0.0.1:{port}", server
     finally:
         server.terminate()
@@ -54,12 +56,15 @@ def loop(tmp_path):
         stop_moto(paths)
 
 
-def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+_TOKENS: dict[str, str] = {}  # labeller: token, of the server the fixture started
+
+
+def _post(url: str, body: dict, labeller: str = "local") -> dict:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json", **bearer(_TOKENS[labeller])})
     return json.loads(urllib.request.urlopen(request, timeout=10).read())
 
 
-def _send_labelled_traffic(ctx: Context, url: str, flip: bool) -> int:
+def _send_labelled_traffic(ctx: Context, url: str, flip: bool, labeller: str = "local") -> int:
     """Every row of the dataset outside the test split to /v1/predict, then its true class (or the other
     one) to /v1/feedback. The test split stays unseen: it is where the gate judges both models."""
     from toolkit.ml.data import stratified_split
@@ -77,7 +82,7 @@ def _send_labelled_traffic(ctx: Context, url: str, flip: bool) -> int:
         predictions = _post(url + "/v1/predict", {"records": batch})["predictions"]
         labels = [("0" if t == "1" else "1") if flip else t for t in truth[start:start + 100]]
         _post(url + "/v1/feedback", {"feedback": [{"prediction_id": p["prediction_id"], "label": label}
-                                                  for p, label in zip(predictions, labels, strict=True)]})
+                                                  for p, label in zip(predictions, labels, strict=True)]}, labeller)
     return len(records)
 
 
@@ -103,6 +108,21 @@ def test_a_challenger_trained_on_flipped_labels_is_refused(loop):
     stored = json.loads(client("s3", ctx.config).get_object(Bucket=bucket, Key=key)["Body"].read())
     assert stored["decision"] == "keep" and stored["reason"] == decision.reason
     assert (ctx.paths.artifacts("local") / "latest").exists() is False  # the refused challenger is not the environment's model
+
+
+def test_one_untrusted_labellers_crafted_rows_do_not_steer_a_release(loop):
+    """Issue 25: a client with a token of its own labels its own predictions as it likes, three times over
+    the dataset. Its rows are capped at max_labeller_share of what the challenger trains on, counted in
+    the decision record, and with no trusted labeller's held-out feedback to judge on, nothing is released."""
+    ctx, champion, url, server = loop
+    sent = sum(_send_labelled_traffic(ctx, url, flip=True, labeller="mallory") for _ in range(3))
+    _stop_and_flush(server)
+    decision = retrain(ctx, champion, ctx.paths.artifacts("local") / "challengers", on_line=lambda line: None)
+    assert not decision.release and "untrusted labellers (mallory)" in decision.reason, decision.reason
+    mallory = decision.record["data"]["feedback"]["labellers"]["mallory"]
+    assert mallory["rows"] == sent and mallory["trusted"] is False and mallory["holdout"] == 0
+    base_rows, share = decision.record["data"]["base"]["rows"], ctx.config.feedback.retrain.max_labeller_share
+    assert 0 < mallory["trained"] <= share * (base_rows + mallory["trained"]) < sent / 4, mallory  # a bounded part, not 3x the data
 
 
 def test_a_challenger_on_honest_labels_passes_the_gate(loop):

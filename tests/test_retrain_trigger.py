@@ -25,16 +25,21 @@ def _payload(status: str, starts_at: str = "2026-11-27T10:00:00Z", name: str = "
     return {"version": "4", "status": status, "receiver": "retrain", "groupKey": "{}:{alertname=\"%s\"}" % name, "alerts": [alert]}
 
 
+RECEIVER_TOKEN = "receiver-token-for-tests"
+
+
 def _notify(port: int, payload: dict) -> None:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/alerts/retrain", json.dumps(payload).encode(),
-                                     {"Content-Type": "application/json"})
+                                     {"Content-Type": "application/json", "Authorization": f"Bearer {RECEIVER_TOKEN}"})
     assert urllib.request.urlopen(request, timeout=5).status == 200
 
 
 def _start_receiver(tmp_path, *extra: str, env: dict | None = None):
     port = free_port()
+    token_file = tmp_path / "receiver.token"
+    token_file.write_text(RECEIVER_TOKEN + "\n")
     process = subprocess.Popen([sys.executable, "-m", "toolkit.monitoring.receiver", "--port", str(port),
-                                "--out", str(tmp_path / "notifications.jsonl"), *extra],
+                                "--out", str(tmp_path / "notifications.jsonl"), "--token-file", str(token_file), *extra],
                                env=env or os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(f"http://127.0.0.1:{port}/healthz")
     return port, process

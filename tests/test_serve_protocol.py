@@ -83,7 +83,7 @@ def test_a_request_the_fast_route_declines_is_handed_to_fastapi_once(served, mon
 
     calls = []
     original = PredictHandler.__call__
-    monkeypatch.setattr(PredictHandler, "__call__", lambda self, body: calls.append(body) or original(self, body))
+    monkeypatch.setattr(PredictHandler, "__call__", lambda self, body, headers=(): calls.append(body) or original(self, body, headers))
     connection = HttpConnection(served.port)
     connection.send(post(b'{"records": [{"age": 1}]}', extra="X-Request-ID: bad-1\r\n"))
     status, headers, body = connection.response()

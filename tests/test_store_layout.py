@@ -72,7 +72,7 @@ def test_what_the_server_ships_lands_under_the_prefixes_the_serving_role_may_wri
         columns = {name: [None] for name in model.preprocessor.columns}
         scored = score_records(model, columns, "request")
         loop.on_predictions(list(zip(*columns.values(), strict=True)), scored)
-        loop.on_feedback([(scored.predictions[0]["prediction_id"], model.classes[0])])
+        loop.on_feedback([(scored.predictions[0]["prediction_id"], model.classes[0])], "tester")
         await loop.stop()
 
     asyncio.run(serve_one_request())

@@ -155,10 +155,15 @@ def test_first_apply_creates_everything(kube, dev):
     assert rollout.status(kube, dev)["image"] == V1.image
 
 
-def test_second_apply_with_a_new_image_bumps_the_generation_and_waits(kube, dev):
+def test_second_apply_with_a_new_image_bumps_the_generation_and_waits(kube, emulator, dev):
     _deploy(kube, dev, V1)
     seen = []
-    rollout.deploy(kube, dev, OUTPUTS, V2, 10.0, on_progress=seen.append, poll=0.05)
+    delay = emulator.emulator.delay
+    emulator.call(setattr, emulator.emulator, "delay", 1.0)  # the rollout outlasts the first poll, however loaded the machine
+    try:
+        rollout.deploy(kube, dev, OUTPUTS, V2, 10.0, on_progress=seen.append, poll=0.05)
+    finally:
+        emulator.call(setattr, emulator.emulator, "delay", delay)
     deployment = kube.get("Deployment", "serving", "ml-platform")
     assert deployment["metadata"]["generation"] == 2
     assert deployment["status"]["observedGeneration"] == 2

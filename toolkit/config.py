@@ -35,7 +35,7 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 class _Section(BaseModel):
     """Every section rejects unknown keys and is immutable once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # strict: no `true` for a number, no "yes" for a boolean
 
 
 class AwsConfig(_Section):
@@ -218,6 +218,7 @@ class TrainingConfig(_Section):
     l2: float = Field(0.0, ge=0)
     seed: int = Field(0, ge=0)
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+    max_categories: int = Field(1000, ge=2, le=100_000, description="a categorical column with more distinct values is refused")
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
 
     @field_validator("target")
@@ -283,6 +284,10 @@ class ServingConfig(_Section):
     max_batch_size: int = Field(256, ge=1, description="records per /v1/predict request")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="request body size limit")
     header_timeout_seconds: int = Field(10, ge=1, le=300, description="a connection whose request head is not complete by then is closed")
+    body_timeout_seconds: int = Field(30, ge=1, le=3600, description="a connection whose request body is not complete this long after "
+                                                                     "its head is closed (counted as status 408)")
+    feedback_port: int | None = Field(None, ge=1024, le=65535, description="serve POST /v1/feedback on this port only (and nothing "
+                                                                           "else there), so the predict port can be exposed without it")
     workers: int | None = Field(None, ge=1, le=64, description="server processes per replica (default: the CPU limit, rounded down, "
                                                                "at least 1)")
 
@@ -364,7 +369,10 @@ class RetrainConfig(_Section):
 
     tolerance: float = Field(0.01, ge=0, lt=1, description="a challenger may score this much below the champion and still win")
     quality_floor: float = Field(0.75, gt=0, le=1, description="a challenger below this accuracy on the test split is never released")
-    holdout_fraction: float = Field(0.3, gt=0, lt=1, description="share of the labelled feedback (the newest) kept out of training to judge both")
+    holdout_fraction: float = Field(0.3, gt=0, lt=1, description="share of the trusted labellers' feedback (the newest) kept out of "
+                                                                 "training to judge both")
+    max_labeller_share: float = Field(0.2, gt=0, le=1, description="a labeller's rows are at most this share of the rows a challenger "
+                                                                   "trains on (base training rows plus the feedback kept)")
     debounce_minutes: int = Field(30, ge=0, description="alerts within this long of a retraining start none again")
     github_repository: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
                                           description="forward retrain alerts to this repository's retrain.yml (repository_dispatch)")
@@ -389,8 +397,10 @@ class FeedbackConfig(_Section):
     accuracy_margin: float = Field(0.05, ge=0, lt=1, description="online accuracy this far below the test accuracy alerts")
     accuracy_window_minutes: int = Field(60, ge=1)
     min_labelled: int = Field(50, ge=1, description="labelled predictions in the window before accuracy is judged")
-    secret_env: str = Field("TOOLKIT_FEEDBACK_SECRET", pattern=r"^[A-Z][A-Z0-9_]*$",
-                            description="environment variable holding the key that signs prediction ids (else one derived from the environment's name)")
+    label_memory: int = Field(100_000, ge=1, description="prediction ids each server remembers the label of (the first label stands; "
+                                                         "a different one is a 409)")
+    trusted_labellers: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]] = Field(
+        default_factory=list, description="labellers whose newest feedback the gate judges challengers on (the others' only trains, capped)")
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
 
@@ -440,8 +450,14 @@ class EnvironmentConfig(_Section):
 
     @property
     def signing_secret_name(self) -> str:
-        """The Secrets Manager secret of the model-signing private key (modules/signing_key.py)."""
+        """The Secrets Manager secret of the model-signing private key (modules/secret.py)."""
         return f"{self.cluster.name}-model-signing-key"
+
+    @property
+    def feedback_secret_name(self) -> str:
+        """The Secrets Manager secret of the feedback loop's credentials: the prediction-id key and the
+        labellers' token hashes (toolkit/feedback_auth.py; modules/secret.py)."""
+        return f"{self.cluster.name}-feedback-credentials"
 
 
 # ---------------------------------------------------------------- loading

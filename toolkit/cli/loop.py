@@ -113,4 +113,30 @@ def train_challenger(ctx, data: str, snapshot: str, upload: str) -> None:
         click.echo(f"challenger uploaded to {upload_artifact(ctx.config, artifact, upload)}")
 
 
-COMMANDS = [retrain, loop_drill, train_challenger]
+@click.command("feedback-token")
+@pass_context
+@click.option("--name", default="local", show_default=True, metavar="NAME",
+              help="The labeller: a person, a team or a system that sends ground truth (lower-case letters, digits, . _ -).")
+@click.option("--rotate", is_flag=True, help="Replace the labeller's token (the old one stops working when the servers next start).")
+@JSON_OPTION
+def feedback_token(ctx, name: str, rotate: bool, as_json: bool) -> None:
+    """Create a labeller's token for POST /v1/feedback, and the prediction-id key if there is none.
+
+    \b
+    The token is printed once, on stdout; only its sha256 is stored: emulated environments in
+    .local/feedback/ENV.json (the token also in .local/feedback/ENV-NAME.token), cloud environments
+    in the Secrets Manager secret the stack created (<cluster>-feedback-credentials), which the
+    serving pods read when they start. Send it as `Authorization: Bearer <token>`. Labellers named
+    in feedback.trusted_labellers are the ones whose feedback the retraining gate judges on."""
+    from toolkit.feedback_tokens import create_token
+
+    token, lines = create_token(ctx, name, rotate)
+    if as_json:
+        emit_json({"labeller": name, "token": token, "notes": lines})
+        return
+    for line in lines:
+        echo_err(line)
+    click.echo(token)
+
+
+COMMANDS = [retrain, loop_drill, train_challenger, feedback_token]

@@ -156,7 +156,7 @@ def predict(model, input_path: Path, as_json: bool) -> None:
     from toolkit.ml.predict import predict_table, read_records
 
     stdin = str(input_path) == "-"
-    table = read_records(None, click.get_binary_stream("stdin").read()) if stdin else read_records(input_path)
+    table = read_records(None, click.get_binary_stream("stdin")) if stdin else read_records(input_path)
     predictions = predict_table(model, table)
     if as_json:
         emit_json({"model_version": model.version, "predictions": predictions})

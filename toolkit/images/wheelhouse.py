@@ -15,7 +15,7 @@ from toolkit.images.wheel_strip import STRIP_RULES, strip_wheel
 from toolkit.lines import silent
 from toolkit.paths import ProjectPaths
 
-# boto3: the server ships its prediction log to the artifact store (the image keeps only botocore's S3 and STS models).
+# boto3: the server ships its prediction log to the artifact store and reads its feedback credentials from Secrets Manager (the image keeps only botocore's S3, STS and Secrets Manager models).
 # model-signing and pyopenssl: the server verifies the model's signature before it serves.
 # uvloop and httptools: uvicorn's fast event loop and HTTP parser.
 SERVE_REQUIREMENTS = ["numpy", "pydantic", "PyYAML", "click", "fastapi", "uvicorn", "uvloop", "httptools", "prometheus-client",

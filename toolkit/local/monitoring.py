@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import shutil
 import sys
@@ -55,12 +56,23 @@ def monitoring_status(ctx: Context) -> list[Service]:
                     paths.state_subdir(name) / f"{name}.log") for name in (PROMETHEUS, ALERTMANAGER, RECEIVER)]
 
 
+def receiver_token_file(paths: ProjectPaths):
+    """The alert receiver's token (made on first use, 0600): the receiver checks it, Alertmanager sends it."""
+    path = paths.state_subdir(RECEIVER) / "token"
+    if not path.exists():
+        partial = path.with_name(f".token.{os.getpid()}")
+        with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+        partial.replace(path)
+    return path
+
+
 def receiver_command(ctx: Context, retrain_command: list[str] | None = None) -> list[str]:
     """The alert receiver, which runs `retrain_command` (default `toolkit retrain --env ENV`) for retrain
     alerts, and forwards them to GitHub when configured."""
     local, retrain = ctx.config.monitoring.local, ctx.config.feedback.retrain
     argv = [sys.executable, "-m", "toolkit.monitoring.receiver", "--port", str(local.receiver_port),
-            "--out", str(notifications_file(ctx.paths)), "--env", ctx.env]
+            "--out", str(notifications_file(ctx.paths)), "--env", ctx.env, "--token-file", str(receiver_token_file(ctx.paths))]
     if ctx.config.feedback.enabled:
         retrain_command = retrain_command or [sys.executable, "-m", "toolkit.cli", "retrain", "--env", ctx.env]
         argv += ["--retrain-command", shlex.join(retrain_command),
@@ -83,7 +95,7 @@ def start_monitoring(ctx: Context, timeout: float = 30.0, retrain_command: list[
                        ready=lambda: http_ok(receiver.url + "/healthz"), timeout=timeout, env={**os.environ, "TOOLKIT_ROOT": str(ctx.root)})
 
     base = paths.state_subdir(ALERTMANAGER)
-    changed = _write(base / "alertmanager.yml", alertmanager.render(alertmanager.local_config(config)))
+    changed = _write(base / "alertmanager.yml", alertmanager.render(alertmanager.local_config(config, str(receiver_token_file(paths)))))
     manager = status[ALERTMANAGER]
     if not manager.running:
         spawn_and_wait("prometheus-alertmanager", [_binary("prometheus-alertmanager"), f"--config.file={base / 'alertmanager.yml'}",

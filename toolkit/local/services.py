@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from toolkit.context import Context
 from toolkit.errors import BadInputError
+from toolkit.feedback_tokens import ensure_local_credentials
 from toolkit.images.base_image import BASE_IMAGE, ensure_base_image
 from toolkit.images.docker import docker_client
 from toolkit.images.login import registry_login
@@ -30,7 +31,7 @@ def require_emulated(ctx: Context) -> str:
 
 def start_local_services(ctx: Context, aws_only: bool = False, on_line: Lines = silent) -> list[Service]:
     """moto, then (unless aws_only) the Docker engine, the registry with ECR's login, the base image,
-    and the monitoring: Prometheus, Alertmanager and the alert receiver."""
+    the feedback credentials, and the monitoring: Prometheus, Alertmanager and the alert receiver."""
     services = [start_moto(ctx.paths, require_emulated(ctx))]
     if aws_only:
         return services
@@ -40,6 +41,7 @@ def start_local_services(ctx: Context, aws_only: bool = False, on_line: Lines = 
         services.append(start_registry(ctx.paths, ctx.config.registry.endpoint, login.username, login.password))
     if ctx.config.serving.base_image == BASE_IMAGE:
         ensure_base_image(docker_client(ctx.paths), ctx.paths, BASE_IMAGE, on_line)
+    ensure_local_credentials(ctx)  # the feedback loop's id key and the `local` labeller's token, under .local/feedback/
     return services + start_monitoring(ctx)
 
 

@@ -23,6 +23,7 @@ from typing import Callable
 
 from toolkit.context import Context
 from toolkit.errors import ToolkitError
+from toolkit.feedback_tokens import local_token
 from toolkit.local.monitoring import notifications_file
 from toolkit.monitoring.query import PrometheusClient
 from toolkit.monitoring.receiver import read_notifications
@@ -60,14 +61,15 @@ def drifted_records(ctx: Context) -> tuple[list[dict], list[str]]:
     return records, [dataset.classes[dataset.y[i]] for i in rows]
 
 
-def send_labelled(url: str, records: list[dict], labels: list[str], count: int, batch: int = 50) -> int:
-    """`count` predictions cycling through `records`, each followed by its label; returns how many were labelled."""
+def send_labelled(url: str, records: list[dict], labels: list[str], count: int, token: str, batch: int = 50) -> int:
+    """`count` predictions cycling through `records`, each followed by its label from the labeller of
+    `token`; returns how many were labelled."""
     labelled = 0
     for start in range(0, count, batch):
         indices = [(start + k) % len(records) for k in range(min(batch, count - start))]
         answer = http_json(f"{url}/v1/predict", {"records": [records[i] for i in indices]}, timeout=30)
         feedback = [{"prediction_id": p["prediction_id"], "label": labels[i]} for p, i in zip(answer["predictions"], indices, strict=True)]
-        labelled += http_json(f"{url}/v1/feedback", {"feedback": feedback}, timeout=30)["accepted"]
+        labelled += http_json(f"{url}/v1/feedback", {"feedback": feedback}, timeout=30, token=token)["accepted"]
     return labelled
 
 
@@ -120,7 +122,7 @@ def run_drill(ctx: Context, runtime: Runtime, on_step: Callable[[Step], None], t
     records, labels = drifted_records(ctx)
     count = max(config.feedback.drift_window, config.feedback.min_labelled) + config.feedback.drift_window // 2
     before = shipped(url, "feedback")
-    labelled = send_labelled(url, records, labels, count)
+    labelled = send_labelled(url, records, labels, count, local_token(ctx))
     wait_shipped(url, before, labelled)
     step("traffic", f"{count} predictions of patients aged {OLDER}+ ({len(records)} distinct rows), {labelled} labelled")
 

@@ -1,5 +1,7 @@
 """The labelled feedback in the artifact store: logged predictions (features) joined with the ground
-truth that came back for them (labels), by prediction id."""
+truth that came back for them (labels), by prediction id. The first label given for an id stands,
+whichever server took it; later labels for the id are not used (the servers refuse them with 409,
+this join makes sure of it across replicas). Each row keeps the labeller who gave it."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class LabelledRow:
     time: float
     features: dict
     label: str
+    labeller: str | None = None  # None: feedback logged before labellers had names
 
 
 def _read(config: EnvironmentConfig, url: str) -> list[dict]:
@@ -38,19 +41,19 @@ def _read(config: EnvironmentConfig, url: str) -> list[dict]:
 
 
 def labelled_rows(config: EnvironmentConfig, bucket: str) -> list[LabelledRow]:
-    """Every logged prediction that got a label, oldest first (the last label given for an id counts)."""
+    """Every logged prediction that got a label, oldest first, with its first label and who gave it."""
     store = StoreLayout.of(config, bucket)
     predictions = {r["prediction_id"]: r for r in _read(config, store.area_url(Area.PREDICTIONS))}
-    labels = {}
+    labels: dict[str, tuple[str, str | None]] = {}
     for record in sorted(_read(config, store.area_url(Area.FEEDBACK)), key=lambda r: r["time"]):
-        labels[record["prediction_id"]] = record["label"]
-    rows = [LabelledRow(pid, predictions[pid]["time"], predictions[pid]["features"], label)
-            for pid, label in labels.items() if pid in predictions]
+        labels.setdefault(record["prediction_id"], (record["label"], record.get("labeller")))
+    rows = [LabelledRow(pid, predictions[pid]["time"], predictions[pid]["features"], label, labeller)
+            for pid, (label, labeller) in labels.items() if pid in predictions]
     return sorted(rows, key=lambda r: (r.time, r.prediction_id))
 
 
 def rows_digest(rows: list[LabelledRow]) -> str:
-    canonical = json.dumps([[r.prediction_id, r.features, r.label] for r in rows], sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps([[r.prediction_id, r.features, r.label, r.labeller] for r in rows], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -71,8 +74,8 @@ def with_feedback(base: Dataset, rows: list[LabelledRow]) -> Dataset:
 def snapshot_bytes(rows: list[LabelledRow]) -> bytes:
     """The labelled rows as one gzipped JSON-lines file: what a retraining Job trains on, so that
     the Job and the gate see the same feedback however much arrives meanwhile."""
-    lines = "".join(json.dumps({"prediction_id": r.prediction_id, "time": r.time, "features": r.features, "label": r.label},
-                               separators=(",", ":")) + "\n" for r in rows)
+    lines = "".join(json.dumps({"prediction_id": r.prediction_id, "time": r.time, "features": r.features, "label": r.label,
+                                "labeller": r.labeller}, separators=(",", ":")) + "\n" for r in rows)
     return gzip.compress(lines.encode(), mtime=0)
 
 

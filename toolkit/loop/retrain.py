@@ -1,13 +1,18 @@
 """`toolkit retrain`: a challenger trained on the base data plus the labelled feedback, judged against
 the champion (the model being served) on the same held-out rows, released only if it is as good.
 
-Held-out rows, never trained on by the challenger: the base dataset's test split (the same split
-the champion was judged on: same data, same seed) and the newest `holdout_fraction` of the
-labelled feedback. The gate, in order:
+No labeller steers a release. The challenger is judged only on rows feedback cannot touch: the
+base dataset's test split (the same split the champion was judged on: same data, same seed) and
+the newest `holdout_fraction` of the feedback of the labellers the environment file trusts
+(`feedback.trusted_labellers`). Every labeller's rows, trusted or not, are capped at
+`max_labeller_share` of the rows the challenger trains on, so one labeller's crafted rows are a
+bounded part of what it learns; the decision record counts each labeller's rows. The gate, in order:
   1. the challenger's accuracy on the test split is at least `quality_floor`, and on the held-out
      feedback too when it has at least `feedback.min_labelled` rows;
   2. it is at least the champion's minus `tolerance` on the test split (the trusted labels);
-  3. and on the held-out feedback (the newest inputs), when there is any.
+  3. and on the held-out feedback (the newest inputs), when there is any;
+  4. a challenger that learned from an untrusted labeller's feedback needs trusted held-out feedback
+     (`feedback.min_labelled` rows) to be judged on: else the champion stays.
 Either way a decision record with both models' metrics, the data's hashes and row counts and the
 reason is written to the artifact store (`decisions/<env>/<time>.json`) and kept locally
 (`.local/decision-<env>.json`, what `toolkit status` shows).
@@ -57,13 +62,21 @@ def evaluate(model: ModelArtifact, dataset: Dataset, rows: np.ndarray) -> dict |
     return {k: round(float(report[k]), 4) for k in METRICS} | {"n": int(len(rows))}
 
 
-def gate(ctx: Context, champion: dict | None, challenger: dict) -> tuple[bool, str]:
-    """(release?, why) from the metrics of both on the test split and the held-out feedback."""
+def gate(ctx: Context, champion: dict | None, challenger: dict, labellers: dict | None = None) -> tuple[bool, str]:
+    """(release?, why) from the metrics of both on the test split and the trusted held-out feedback;
+    `labellers`: whose feedback the challenger trained on (TrainingData.labellers)."""
     rules = ctx.config.feedback.retrain
     test = challenger["test_split"]["accuracy"]
     if test < rules.quality_floor:
         return False, f"the challenger's accuracy on the test split, {test:.3f}, is below the quality floor {rules.quality_floor}"
     recent = challenger.get("feedback_holdout")
+    untrusted = sorted(name for name, info in (labellers or {}).items() if info["trained"] and not info["trusted"])
+    if untrusted and (recent or {}).get("n", 0) < ctx.config.feedback.min_labelled:
+        # Labels anyone with a token can send must not steer a release on their own: only the trusted
+        # labellers' held-out feedback can show that what the challenger learned from them is right.
+        return False, (f"the challenger learned from feedback of untrusted labellers ({', '.join(untrusted)}) and there are "
+                       f"{(recent or {}).get('n', 0)} held-out rows of trusted labellers' feedback to judge it on (at least "
+                       f"feedback.min_labelled = {ctx.config.feedback.min_labelled} needed; feedback.trusted_labellers)")
     if recent and recent["n"] >= ctx.config.feedback.min_labelled and recent["accuracy"] < rules.quality_floor:
         # labels the challenger cannot learn (contradicting the base data, e.g. flipped) or a world it cannot fit
         return False, (f"the challenger's accuracy on the held-out feedback, {recent['accuracy']:.3f} (n={recent['n']}), is below "
@@ -95,26 +108,55 @@ class TrainingData:
     train: np.ndarray
     validation: np.ndarray
     test: np.ndarray  # the base test split
-    holdout: np.ndarray  # the newest labelled feedback
+    holdout: np.ndarray  # the trusted labellers' newest feedback
+    labellers: dict = field(default_factory=dict)  # name: {rows, trained, holdout, trusted}
 
     @property
     def feedback_info(self) -> dict:
-        return {"rows": len(self.feedback), "sha256": rows_digest(self.feedback), "trained": len(self.feedback) - len(self.holdout),
-                "holdout": int(len(self.holdout))}
+        trained = sum(v["trained"] for v in self.labellers.values())
+        return {"rows": len(self.feedback), "sha256": rows_digest(self.feedback), "trained": trained,
+                "holdout": int(len(self.holdout)), "unused": len(self.feedback) - trained - int(len(self.holdout)),
+                "labellers": self.labellers}
 
 
 def training_data(ctx: Context, choice: DatasetChoice, feedback: list[LabelledRow]) -> TrainingData:
-    """The merged dataset and its rows: base training rows + older feedback to train on, the base
-    validation rows to stop on, the base test split and the newest feedback to judge on."""
-    settings = ctx.config.training
+    """The merged dataset and its rows: base training rows + capped feedback to train on, the base
+    validation rows to stop on, the base test split and the trusted labellers' newest feedback to judge on."""
+    settings, rules = ctx.config.training, ctx.config.feedback.retrain
+    trusted = set(ctx.config.feedback.trusted_labellers)
     base = choice.load()
     train, val, test = stratified_split(base.y, settings.validation_fraction, settings.test_fraction, settings.seed)
-    n_base, n_feedback = len(base.y), len(feedback)
-    holdout_count = int(round(n_feedback * ctx.config.feedback.retrain.holdout_fraction)) if n_feedback >= 2 else 0
-    feedback_rows = np.arange(n_base, n_base + n_feedback)
-    trained, holdout = feedback_rows[:n_feedback - holdout_count], feedback_rows[n_feedback - holdout_count:]
+    n_base = len(base.y)
+    by_labeller: dict[str, list[int]] = {}
+    for i, row in enumerate(feedback):  # oldest first
+        by_labeller.setdefault(row.labeller or "(unnamed)", []).append(n_base + i)
+    holdout: list[int] = []
+    candidates: dict[str, list[int]] = {}
+    for name, rows in by_labeller.items():
+        kept = int(round(len(rows) * rules.holdout_fraction)) if name in trusted and len(rows) >= 2 else 0
+        holdout += rows[len(rows) - kept:]
+        candidates[name] = rows[:len(rows) - kept]
+    chosen = _capped(candidates, len(train), rules.max_labeller_share)
+    labellers = {name: {"rows": len(by_labeller[name]), "trained": len(chosen[name]),
+                        "holdout": len(by_labeller[name]) - len(candidates[name]), "trusted": name in trusted}
+                 for name in sorted(by_labeller)}
+    trained = np.array(sorted(i for rows in chosen.values() for i in rows), dtype=np.int64)
     return TrainingData(choice, feedback, with_feedback(base, feedback), n_base, np.sort(np.concatenate([train, trained])), val, test,
-                        holdout)
+                        np.array(sorted(holdout), dtype=np.int64), labellers)
+
+
+def _capped(rows: dict[str, list[int]], base_rows: int, share: float) -> dict[str, list[int]]:
+    """Each labeller's newest rows, as many as keep it at most `share` of all the rows trained on
+    (`base_rows` plus every labeller's kept rows). Capping one lowers the total, so it repeats until
+    nothing changes (each round only lowers counts: it ends)."""
+    counts = {name: len(r) for name, r in rows.items()}
+    while True:
+        cap = int(share * (base_rows + sum(counts.values())))
+        capped = {name: min(len(rows[name]), cap) for name in rows}
+        if capped == counts:
+            break
+        counts = capped
+    return {name: rows[name][len(rows[name]) - counts[name]:] if counts[name] else [] for name in rows}
 
 
 def gather(ctx: Context, bucket: str | None = None) -> TrainingData:
@@ -141,6 +183,9 @@ def retrain(ctx: Context, champion_dir: Path | None, out_root: Path, on_line: Pr
     and decide; no release here (see release.py)."""
     data = gather(ctx, bucket)
     on_line(f"data: {data.base_rows} base rows, {len(data.feedback)} labelled feedback rows")
+    for name, info in data.labellers.items():
+        on_line(f"labeller {name}{' (trusted)' if info['trusted'] else ''}: {info['rows']} rows, {info['trained']} trained on, "
+                f"{info['holdout']} held out")
     challenger_dir = (trainer or (lambda d: train_challenger(ctx, d, out_root)))(data)
     return judge(ctx, data, champion_dir, challenger_dir, on_line)
 
@@ -156,7 +201,7 @@ def judge(ctx: Context, data: TrainingData, champion_dir: Path | None, challenge
     champion = load_signed_artifact(champion_dir, keys) if champion_dir else None
     if champion is not None:
         metrics["champion"] = {"test_split": evaluate(champion, merged, test), "feedback_holdout": evaluate(champion, merged, holdout)}
-    release, reason = gate(ctx, metrics.get("champion"), metrics["challenger"])
+    release, reason = gate(ctx, metrics.get("champion"), metrics["challenger"], data.labellers)
     record = {
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "env": ctx.env,
         "decision": "release" if release else "keep", "reason": reason,

@@ -46,12 +46,13 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH), buffer.getvalue())
 
 
-def read_npz(path: Path, expected: dict[str, tuple[tuple[int, ...], np.dtype]]) -> dict[str, np.ndarray]:
-    """The arrays of an .npz, each checked against `expected` {name: (shape, dtype)} from its header
-    before its data is read: a crafted header cannot make us allocate what the network does not need."""
+def read_npz(source, expected: dict[str, tuple[tuple[int, ...], np.dtype]], path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz (`source`: its bytes as a file object; `path` names it in errors), each
+    checked against `expected` {name: (shape, dtype)} from its header before its data is read: a
+    crafted header cannot make us allocate what the network does not need."""
     arrays = {}
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source) as archive:
             members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
             if set(members) != set(expected):
                 raise ArtifactError(f"{path}: holds {sorted(members)}, the architecture needs {sorted(expected)}.")
@@ -185,18 +186,43 @@ def point_latest(root: Path, version: str) -> None:
 
 
 MAX_MANIFEST_BYTES = 16 * 2**20
+MAX_ARTIFACT_FILES, MAX_ARTIFACT_BYTES = 64, 1 << 30
 
 
-def verify_artifact(directory: Path) -> dict:
-    """Check the manifest (its schema and its own checksum) and every file it lists; return it.
-
-    Nothing outside the manifest's plain file names is opened, symlinks are refused, and a file
-    the loader needs must be listed, so everything that is loaded has been verified."""
+def read_artifact_files(directory: Path) -> dict[str, bytes]:
+    """Every file of the artifact directory, read once, into memory: what is verified (checksums,
+    signature) and what is loaded are then the same bytes. Only plain files: a symbolic link or a
+    subdirectory is refused, and so is more than an artifact ever holds."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ArtifactError(f"{directory}: no model artifact here (not a directory).")
+    files, total = {}, 0
+    for entry in sorted(directory.iterdir()):
+        if entry.is_symlink():
+            raise ArtifactError(f"{entry}: is a symbolic link; an artifact holds only plain files.")
+        if not entry.is_file():
+            raise ArtifactError(f"{entry}: is not a plain file; an artifact holds only plain files.")
+        total += entry.stat().st_size
+        if len(files) >= MAX_ARTIFACT_FILES or total > MAX_ARTIFACT_BYTES:
+            raise ArtifactError(f"{directory}: over {MAX_ARTIFACT_FILES} files or {MAX_ARTIFACT_BYTES >> 20} MiB; this is not a model artifact.")
+        try:
+            files[entry.name] = entry.read_bytes()
+        except OSError as exc:
+            raise ArtifactError(f"{entry}: cannot be read ({exc.strerror or exc}).") from None
+    return files
+
+
+def verify_artifact(directory: Path) -> dict:
+    """Check the manifest (its schema and its own checksum) and every file it lists; return it."""
+    return verify_files(read_artifact_files(directory), Path(directory))
+
+
+def verify_files(files: dict[str, bytes], directory: Path) -> dict:
+    """The manifest of an artifact's files (read_artifact_files), checked: its schema and its own
+    checksum, and the size and sha256 of every file it lists. A file the loader needs must be listed,
+    so everything that is loaded has been verified."""
     manifest_path = directory / MANIFEST
-    manifest = _read_manifest(manifest_path)
+    manifest = _parse_manifest(files.get(MANIFEST), manifest_path)
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{manifest_path}: unsupported manifest (format_version must be {FORMAT_VERSION}).")
     if manifest.get("checksum") != manifest_checksum(manifest):
@@ -204,36 +230,37 @@ def verify_artifact(directory: Path) -> dict:
     checked = check_manifest(manifest, str(manifest_path))
     for name, expected in checked.files.items():
         path = directory / name
-        if path.is_symlink():
-            raise ArtifactError(f"{path}: is a symbolic link; an artifact holds only plain files.")
-        if not path.is_file():
+        data = files.get(name)
+        if data is None:
             raise ArtifactError(f"{path}: file listed in the manifest is missing.")
-        size = path.stat().st_size
-        if size != expected.bytes:
-            raise ArtifactError(f"{path}: size is {size} bytes, the manifest says {expected.bytes} (truncated or replaced).")
-        if sha256_file(path) != expected.sha256:
+        if len(data) != expected.bytes:
+            raise ArtifactError(f"{path}: size is {len(data)} bytes, the manifest says {expected.bytes} (truncated or replaced).")
+        if hashlib.sha256(data).hexdigest() != expected.sha256:
             raise ArtifactError(f"{path}: sha256 does not match the manifest (the file was modified or corrupted).")
     return manifest
 
 
-def _read_manifest(path: Path) -> object:
+def _parse_manifest(data: bytes | None, path: Path) -> object:
+    if data is None:
+        raise ArtifactError(f"{path}: manifest is missing; this is not a complete model artifact.")
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ArtifactError(f"{path}: manifest is over {MAX_MANIFEST_BYTES // 2**20} MiB; this is not a model artifact.")
     try:
-        if path.is_symlink():
-            raise ArtifactError(f"{path}: is a symbolic link; an artifact holds only plain files.")
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise ArtifactError(f"{path}: manifest is over {MAX_MANIFEST_BYTES // 2**20} MiB; this is not a model artifact.")
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: manifest is missing; this is not a complete model artifact.") from None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ArtifactError(f"{path}: manifest is corrupt and cannot be parsed ({exc}).") from None
 
 
 def load_artifact(directory: str | Path) -> ModelArtifact:
-    """Verify, then build the network and read weights whose names, shapes and dtypes it expects."""
-    directory = Path(directory)
-    manifest = verify_artifact(directory)
+    """Verify, then build the network and read weights whose names, shapes and dtypes it expects
+    (checksums only: a model to serve or predict with goes through signing.load_signed_artifact)."""
+    return load_files(read_artifact_files(Path(directory)), Path(directory))
+
+
+def load_files(files: dict[str, bytes], directory: Path) -> ModelArtifact:
+    """The model of an artifact's files, read once (read_artifact_files): verified, then built."""
+    manifest = verify_files(files, directory)
     model = Sequential.from_spec(manifest["architecture"])  # size-checked by the manifest schema
     expected = {name: (view.shape, model.dtype) for name, view in model.weights().items()}
-    model.set_weights(read_npz(directory / WEIGHTS, expected))
+    model.set_weights(read_npz(io.BytesIO(files[WEIGHTS]), expected, directory / WEIGHTS))
     return ModelArtifact(directory.resolve(), manifest, model, Preprocessor.from_dict(manifest["preprocessing"]))

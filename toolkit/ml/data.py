@@ -44,8 +44,10 @@ def prepare_dataset(
     target: str | None = None,
     categorical: list[str] | tuple[str, ...] = (),
     drop_columns: list[str] | tuple[str, ...] = (),
+    max_categories: int = 1000,
 ) -> Dataset:
-    """Check columns against the training settings; derive the target, e.g. 'num > 0'.
+    """Check columns against the training settings; derive the target, e.g. 'num > 0'. A categorical
+    column with more than `max_categories` distinct values is refused (one-hot would need a column each).
 
     A feature column without a single value carries nothing to learn from: it is dropped, with
     a warning in `Dataset.warnings`."""
@@ -70,6 +72,11 @@ def prepare_dataset(
         infinite = np.flatnonzero(np.isinf(values))
         if len(infinite):
             raise DataError(f"{src}: column '{column}' has a value too large to be a number ({table.row_name(int(infinite[0]))}).")
+    for column in categorical:
+        distinct = len(table.column(column).categories()[1])
+        if distinct > max_categories:
+            raise DataError(f"{src}: categorical column '{column}' has {distinct} distinct values, over training.max_categories "
+                            f"({max_categories}); an id-like column: drop it (--drop {column}); else raise the limit.")
     keep = table.column(label).present()
     dropped = int((~keep).sum())
     if dropped:

@@ -87,12 +87,23 @@ def score_records(model: artifacts.ModelArtifact, columns: dict[str, list], sour
     return score_table(model, Table.from_columns(columns, source))
 
 
-def read_records(path: Path | None, data: bytes | None = None) -> Table:
+MAX_INPUT_BYTES = 256 << 20  # `toolkit predict --input`: beyond this, score in parts (or serve the model)
+
+
+def read_records(path: Path | None, stream=None, limit: int = MAX_INPUT_BYTES) -> Table:
     """Records from a CSV or JSON file (a list of objects, or {"records": [...]}) as a table;
-    `data`: the bytes themselves (stdin)."""
+    `stream`: a binary stream to read instead (stdin). At most `limit` bytes are read: a bigger input
+    (or an endless one, /dev/zero) is refused, not buffered."""
     source = str(path) if path else "stdin"
     try:
-        text = (path.read_bytes() if data is None else data).decode("utf-8-sig")
+        if stream is None:
+            with open(path, "rb") as handle:
+                data = handle.read(limit + 1)
+        else:
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise DataError(f"{source}: over {limit >> 20} MiB; score it in parts, or serve the model (`toolkit serve`).")
+        text = data.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{source}: cannot read it as UTF-8 text ({getattr(exc, 'strerror', None) or exc}).") from None
     stripped = text.lstrip("\ufeff \t\r\n")
@@ -103,6 +114,8 @@ def read_records(path: Path | None, data: bytes | None = None) -> Table:
             raise DataError(f"{source}: not valid JSON ({exc}).") from None
         except RecursionError:
             raise DataError(f"{source}: JSON nested too deeply; records are objects of feature values.") from None
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts (4,300)
+            raise DataError(f"{source}: a value cannot be read as a number ({exc}).") from None
         records = data.get("records") if isinstance(data, dict) else data
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records) or not records:
             raise DataError(f'{source}: JSON input must be a non-empty list of objects or {{"records": [...]}}.')

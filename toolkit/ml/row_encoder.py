@@ -1,15 +1,17 @@
-"""The serving hot path's preprocessing: a batch of all-number rows to the network's features in a
-few vectorized numpy operations, with exactly the result of `Preprocessor.transform_table`.
+"""The serving hot path's preprocessing: a batch of rows to the network's features in a few
+vectorized numpy operations, with exactly the result of `Preprocessor.transform_table`.
 
-`Preprocessor.transform_table` is general (texts, CSV columns, per-column error messages) and
-costs ~30 numpy calls per column, which dominates a single-record request. `RowEncoder` takes
-the common request instead: rows whose values are numbers or None (missing), as one float64
-matrix in the preprocessor's column order. It answers None for anything else (a text value, a
-bool, a number out of float32 range), and the caller takes the general path, which also names
-the problem.
+`Preprocessor.transform_table` is general (CSV columns, per-column error messages) and costs ~30
+numpy calls per column, which dominates a single-record request. `RowEncoder` takes the common
+requests instead: numbers or None (missing) for numeric features, and for categorical ones also
+the category as a text, as `/v1/model` lists it ("4", "Río Bajo"), in any spelling the general
+path reads the same (" 4.0 ", "NA" for missing; an unseen category encodes as all zeros there
+and here). It answers None for anything the general path would refuse or might answer otherwise
+(a text for a numeric feature, a bool, a number out of float32 range, a value that overflows once
+standardized), and the caller takes the general path, which also names the problem.
 
 Contract: `encode(rows)` with `rows` a list of equal-length tuples/lists in `columns` order;
-returns a new (n, width) float32 array, or None.
+returns a new (n, width) float32 array of finite values, or None.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from itertools import chain
 import numpy as np
 
 from toolkit.ml.preprocess import Preprocessor
+from toolkit.ml.table import MISSING_TOKENS, category_key
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 PLAIN = {int, float, type(None)}
@@ -40,12 +43,15 @@ class RowEncoder:
         # value (NaN) sets its column's fill category instead.
         source, keys, fills = [], [], []
         offset = len(preprocessor.numeric)
+        self.texts: dict[int, dict[str, int]] = {}  # input column → {category that is not a number: output column}
         for spec in preprocessor.categorical:
             column = columns.index(spec["name"])
             numbers = [_as_number(category) for category in spec["categories"]]
             last = {number: i for i, number in enumerate(numbers) if number is not None}
             source += [column] * len(numbers)
             keys += [number if number is not None and last[number] == i else math.nan for i, number in enumerate(numbers)]
+            self.texts[column] = {category: offset + i for i, (category, number) in enumerate(zip(spec["categories"], numbers, strict=True))
+                                  if number is None}
             if spec["fill"] in spec["categories"]:
                 fills.append((column, offset + spec["categories"].index(spec["fill"])))
             offset += len(numbers)
@@ -60,14 +66,48 @@ class RowEncoder:
         # convert) or a container. Checked value by value for a few rows, in bulk for more.
         few = len(rows) <= FEW_ROWS
         if not (_plain_numbers(rows) if few else set(map(type, chain.from_iterable(rows))) <= PLAIN):
-            return None
+            return self._encode_with_texts(rows)
         try:
             matrix = np.array(rows, dtype=np.float64)  # None → NaN
         except (OverflowError, ValueError):  # an int beyond float64, or rows of different lengths
             return None
         if matrix.ndim != 2 or matrix.shape[1] != len(self.columns) or (not few and (np.abs(matrix) > FLOAT32_MAX).any()):
             return None
-        out = np.zeros((len(rows), self.width), dtype=np.float32)
+        return self._features(matrix, ())
+
+    def _encode_with_texts(self, rows: list) -> np.ndarray | None:
+        """Rows with texts for categorical features: each text becomes the number it spells (the
+        category of that number), missing, or a category that is not a number (its output column,
+        set after the numeric one-hot; in the matrix a value no numeric category equals)."""
+        width, texts, hits, prepared = len(self.columns), self.texts, [], []
+        for r, row in enumerate(rows):
+            if row.__class__ not in (list, tuple) or len(row) != width:
+                return None
+            values = list(row)
+            for c, value in enumerate(values):
+                kind = value.__class__
+                if kind is str:
+                    columns = texts.get(c)
+                    if columns is None:
+                        return None  # a text for a numeric feature: the general path refuses it (422)
+                    number, key = _read_category(value)
+                    if key is not None:
+                        hit = columns.get(key)
+                        if hit is not None:
+                            hits.append((r, hit))
+                        values[c] = math.inf  # equal to no numeric category, and not missing
+                    else:
+                        values[c] = number  # None: missing
+                elif kind is float or kind is int:
+                    if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                        return None
+                elif value is not None:
+                    return None
+            prepared.append(values)
+        return self._features(np.array(prepared, dtype=np.float64), hits)
+
+    def _features(self, matrix: np.ndarray, text_hits) -> np.ndarray | None:
+        out = np.zeros((len(matrix), self.width), dtype=np.float32)
         standardized = (matrix[:, self.numeric_at] - self.mean) / self.std
         standardized[np.isnan(standardized)] = 0.0  # a missing number is the mean: 0 once standardized
         out[:, :len(self.numeric_at)] = standardized
@@ -76,7 +116,11 @@ class RowEncoder:
         if missing.any():
             hit_rows, which = np.nonzero(missing)
             out[hit_rows, self.fill_target[which]] = 1.0
-        return out
+        for row, column in text_hits:
+            out[row, column] = 1.0
+        # A value inside float32 can overflow once standardized (a huge value of a low-variance
+        # feature): the general path refuses it with 422, so this path must not answer it.
+        return out if np.isfinite(out).all() else None
 
 
 def _plain_numbers(rows: list) -> bool:
@@ -90,6 +134,20 @@ def _plain_numbers(rows: list) -> bool:
             elif value is not None:
                 return False
     return True
+
+
+def _read_category(text: str) -> tuple[float | None, str | None]:
+    """How the general path reads a text cell of a categorical column (table.to_float, then
+    category_key): (its number, None) for a finite number, (None, None) for a missing token,
+    (None, its category key) for anything else."""
+    stripped = text.strip()
+    if stripped in MISSING_TOKENS:
+        return None, None
+    try:
+        number = float(stripped)
+    except ValueError:
+        return None, stripped
+    return (number, None) if math.isfinite(number) else (None, category_key(number))
 
 
 def _as_number(category: str) -> float | None:

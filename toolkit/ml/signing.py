@@ -84,12 +84,13 @@ def sign_artifact(directory: Path, private_key_pem: bytes) -> Path:
     return signature
 
 
-def verify_signature(directory: Path, keys: list[PublicKey]) -> PublicKey:
-    """The trusted key that signed `directory`; SignatureError with the reason when none did."""
+def verify_signature(directory: Path, keys: list[PublicKey], shown_as: Path | None = None) -> PublicKey:
+    """The trusted key that signed `directory`; SignatureError with the reason when none did
+    (`shown_as`: the name errors give the directory)."""
     from model_signing import verifying
 
-    named = Path(directory)
-    directory = named.resolve()  # artifacts/ENV/latest is a link: model-signing refuses a linked root, not what it names
+    named = Path(shown_as or directory)
+    directory = Path(directory).resolve()  # artifacts/ENV/latest is a link: model-signing refuses a linked root, not what it names
     signature = directory / SIGNATURE
     if not signature.is_file():
         raise SignatureError(f"{named}: the artifact is not signed (no {SIGNATURE}); models are signed when they are "
@@ -109,14 +110,24 @@ def verify_signature(directory: Path, keys: list[PublicKey]) -> PublicKey:
 
 
 def load_signed_artifact(directory: str | Path, trusted_keys: list[PublicKey]) -> ModelArtifact:
-    """The one way a model is loaded to serve, predict, evaluate, judge or promote: its checksums
-    (artifacts.load_artifact), then its signature against `trusted_keys`, which the caller chooses
-    (an environment's trusted keys, a --public-key, the serving container's bundle) and never the
-    artifact. `signed_by` on the result names the key that signed it."""
-    from toolkit.ml.artifacts import load_artifact
+    """The one way a model is loaded to serve, predict, evaluate, judge or promote. Keys before bytes:
+    every file is read once into memory, the signature is verified over exactly those bytes (a
+    private copy for model-signing to hash) against `trusted_keys`, which the caller chooses (an
+    environment's trusted keys, a --public-key, the serving container's bundle) and never the
+    artifact; only then are the manifest's checksums checked and the weights parsed, from the same
+    bytes. `signed_by` on the result names the key that signed it."""
+    from toolkit.ml.artifacts import load_files, read_artifact_files
 
-    model = load_artifact(directory)
-    return replace(model, signed_by=verify_signature(Path(directory), trusted_keys).name)
+    named = Path(directory)
+    files = read_artifact_files(named.resolve())  # artifacts/ENV/latest is a link to the version's directory
+    with tempfile.TemporaryDirectory(prefix="toolkit-verify-") as tmp:  # 0700: this process's alone
+        copy = Path(tmp) / "artifact"
+        copy.mkdir()
+        for name, data in files.items():
+            (copy / name).write_bytes(data)
+        signer = verify_signature(copy, trusted_keys, shown_as=named)
+    model = load_files(files, named)
+    return replace(model, signed_by=signer.name)
 
 
 def _reason(exc: Exception) -> str:

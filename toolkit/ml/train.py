@@ -37,6 +37,7 @@ class DatasetChoice:
     categorical: list[str] = field(default_factory=list)
     drop_columns: list[str] = field(default_factory=list)
     delimiter: str | None = None
+    max_categories: int = 1000
 
     @classmethod
     def from_config(cls, settings: TrainingConfig, root: Path | None = None, **overrides) -> DatasetChoice:
@@ -48,16 +49,17 @@ class DatasetChoice:
         path = Path(overrides.pop("path", None) or (root or project_root()) / settings.dataset)
         base = dict(
             label=settings.label, target=settings.target, categorical=list(settings.categorical),
-            drop_columns=list(settings.drop_columns), delimiter=settings.delimiter,
+            drop_columns=list(settings.drop_columns), delimiter=settings.delimiter, max_categories=settings.max_categories,
         )
         if "label" in overrides and overrides["label"] != settings.label:
-            base = dict(label=overrides["label"], target=None, categorical=[], drop_columns=[], delimiter=None)
+            base = dict(label=overrides["label"], target=None, categorical=[], drop_columns=[], delimiter=None,
+                        max_categories=settings.max_categories)
         base.update({k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()})
         return cls(path=path, **base)
 
     def load(self) -> Dataset:
         table = read_csv(self.path, self.delimiter)
-        return prepare_dataset(table, self.label, self.target, self.categorical, self.drop_columns)
+        return prepare_dataset(table, self.label, self.target, self.categorical, self.drop_columns, self.max_categories)
 
 
 @dataclass

@@ -30,12 +30,15 @@ def route(config: EnvironmentConfig, group_wait_seconds: int) -> dict:
     }
 
 
-def local_config(config: EnvironmentConfig) -> dict:
-    """Alertmanager's configuration on the local environment: webhooks on the toolkit's receiver."""
+def local_config(config: EnvironmentConfig, token_file: str) -> dict:
+    """Alertmanager's configuration on the local environment: webhooks on the toolkit's receiver, which
+    takes only requests with its token (`token_file`, read by Alertmanager as a bearer credential)."""
     base = f"http://127.0.0.1:{config.monitoring.local.receiver_port}/alerts"
+    http = {"authorization": {"type": "Bearer", "credentials_file": token_file}}
     return {
         "route": route(config, config.monitoring.local.group_wait_seconds),
-        "receivers": [{"name": name, "webhook_configs": [{"url": f"{base}/{name}", "send_resolved": True}]} for name in RECEIVERS],
+        "receivers": [{"name": name, "webhook_configs": [{"url": f"{base}/{name}", "send_resolved": True, "http_config": http}]}
+                      for name in RECEIVERS],
     }
 
 

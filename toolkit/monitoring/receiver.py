@@ -1,5 +1,11 @@
 """The alert receiver: Alertmanager's webhook on the local environment.
 
+Only Alertmanager may post: a request needs `Authorization: Bearer <token>` with the receiver's
+token (from `--token-file`, which Alertmanager's webhook reads as its credentials file; locally
+generated under `.local/alert-receiver/`), compared in constant time, and a body declared as
+`application/json`; anything else is refused (401, 403, 415) before it is read or acted on, so
+neither another local process nor a web page's form post can start a retraining.
+
 Every notification (webhook payload version 4) is appended as one JSON line to the notifications
 file, with the receiver it came for (`/alerts/<receiver>`) and when it arrived. Handlers can be
 registered per receiver (`on_notification`): the feedback loop's retraining hook is one
@@ -7,12 +13,13 @@ registered per receiver (`on_notification`): the feedback loop's retraining hook
 alerts, `--github-repository` forwards them to a repository's `retrain.yml` workflow.
 
     python -m toolkit.monitoring.receiver --port 9095 --out .local/alerts/notifications.jsonl \
-        --retrain-command "toolkit retrain --env local" --retrain-debounce 60
+        --token-file .local/alert-receiver/token --retrain-command "toolkit retrain --env local" --retrain-debounce 60
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import logging
 import shlex
@@ -30,9 +37,11 @@ Handler = Callable[[str, dict], None]
 class Receiver(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], out: Path) -> None:
+    def __init__(self, address: tuple[str, int], out: Path, token: str) -> None:
+        if not token:
+            raise ValueError("the receiver needs a token")
         super().__init__(address, _RequestHandler)
-        self.out = out
+        self.out, self.token = out, token.encode()
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
         self.handlers: dict[str, list[Handler]] = {}
@@ -60,24 +69,43 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._answer(200 if self.path == "/healthz" else 404, {"status": "ok"} if self.path == "/healthz" else {"error": "not found"})
 
     def do_POST(self) -> None:  # noqa: N802
+        scheme, _, offered = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not offered.strip():
+            self._answer(401, {"error": "Authorization: Bearer <the receiver's token> is required"}, close=True)
+            return
+        if not hmac.compare_digest(offered.strip().encode(), self.server.token):
+            self._answer(403, {"error": "not the receiver's token"}, close=True)
+            return
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
+            self._answer(415, {"error": "the body must be declared as Content-Type: application/json"}, close=True)
+            return
         parts = self.path.strip("/").split("/")
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
         if len(parts) != 2 or parts[0] != "alerts" or not 0 < length <= MAX_BODY:
-            self._answer(400, {"error": "POST /alerts/<receiver> with an Alertmanager webhook body"})
+            self._answer(400, {"error": "POST /alerts/<receiver> with an Alertmanager webhook body"}, close=True)
             return
         try:
             payload = json.loads(self.rfile.read(length))
         except ValueError:
             self._answer(400, {"error": "the body is not JSON"})
             return
+        if not isinstance(payload, dict):
+            self._answer(400, {"error": "the body is not an Alertmanager webhook payload (an object)"})
+            return
         self.server.record(parts[1], payload)
         self._answer(200, {"status": "recorded"})
 
-    def _answer(self, status: int, body: dict) -> None:
+    def _answer(self, status: int, body: dict, close: bool = False) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if close:  # the body was not read: the connection cannot carry another request
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
 
@@ -97,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True, help="the notifications file (JSON lines)")
+    parser.add_argument("--token-file", type=Path, required=True, help="the token every request must carry as a bearer token")
     parser.add_argument("--retrain-command", type=shlex.split, help="run this for the retrain receiver's firing alerts")
     parser.add_argument("--retrain-state", type=Path, help="where runs.jsonl and the run logs go (default: next to --out)")
     parser.add_argument("--retrain-debounce", type=float, default=1800.0, metavar="SECONDS",
@@ -109,7 +138,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from toolkit.monitoring.retrain_trigger import GitHubDispatch, RetrainRunner
 
-    receiver = Receiver((args.host, args.port), args.out)
+    try:
+        token = args.token_file.read_text().strip()
+    except OSError as exc:
+        parser.error(f"cannot read the token file {args.token_file}: {exc.strerror}")
+    if not token:
+        parser.error(f"the token file {args.token_file} is empty")
+    receiver = Receiver((args.host, args.port), args.out, token)
     if args.retrain_command:
         receiver.on_notification("retrain", RetrainRunner(args.retrain_command, args.retrain_state or args.out.parent / "retrain",
                                                           args.retrain_debounce))

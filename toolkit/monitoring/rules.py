@@ -19,6 +19,7 @@ import yaml
 
 from toolkit.config import EnvironmentConfig
 
+LABELLED = 'outcome=~"correct|wrong"'  # a prediction's first label; refused conflicting labels are not labels
 JOB = 'job="serving"'  # the scrape job of the serving pods (local scrape config, ServiceMonitor, AMP scraper)
 PREDICT = f'{JOB},route="/v1/predict"'
 RUNBOOK = "README.md#runbook-{anchor}"  # relative to the repository that ships these rules
@@ -71,7 +72,7 @@ def recordings(config: EnvironmentConfig) -> list[Recording]:
                   f"histogram_quantile(0.5, sum by (le) (rate(toolkit_http_request_duration_seconds_bucket{{{PREDICT}}}[{window}])))"),
         Recording("toolkit:online_accuracy:ratio",
                   f'sum(increase(toolkit_feedback_total{{{JOB},outcome="correct"}}[{accuracy}])) / '
-                  f"sum(increase(toolkit_feedback_total{{{JOB}}}[{accuracy}]))"),
+                  f"sum(increase(toolkit_feedback_total{{{JOB},{LABELLED}}}[{accuracy}]))"),
         Recording("toolkit:predicted_class:share",
                   f"sum by (label) (increase(toolkit_predictions_total{{{JOB}}}[{share}])) / ignoring(label) group_left "
                   f"sum(increase(toolkit_predictions_total{{{JOB}}}[{share}]))"),
@@ -125,7 +126,7 @@ def alerts(config: EnvironmentConfig) -> list[Alert]:
               "is scoring inputs unlike those it learned from.", {"retrain": "true"}),
         Alert("OnlineAccuracyLow",
               f"toolkit:online_accuracy:ratio < (max(toolkit_model_test_accuracy{{{JOB}}}) - {f.accuracy_margin}) "
-              f"and on() sum(increase(toolkit_feedback_total{{{JOB}}}[{accuracy}])) >= {f.min_labelled}",
+              f"and on() sum(increase(toolkit_feedback_total{{{JOB},{LABELLED}}}[{accuracy}])) >= {f.min_labelled}",
               m.for_seconds, "ticket",
               f"{env}: online accuracy {{{{ $value | humanizePercentage }}}} is below the model's test accuracy",
               f"Of the predictions labelled through /v1/feedback in the last {accuracy}, {{{{ $value | humanizePercentage }}}} were "

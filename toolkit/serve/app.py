@@ -70,8 +70,8 @@ class FeedbackRequest(BaseModel):
 
 
 class FeedbackResponse(BaseModel):
-    accepted: int
-    correct: int
+    accepted: int = Field(description="labels taken (a label given again is answered as the first time, and counted once)")
+    correct: int = Field(description="labels that match the prediction")
 
 
 class PredictResponse(BaseModel):
@@ -82,19 +82,25 @@ class PredictResponse(BaseModel):
 class Problem(Exception):
     """A client error: HTTP status plus the field path and message."""
 
-    def __init__(self, status: int, loc: list, message: str) -> None:
+    def __init__(self, status: int, loc: list, message: str, headers: dict | None = None) -> None:
         super().__init__(message)
-        self.status, self.loc, self.message = status, loc, message
+        self.status, self.loc, self.message, self.headers = status, loc, message, headers
 
 
-def _problem_response(status: int, errors: list[dict]) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": errors})
+def _problem_response(status: int, errors: list[dict], headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": errors}, headers=headers)
 
 
 ERROR_RESPONSES = {
     413: {"description": "request body over the configured size limit"},
     415: {"description": "the body is not declared as JSON (Content-Type: application/json)"},
     422: {"description": "invalid request; `detail` names each bad field"},
+}
+FEEDBACK_RESPONSES = {
+    **ERROR_RESPONSES,
+    401: {"description": "no labeller's token: `Authorization: Bearer <token>` (toolkit feedback-token)"},
+    403: {"description": "the token is no labeller's"},
+    409: {"description": "a prediction already has another label (the first label stands); nothing of the batch is taken"},
 }
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -156,9 +162,10 @@ def _transport(api: FastAPI, predictor: Predictor, feedback: FeedbackLoop | None
     if feedback is not None:
         fast[("POST", "/v1/feedback")] = FeedbackHandler(feedback, settings.max_batch_size)
     measure = MeasureAndLimit(FastRoutes(api, fast, faults), metrics=metrics, max_body_bytes=settings.max_body_bytes,
-                              routes=api.router.routes)
+                              routes=api.router.routes, feedback_port=settings.feedback_port if feedback is not None else None)
     # The fault switch sleeps on the event loop: with it on, the fast routes stay on the ASGI path.
-    direct = DirectRoutes({(m.encode(), p.encode()): h for (m, p), h in fast.items()}, measure) if faults is None else None
+    direct = DirectRoutes({(m.encode(), p.encode()): h for (m, p), h in fast.items()}, measure,
+                          measure.feedback_port) if faults is None else None
     return InferenceServer(api, measure, direct)
 
 
@@ -179,7 +186,7 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem):
-        return _problem_response(exc.status, [{"loc": exc.loc, "msg": exc.message, "type": "value_error"}])
+        return _problem_response(exc.status, [{"loc": exc.loc, "msg": exc.message, "type": "value_error"}], exc.headers)
 
 
 def _prediction_routes(app: FastAPI, predictor: Predictor, feedback: FeedbackLoop | None, max_batch_size: int,
@@ -202,11 +209,14 @@ def _prediction_routes(app: FastAPI, predictor: Predictor, feedback: FeedbackLoo
         # Built by score_records in the documented shape; skip re-validating it through pydantic.
         return JSONResponse(predictor.answer(rows, score_records(model, columns, "request")))
 
-    @app.post("/v1/feedback", response_model=FeedbackResponse, responses=ERROR_RESPONSES)
+    @app.post("/v1/feedback", response_model=FeedbackResponse, responses=FEEDBACK_RESPONSES)
     async def ground_truth(request: Request) -> FeedbackResponse:
         """The true label of earlier predictions, by their prediction_id: one, or many under `feedback`."""
         if feedback is None:
             raise Problem(404, ["path"], "this server runs without the feedback loop (feedback.enabled, toolkit serve --env)")
+        labeller, status, why = feedback.labellers.identify(request.headers.get("authorization"))
+        if labeller is None:
+            raise Problem(status, ["header", "authorization"], why, {"WWW-Authenticate": "Bearer"} if status == 401 else None)
         _require_json(request.headers.get("content-type"))
         try:
             payload = FeedbackRequest.model_validate_json(await request.body() or b"null")
@@ -223,7 +233,8 @@ def _prediction_routes(app: FastAPI, predictor: Predictor, feedback: FeedbackLoo
         problems = feedback.check_feedback(items)
         if problems:
             return _problem_response(422, [{"loc": loc, "msg": message, "type": "value_error"} for loc, message in problems])
-        return JSONResponse(feedback.on_feedback([(i["prediction_id"], i["label"]) for i in items]))
+        status, answer = feedback.on_feedback([(i["prediction_id"], i["label"]) for i in items], labeller)
+        return JSONResponse(answer, status_code=status)
 
 
 def _model_routes(app: FastAPI, model: ModelArtifact, metrics: ServerMetrics, max_batch_size: int) -> None:

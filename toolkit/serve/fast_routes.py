@@ -29,12 +29,13 @@ from toolkit.serve.middleware import MeasureAndLimit
 from toolkit.serve.predictor import Predictor
 
 Answer = tuple[int, bytes] | None  # (status, JSON body), or None: let the FastAPI route answer
+Headers = list[tuple[bytes, bytes]]  # the request's, names in lower case (as uvicorn gives them)
 FAULTS_APPLIED = "toolkit.faults_applied"  # scope key: the fast route applied the test fault switch already
 DECLINED = "toolkit.fast_declined"  # scope key: the protocol's direct answer (serve/protocol.py) declined the request already
 
 
 class FastRoutes:
-    def __init__(self, app, handlers: dict[tuple[str, str], Callable[[bytes], Answer]], faults=None) -> None:
+    def __init__(self, app, handlers: dict[tuple[str, str], Callable[[bytes, Headers], Answer]], faults=None) -> None:
         self.app, self.handlers, self.faults = app, handlers, faults
 
     async def __call__(self, scope, receive, send) -> None:
@@ -47,7 +48,7 @@ class FastRoutes:
             await self.faults.apply()
             scope[FAULTS_APPLIED] = True
         body = await _read_body(receive)
-        answer = handler(body) if is_json(scope["headers"]) else None
+        answer = handler(body, scope["headers"]) if is_json(scope["headers"]) else None
         if answer is None:
             await self.app(scope, _replay(body, receive), send)
             return
@@ -62,8 +63,9 @@ class DirectRoutes:
     """The fast routes as serve/protocol.py answers them, in the HTTP protocol, before any ASGI: the
     handlers by (method, raw path), and the request ids, body limit and metrics of `MeasureAndLimit`."""
 
-    handlers: dict[tuple[bytes, bytes], Callable[[bytes], Answer]]
+    handlers: dict[tuple[bytes, bytes], Callable[[bytes, Headers], Answer]]
     measure: MeasureAndLimit
+    feedback_port: int | None = None  # serving.feedback_port: which port serves which route (middleware.port_serves)
 
 
 async def _read_body(receive) -> bytes:
@@ -112,7 +114,7 @@ class PredictHandler:
         names = self.features
         self.values_of = operator.itemgetter(*names) if len(names) > 1 else (lambda record: (record[names[0]],))
 
-    def __call__(self, body: bytes) -> Answer:
+    def __call__(self, body: bytes, headers: Headers = ()) -> Answer:
         rows = self._rows(body)
         if rows is None:
             return None
@@ -150,14 +152,19 @@ class PredictHandler:
 
 
 class FeedbackHandler:
-    """POST /v1/feedback for labels that are all valid: {prediction_id, label} or {"feedback": [...]}."""
+    """POST /v1/feedback from a known labeller, for labels that are all valid: {prediction_id, label} or
+    {"feedback": [...]}. A missing or unknown token is left to the FastAPI route (401, 403)."""
 
     KEYS = {"prediction_id", "label"}
 
     def __init__(self, feedback, max_batch_size: int) -> None:
         self.feedback, self.max_batch_size = feedback, max_batch_size
 
-    def __call__(self, body: bytes) -> Answer:
+    def __call__(self, body: bytes, headers: Headers = ()) -> Answer:
+        authorization = next((value for name, value in headers if name == b"authorization"), None)
+        labeller = self.feedback.labellers.identify(authorization)[0] if authorization else None
+        if labeller is None:
+            return None
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -174,4 +181,5 @@ class FeedbackHandler:
         checked = [{"prediction_id": i["prediction_id"], "label": str(i["label"])} for i in items]
         if self.feedback.check_feedback(checked):
             return None
-        return 200, orjson.dumps(self.feedback.on_feedback([(i["prediction_id"], i["label"]) for i in checked]))
+        status, answer = self.feedback.on_feedback([(i["prediction_id"], i["label"]) for i in checked], labeller)
+        return status, orjson.dumps(answer)

@@ -7,7 +7,7 @@ faster to encode than a line per record), read back record by record.
     predictions (v1, one line per request, written before the log was batched): the same with "time": T instead of
                  the request times and sizes
     feedback:    {"v": 1, "time": T, "model_version": V, "prediction_ids": [...],
-                  "labels": [...], "predicted": [...]}
+                  "labels": [...], "predicted": [...], "labeller": NAME}  (lines before labellers had none)
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ def prediction_line(model_version: str, classes: list[str], features: list[str],
             "probabilities": dict(zip(classes, probabilities, strict=True))}
 
 
-def feedback_line(time: float, model_version: str, ids: list[str], labels: list[str], predicted: list[str]) -> dict:
+def feedback_line(time: float, model_version: str, ids: list[str], labels: list[str], predicted: list[str], labeller: str) -> dict:
     return {"v": FEEDBACK_VERSION, "time": time, "model_version": model_version, "prediction_ids": ids, "labels": labels,
-            "predicted": predicted}
+            "predicted": predicted, "labeller": labeller}
 
 
 def records(line: dict) -> list[dict]:
     """A line's records: {prediction_id, time, model_version, label, and features + probabilities (predictions)
-    or predicted (feedback)}."""
+    or predicted and labeller (feedback)}."""
     ids = line["prediction_ids"]
     if "request_times" in line:
         times = list(chain.from_iterable([t] * n for t, n in zip(line["request_times"], line["request_sizes"], strict=True)))
@@ -57,5 +57,6 @@ def records(line: dict) -> list[dict]:
             record["probabilities"] = {c: values[i] for c, values in line["probabilities"].items()}
         else:
             record["predicted"] = line["predicted"][i]
+            record["labeller"] = line.get("labeller")
         out.append(record)
     return out

@@ -1,5 +1,6 @@
 """The server's side of the feedback loop: prediction ids, the sampled prediction log, ground truth
-and drift (see shipping.py, prediction_ids.py, drift.py). `FeedbackLoop` is what the routes call."""
+from authenticated labellers, and drift (see shipping.py, prediction_ids.py, labels.py, drift.py).
+`FeedbackLoop` is what the routes call."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import orjson
 from toolkit.ml.artifacts import ModelArtifact
 from toolkit.ml.predict import Scored
 from toolkit.serve.drift import DriftMonitor
+from toolkit.serve.labels import LabelBook, Labellers, load_credentials
 from toolkit.serve.log_format import feedback_line
 from toolkit.serve.metrics import ServerMetrics
 from toolkit.serve.prediction_ids import PredictionIds
@@ -24,7 +26,9 @@ class FeedbackLoop:
     def __init__(self, model: ModelArtifact, metrics: ServerMetrics, settings: LoopSettings, put=None) -> None:
         config = settings.config
         self.model, self.metrics, self.config = model, metrics, config
-        self.ids = PredictionIds.for_environment(settings.env, config.secret_env)
+        self.labellers = Labellers(load_credentials(settings), settings.env)
+        self.ids = PredictionIds(self.labellers.id_key)
+        self.book = LabelBook(config.label_memory)
         reference = model.manifest.get("reference") or {}
         self.drift = DriftMonitor(reference.get("inputs", {}), reference.get("predicted_class_share", {}), model.classes,
                                   config.drift_window)
@@ -57,18 +61,31 @@ class FeedbackLoop:
         if self.log is not None:
             self.log.add(ids, rows, scored)
 
-    def on_feedback(self, items: list[tuple[str, str]]) -> dict:
-        """Count and log (prediction id, true label) pairs already checked by `check_feedback`."""
+    def on_feedback(self, items: list[tuple[str, str]], labeller: str) -> tuple[int, dict]:
+        """(status, body) for (prediction id, true label) pairs already checked by `check_feedback`, given
+        by `labeller`: 409 naming the ids whose first label was another (nothing of the batch is taken);
+        else 200. Idempotent: a label given again is answered as the first time, and only new labels
+        are counted and logged."""
+        new, _, conflicts = self.book.sort(items)
+        if conflicts:
+            self.metrics.feedback.labels("conflict").inc(len(conflicts))
+            return 409, {"detail": [{"loc": ["body", "feedback", i, "label"], "type": "conflict",
+                                     "msg": f"prediction {items[i][0]} already has another label; the first label stands"}
+                                    for i in conflicts]}
         classes = self.model.classes
         predicted = [classes[self.ids.predicted_index(prediction_id)] for prediction_id, _ in items]
-        correct = sum(p == label for p, (_, label) in zip(predicted, items, strict=True))
+        hits = [p == label for p, (_, label) in zip(predicted, items, strict=True)]
+        accepted, predicted = [items[i] for i in new], [predicted[i] for i in new]
+        correct = sum(hits[i] for i in new)
         self.metrics.feedback.labels("correct").inc(correct)
-        self.metrics.feedback.labels("wrong").inc(len(items) - correct)
+        self.metrics.feedback.labels("wrong").inc(len(accepted) - correct)
+        self.book.remember(accepted)
         shipper = self.shippers.get(Area.FEEDBACK)
-        if shipper is not None and items:
-            line = feedback_line(time.time(), self.model.version, [i for i, _ in items], [label for _, label in items], predicted)
-            shipper.offer(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE), len(items))
-        return {"accepted": len(items), "correct": correct}
+        if shipper is not None and accepted:
+            line = feedback_line(time.time(), self.model.version, [i for i, _ in accepted], [label for _, label in accepted], predicted,
+                                 labeller)
+            shipper.offer(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE), len(accepted))
+        return 200, {"accepted": len(items), "correct": sum(hits)}
 
     def check_feedback(self, items: list[dict]) -> list[tuple[list, str]]:
         """Problems (location, message) with each {prediction_id, label}: unknown ids, labels that are not classes."""

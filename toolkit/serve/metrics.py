@@ -55,11 +55,12 @@ class ServerMetrics:
         self.log_queue = Gauge("toolkit_prediction_log_queue", "Records waiting to be shipped", ["kind"], registry=self.registry,
                                multiprocess_mode="livesum")
         self.log_errors = Counter("toolkit_prediction_log_errors", "Failed attempts to ship a batch", ["kind"], registry=self.registry)
-        self.feedback = Counter("toolkit_feedback", "Labelled predictions by outcome (the label matched the prediction or not)",
+        self.feedback = Counter("toolkit_feedback", "Labels by outcome: the first label of a prediction matched it (correct) or not (wrong), or a later label "
+                                "contradicted the first (conflict, refused with 409)",
                                 ["outcome"], registry=self.registry)
         for kind, outcome in (("predictions", "shipped"), ("predictions", "dropped"), ("feedback", "shipped"), ("feedback", "dropped")):
             self.log_records.labels(kind, outcome)  # present from the start: rate() and alerts need the zero
-        for outcome in ("correct", "wrong"):
+        for outcome in ("correct", "wrong", "conflict"):
             self.feedback.labels(outcome)
 
     def watch_drift(self, drift) -> None:

@@ -8,10 +8,11 @@ keyed BLAKE2b (a MAC by design, RFC 7693; 64 bits) of nonce and class index, one
 
 Ground truth comes back later, to whichever replica (and whichever model version) is serving then,
 so an id carries what is needed to score the prediction (the predicted class) and a MAC that
-proves this platform issued it; an id that does not verify is unknown (a 4xx). The key comes
-from the environment variable `feedback.secret_env`, or the file its `_FILE` twin names (the
-Kubernetes Secret `toolkit-feedback`, mounted); without one it falls back to a key derived from the environment's name, which stops typos and random ids but
-not a client who reads this code.
+proves this platform issued it; an id that does not verify is unknown (a 4xx). The key is the
+environment's `id_key` (toolkit/feedback_auth.py): there is no fallback key anyone could derive.
+
+An id is parsed strictly: ASCII lower-case hex and digits only, the class index without leading
+zeros, and nothing after the MAC (not even a newline), so each prediction has exactly one spelling.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import os
 import re
 import secrets
 
-_ID = re.compile(r"^([0-9a-f]{16,32})\.(\d{1,4})\.([0-9a-f]{16})$")  # 20-digit nonces: ids of earlier servers
+# 20-digit nonces: ids of earlier servers. fullmatch, and [0-9] not \d: no trailing newline, no other scripts' digits.
+_ID = re.compile(r"([0-9a-f]{16,32})\.(0|[1-9][0-9]{0,3})\.([0-9a-f]{16})", re.ASCII)
 
 
 _TAILS: dict[tuple[int, int], tuple[str, bytes]] = {}
@@ -49,17 +51,6 @@ class PredictionIds:
         self._process = secrets.token_hex(8)
         self._requests = itertools.count()
 
-    @classmethod
-    def for_environment(cls, env: str, secret_env: str) -> PredictionIds:
-        """The key from $<secret_env>, else the file named by $<secret_env>_FILE (a mounted Kubernetes
-        Secret), else one derived from the environment's name."""
-        secret = os.environ.get(secret_env)
-        path = os.environ.get(f"{secret_env}_FILE")
-        if not secret and path and os.path.isfile(path):
-            with open(path, "rb") as handle:
-                secret = handle.read().strip().decode(errors="replace")
-        return cls(secret.encode() if secret else f"toolkit-feedback:{env}".encode())
-
     def _sign(self, nonce: str, index: int) -> str:
         return hashlib.blake2b(f"{nonce}.{index}".encode(), key=self.key, digest_size=8).hexdigest()
 
@@ -83,7 +74,7 @@ class PredictionIds:
 
     def predicted_index(self, prediction_id: str) -> int | None:
         """The predicted class index the id was issued for; None when this platform did not issue it."""
-        match = _ID.match(prediction_id) if isinstance(prediction_id, str) else None
+        match = _ID.fullmatch(prediction_id) if prediction_id.__class__ is str else None
         if match is None:
             return None
         nonce, index, signature = match.group(1), int(match.group(2)), match.group(3)

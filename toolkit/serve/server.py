@@ -14,21 +14,29 @@ from toolkit.serve.metrics import SUPERVISOR_PID_ENV
 log = logging.getLogger("toolkit.serve")
 
 
-def run(app, host: str, port: int, header_timeout: float = 10.0, keep_alive: float = 5.0, workers: int = 1) -> None:
-    """Serve `app` (uvicorn_config); `workers` > 1: that many forked processes, each on its own socket
-    on the port (supervise)."""
+def run(app, host: str, port: int, header_timeout: float = 10.0, keep_alive: float = 5.0, workers: int = 1,
+        body_timeout: float = 30.0, feedback_port: int | None = None) -> None:
+    """Serve `app` (uvicorn_config) on `port`, and on `feedback_port` too when given (the app serves
+    POST /v1/feedback there only: middleware.port_serves); `workers` > 1: that many forked processes,
+    each with its own sockets on the ports (supervise)."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = uvicorn_config(app, host, port, header_timeout, keep_alive)
+    config = uvicorn_config(app, host, port, header_timeout, keep_alive, body_timeout)
+    ports = [port, *([feedback_port] if feedback_port else [])]
     tune_gc()
-    if workers == 1:
+    if workers == 1 and len(ports) == 1:
         uvicorn.Server(config).run()
+    elif workers == 1:
+        sockets = [_bound(config.host, p, reuse_port=False) for p in ports]
+        for sock in sockets:
+            sock.listen(config.backlog)
+        uvicorn.Server(config).run(sockets=sockets)
     else:
-        supervise(config, workers)
+        supervise(config, workers, ports)
 
 
-def uvicorn_config(app, host: str, port: int, header_timeout: float = 10.0, keep_alive: float = 5.0):
+def uvicorn_config(app, host: str, port: int, header_timeout: float = 10.0, keep_alive: float = 5.0, body_timeout: float = 30.0):
     """uvloop and httptools (h11 and asyncio's loop cost ~20 % of a small request), and our protocol:
     the header deadline and, when `app` has them (`app.direct`), direct answers for the fast routes."""
     import uvicorn
@@ -38,7 +46,7 @@ def uvicorn_config(app, host: str, port: int, header_timeout: float = 10.0, keep
 
     # No proxy-headers middleware: nothing here uses the client's address, and it costs on every request.
     return uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_keep_alive=int(keep_alive), loop="uvloop",
-                          http=protocol_class(HttpToolsProtocol, header_timeout, getattr(app, "direct", None)),
+                          http=protocol_class(HttpToolsProtocol, header_timeout, getattr(app, "direct", None), body_timeout),
                           interface="asgi3", proxy_headers=False)
 
 
@@ -53,7 +61,23 @@ def tune_gc() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-def supervise(config, workers: int) -> None:
+def _bound(host: str, port: int, reuse_port: bool):
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ToolkitError(f"cannot listen on {host}:{port}: {exc.strerror}; is another server running "
+                           "there? Stop it, or pass another --port.") from None
+    return sock
+
+
+def supervise(config, workers: int, ports: list[int] | None = None) -> None:
     """Fork `workers` uvicorn servers and keep them running: a worker that dies is replaced and its
     metrics marked dead; SIGTERM/SIGINT stop them all gracefully. Forked after the model is loaded
     and verified, so the workers share its pages and start at once. uvicorn's own --workers would
@@ -65,29 +89,17 @@ def supervise(config, workers: int) -> None:
     other one idled. The supervisor holds the sockets, so connections that arrive for a worker
     being replaced wait in its socket's queue for the new one."""
     import signal
-    import socket
     import time
 
     import uvicorn
 
-    def bound(reuse_port: bool) -> socket.socket:
-        sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.bind((config.host, config.port))
-        except OSError as exc:
-            sock.close()
-            raise ToolkitError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}; is another server running "
-                               "there? Stop it, or pass another --port.") from None
-        return sock
-
+    ports = ports or [config.port]
     # SO_REUSEPORT would also let another server of the same user share the port (half the requests
     # to another model): a plain bind first fails as before when anything listens there.
-    bound(reuse_port=False).close()
-    sockets = [bound(reuse_port=True) for _ in range(workers)]
-    for sock in sockets:
+    for port in ports:
+        _bound(config.host, port, reuse_port=False).close()
+    sockets = [[_bound(config.host, port, reuse_port=True) for port in ports] for _ in range(workers)]
+    for sock in (s for slot in sockets for s in slot):
         sock.listen(config.backlog)
     children: dict[int, tuple[int, float]] = {}  # pid: (its socket, when it started)
     supervisor = os.getpid()
@@ -100,7 +112,7 @@ def supervise(config, workers: int) -> None:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             _stop_with_parent(supervisor)
             try:
-                uvicorn.Server(config).run(sockets=[sockets[slot]])
+                uvicorn.Server(config).run(sockets=sockets[slot])
             finally:
                 os._exit(0)
         children[pid] = (slot, time.monotonic())
@@ -135,7 +147,7 @@ def supervise(config, workers: int) -> None:
             if time.monotonic() - started < 1.0:
                 time.sleep(1.0)  # a worker that dies at once must not become a fork loop
             spawn(slot)
-    for sock in sockets:
+    for sock in (s for slot in sockets for s in slot):
         sock.close()
 
 

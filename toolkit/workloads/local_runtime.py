@@ -19,6 +19,7 @@ from toolkit.aws import emulator_environment
 from toolkit.config import EnvironmentConfig
 from toolkit.context import Context
 from toolkit.errors import RolloutError
+from toolkit.feedback_tokens import ensure_local_credentials
 from toolkit.images.build import MODEL_VERSION_LABEL
 from toolkit.images.docker import docker_client
 from toolkit.images.login import RegistryLogin
@@ -65,12 +66,11 @@ def _logs_tail(container, lines: int = 15) -> str:
         return ""
 
 
-def _run(docker, config: EnvironmentConfig, release: Release, name: str, port: int, public_keys: str, serving: bool = False):
+def _run(docker, config: EnvironmentConfig, release: Release, name: str, port: int, settings: ServingSettings, serving: bool = False):
     """Start the image like the Deployment's pod: non-root, read-only root fs, no capabilities,
     a tmpfs /tmp, the ConfigMap's environment; host network on 127.0.0.1 (docs/local-environment.md).
     The serving container comes back with the engine (`toolkit local down` / `up`)."""
-    settings = ServingSettings.from_config(config, public_keys, host="127.0.0.1").replace(port=port)
-    environment = {**settings.to_environ(), **emulator_environment(config)}
+    environment = {**settings.replace(port=port).to_environ(), **emulator_environment(config)}
     return docker.containers.run(
         release.image, name=name, detach=True, network_mode="host", environment=environment,
         user=f"{RUN_AS_USER}:{RUN_AS_USER}", read_only=True, tmpfs={"/tmp": "size=64m"}, cap_drop=["ALL"],
@@ -142,8 +142,8 @@ def deploy_local(ctx: Context, release: Release, login: RegistryLogin | None = N
     candidate_name, port = f"{name}-candidate", _free_port()
     _remove(docker, candidate_name)
     on_line(f"candidate {release.image} on 127.0.0.1:{port}")
-    keys = bundle(trusted_keys(ctx))
-    candidate = _run(docker, config, release, candidate_name, port, keys)
+    settings = serving_settings(ctx)
+    candidate = _run(docker, config, release, candidate_name, port, settings)
     try:
         wait_ready(candidate, port, timeout)
     except RolloutError as failure:
@@ -152,15 +152,22 @@ def deploy_local(ctx: Context, release: Release, login: RegistryLogin | None = N
         kept = f"\n{serving.image} keeps serving on {service_url(config)}" if serving else ""
         raise RolloutError(f"{failure}{kept}", failure.reason) from None
     candidate.remove(force=True)
-    previous = _swap(docker, config, release, name, timeout, on_line, keys)
+    previous = _swap(docker, config, release, name, timeout, on_line, settings)
     records = ReleaseRecords(ctx.paths, ctx.env)
     records.save_history(with_release(records.history(), release))
     return {"release": release.image, "model_version": release.model_version, "url": service_url(config),
             "replaced": previous, "seconds": round(time.monotonic() - start, 1)}
 
 
+def serving_settings(ctx: Context) -> ServingSettings:
+    """The container's settings: the environment's, on loopback, with the keys it trusts and its feedback
+    credentials (feedback_tokens.py: made under .local/ on first use)."""
+    return ServingSettings.from_config(ctx.config, bundle(trusted_keys(ctx)), host="127.0.0.1",
+                                       feedback_secret=ensure_local_credentials(ctx).dumps())
+
+
 def _swap(docker, config: EnvironmentConfig, release: Release, name: str, timeout: float, on_line: Progress,
-          keys: str) -> str | None:
+          settings: ServingSettings) -> str | None:
     """Stop the old container, start the new one on the service port; on failure restart the old."""
     import docker as docker_sdk
 
@@ -173,7 +180,7 @@ def _swap(docker, config: EnvironmentConfig, release: Release, name: str, timeou
         old.stop(timeout=10)
         old.rename(f"{name}-previous-{int(time.time())}")
     on_line(f"serving {release.image} on {service_url(config)}")
-    new = _run(docker, config, release, name, config.serving.port, keys, serving=True)
+    new = _run(docker, config, release, name, config.serving.port, settings, serving=True)
     try:
         wait_ready(new, config.serving.port, timeout)
     except RolloutError:

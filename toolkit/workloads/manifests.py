@@ -38,10 +38,6 @@ def _system_pool(config: EnvironmentConfig) -> NodePoolConfig:
     return next(pool for pool in config.node_pools if not pool.gpu)
 
 
-FEEDBACK_SECRET = "toolkit-feedback"  # `kubectl -n NS create secret generic toolkit-feedback --from-literal=secret=$(openssl rand -hex 32)`
-FEEDBACK_SECRET_DIR = "/etc/toolkit/feedback"
-
-
 def namespace(config: EnvironmentConfig) -> dict:
     name = config.workloads.namespace
     meta = object_meta(config, name, "namespace")
@@ -71,18 +67,17 @@ def deployment(config: EnvironmentConfig, release: Release) -> dict:
     probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3}
     container = {
         "name": "server", "image": release.image, "imagePullPolicy": "Always",
-        "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"},
+                  *([{"name": "feedback", "containerPort": serving.feedback_port, "protocol": "TCP"}] if serving.feedback_port else [])],
+        # The settings; the feedback credentials are read by the server from Secrets Manager with the
+        # serving role (TOOLKIT_FEEDBACK_SECRET_NAME): no Secret in the cluster to create or leak.
         "envFrom": [{"configMapRef": {"name": SERVING}}],
-        # the key that signs prediction ids, shared by every replica, as a file (serve/prediction_ids.py);
-        # optional: without the Secret, a key derived from the environment's name
-        "env": [{"name": f"{config.feedback.secret_env}_FILE", "value": f"{FEEDBACK_SECRET_DIR}/secret"}],
         "resources": resource_requirements(serving.resources),
         "startupProbe": {**probe, "failureThreshold": 30, "periodSeconds": 2},
         "readinessProbe": probe,
         "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
         "securityContext": restricted_container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                         {"name": FEEDBACK_SECRET, "mountPath": FEEDBACK_SECRET_DIR, "readOnly": True}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     spec = {
         "revisionHistoryLimit": 10,
@@ -102,8 +97,7 @@ def deployment(config: EnvironmentConfig, release: Release) -> dict:
                 ],
                 "terminationGracePeriodSeconds": 30,
                 "containers": [container],
-                "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-                            {"name": FEEDBACK_SECRET, "secret": {"secretName": FEEDBACK_SECRET, "optional": True, "defaultMode": 0o440}}],
+                "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
             },
         },
     }
@@ -116,7 +110,9 @@ def deployment(config: EnvironmentConfig, release: Release) -> dict:
 def service(config: EnvironmentConfig) -> dict:
     return {"apiVersion": "v1", "kind": "Service", "metadata": object_meta(config, SERVING, SERVING, config.workloads.namespace),
             "spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": SERVING, OWNER_LABEL: config.name},
-                     "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
+                     "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                               *([{"name": "feedback", "port": config.serving.feedback_port, "targetPort": "feedback", "protocol": "TCP"}]
+                                 if config.serving.feedback_port else [])]}}
 
 
 def horizontal_pod_autoscaler(config: EnvironmentConfig) -> dict:

@@ -13,9 +13,13 @@ from toolkit.workloads.kube import Kube
 from toolkit.workloads.manifests import SERVING
 
 
-def http_json(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
+def http_json(url: str, body: dict | None = None, timeout: float = 5.0, token: str | None = None) -> dict:
+    """GET (or POST `body` as JSON) and parse the answer; `token`: sent as a bearer token."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    headers = {"Content-Type": "application/json"} if data else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
