@@ -60,12 +60,27 @@ class RowEncoder:
         self.keys = np.array(keys, dtype=np.float64)
         self.fill_source = np.array([c for c, _ in fills], dtype=np.intp)
         self.fill_target = np.array([t for _, t in fills], dtype=np.intp)
+        # For a few rows, value by value in Python (numpy's per-call cost is most of a one-record
+        # request): each numeric feature's (column, mean, std), and each categorical one's (column,
+        # {category as a number, and as the text /v1/model lists: output column}, fill's output column).
+        self.numeric_specs = [(columns.index(n["name"]), n["mean"], n["std"]) for n in preprocessor.numeric]
+        self.categorical_specs = []
+        fill_of, offset = dict(fills), len(preprocessor.numeric)
+        for spec in preprocessor.categorical:
+            column = columns.index(spec["name"])
+            outputs = range(offset, offset + len(spec["categories"]))
+            lookup = {number: j for j, number in zip(outputs, keys[offset - len(preprocessor.numeric):], strict=False) if not math.isnan(number)}
+            lookup.update(zip(spec["categories"], outputs, strict=True))
+            self.categorical_specs.append((column, lookup, fill_of.get(column)))
+            offset += len(spec["categories"])
 
     def encode(self, rows: list) -> np.ndarray | None:
         # Only ints, floats within float32's range and None (missing): not a bool, a text ("1.5" would
         # convert) or a container. Checked value by value for a few rows, in bulk for more.
         few = len(rows) <= FEW_ROWS
-        if not (_plain_numbers(rows) if few else set(map(type, chain.from_iterable(rows))) <= PLAIN):
+        if few:
+            return self._encode_few(rows)
+        if not set(map(type, chain.from_iterable(rows))) <= PLAIN:
             return self._encode_with_texts(rows)
         try:
             matrix = np.array(rows, dtype=np.float64)  # None → NaN
@@ -74,6 +89,45 @@ class RowEncoder:
         if matrix.ndim != 2 or matrix.shape[1] != len(self.columns) or (not few and (np.abs(matrix) > FLOAT32_MAX).any()):
             return None
         return self._features(matrix, ())
+
+    def _encode_few(self, rows: list) -> np.ndarray | None:
+        """A few rows, value by value: the same numbers as `_features` (float64 arithmetic, then float32)."""
+        width, features = len(self.columns), []
+        for row in rows:
+            if row.__class__ not in (list, tuple) or len(row) != width:
+                return None
+            out = [0.0] * self.width
+            for j, (c, mean, std) in enumerate(self.numeric_specs):
+                value = row[c]
+                kind = value.__class__
+                if kind is float or kind is int:
+                    if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                        return None
+                    out[j] = (value - mean) / std
+                elif value is not None:
+                    return None  # a text, a bool, a container: the general path answers it
+            for c, lookup, fill in self.categorical_specs:
+                value = row[c]
+                kind = value.__class__
+                if value is None:
+                    hit = fill
+                elif kind is float or kind is int:
+                    if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                        return None
+                    hit = lookup.get(value)
+                elif kind is str:
+                    hit = lookup.get(value)
+                    if hit is None:
+                        number, key = _read_category(value)
+                        hit = fill if number is None and key is None else lookup.get(number if key is None else key)
+                else:
+                    return None
+                if hit is not None:
+                    out[hit] = 1.0
+            features.append(out)
+        with np.errstate(over="ignore"):  # beyond float32 once standardized: inf, refused just below
+            matrix = np.array(features, dtype=np.float32)
+        return matrix if np.isfinite(matrix).all() else None
 
     def _encode_with_texts(self, rows: list) -> np.ndarray | None:
         """Rows with texts for categorical features: each text becomes the number it spells (the

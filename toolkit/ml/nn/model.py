@@ -113,6 +113,8 @@ def class_probabilities(model: Sequential, x: np.ndarray, output: str) -> np.nda
     A sigmoid output (one logit) becomes two columns: [P(class 0), P(class 1)]."""
     logits = model.predict_logits(x).astype(np.float64)
     if output == "sigmoid":
-        positive = sigmoid(logits[:, 0])
-        return np.column_stack([1 - positive, positive])
+        probabilities = np.empty((len(logits), 2))
+        positive = sigmoid(logits[:, 0], out=probabilities[:, 1])
+        np.subtract(1, positive, out=probabilities[:, 0])
+        return probabilities
     return softmax(logits)
