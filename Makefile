@@ -21,7 +21,7 @@ CDKTF = $(TF_ENV) npx --no-install cdktf
 STEP := scripts/step
 export VERBOSE V
 
-.PHONY: help setup demo demo-loop retrain promote test test-fast train bench clean synth synth-hcl dashboards deploy destroy local-up local-down lint lint-code build push release render plan
+.PHONY: help setup demo demo-loop retrain promote rollout test test-fast train bench clean synth synth-hcl dashboards deploy destroy local-up local-down lint lint-code build push release render plan
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -114,10 +114,12 @@ endef
 release: setup ## build → push → deploy → smoke test of ENV's serving image (make release ENV=dev)
 	$(call release_steps,release-$(ENV),$(ENV))
 
-promote: setup ## Promote FROM's verified release to ENV by digest, then deploy it there (make promote FROM=staging ENV=prod)
+promote: setup ## Promote FROM's verified release to ENV by digest (make promote FROM=staging ENV=prod; the promote role); then make rollout
 	@test -n "$(FROM)" || { echo "FROM is required: the environment the release was verified in (make promote FROM=staging ENV=prod)"; exit 2; }
 	@$(STEP) --show '^(promoted|model) ' promote-$(ENV) $(TOOLKIT) promote --from $(FROM) --to $(ENV)
-	@$(STEP) --show '^(deployed|smoke) ' promote-$(ENV)-deploy $(TOOLKIT) deploy --env $(ENV)
+
+rollout: setup ## Deploy ENV's last pushed or promoted release, smoke-test it and record it as verified (make rollout ENV=prod)
+	@$(STEP) --show '^(deployed|smoke) ' rollout-$(ENV) $(TOOLKIT) deploy --env $(ENV)
 
 render: setup ## Print ENV's Kubernetes manifests (YAML)
 	@$(TOOLKIT) render --env $(ENV)

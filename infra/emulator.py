@@ -9,19 +9,22 @@ from cdktf_cdktf_provider_aws.eks_node_group import EksNodeGroup
 from cdktf_cdktf_provider_aws.launch_template import LaunchTemplate
 from cdktf_cdktf_provider_aws.prometheus_workspace import PrometheusWorkspace
 from cdktf_cdktf_provider_aws.provider import AwsProviderEndpoints
+from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
 from constructs import IConstruct
 
 from toolkit.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY
 
 # Every AWS API the stack (and its backend) calls; all of them go to `aws.endpoint_url` when set.
-ENDPOINT_SERVICES = ("ec2", "eks", "ecr", "iam", "kms", "s3", "sts", "cloudwatchlogs", "dynamodb", "amp", "sns", "secretsmanager")
+ENDPOINT_SERVICES = ("ec2", "eks", "ecr", "iam", "kms", "s3", "sts", "cloudwatchlogs", "dynamodb", "amp", "sns", "secretsmanager", "sqs")
 # Fake keys for an emulator endpoint; real AWS uses the normal credential chain.
 CREDENTIALS = {"access_key": EMULATOR_ACCESS_KEY, "secret_key": EMULATOR_SECRET_KEY}
 # Attributes moto invents or drops, per resource type: without ignoring them a second deploy would
 # plan changes that real AWS never shows. Moto adds a `remote_access` block (ec2SshKey "eksKeypair")
 # to every node group and a tag specification to launch templates, and does not keep an AMP
 # workspace's `kms_key_arn` (so it would be replaced on every deploy).
-INVENTED_ATTRIBUTES = {EksNodeGroup: ["remote_access"], LaunchTemplate: ["tag_specifications"], PrometheusWorkspace: ["kms_key_arn"]}
+# moto writes a dead-letter queue's ARN in the redrive policy with its own default region (us-east-1).
+INVENTED_ATTRIBUTES = {EksNodeGroup: ["remote_access"], LaunchTemplate: ["tag_specifications"], PrometheusWorkspace: ["kms_key_arn"],
+                       SqsQueue: ["redrive_policy"]}
 
 
 def provider_settings(url: str) -> dict:
@@ -53,5 +56,7 @@ class IgnoreInventedAttributes:
 
 
 # The emulator serves plain HTTP and enforces bucket policies: a TLS-only policy (aws:SecureTransport)
-# would refuse every request the toolkit and the server make to the artifact store.
-STORE_SETTINGS = {"deny_insecure_transport": False}
+# would refuse every request the toolkit and the server make to the artifact store, and it does
+# not evaluate the principal conditions the promotion prefix's writers are named by. An emulated
+# environment promotes from nothing, so its store has no bucket policy at all.
+STORE_SETTINGS = {"deny_insecure_transport": False, "only_writers": None}

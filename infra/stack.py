@@ -16,6 +16,7 @@ from modules.monitoring import Monitoring
 from modules.network import Network
 from modules.node_pool import NodePool, NodeRole
 from modules.registry import Registry
+from modules.retrain_queue import CONSUME_ACTIONS
 from modules.secret import Secret
 from toolkit.config import EnvironmentConfig, promotion_peers
 from toolkit.paths import Output, stack_name
@@ -44,24 +45,31 @@ class PlatformStack(TerraformStack):
         # Build once, promote by digest: the environments that promote from this one read its images,
         # verified releases and models; this one reads those of the environment it promotes from.
         promotion_source, promotion_targets = promotion_peers(config)
-        target_roles = [target.ci_role_arn("deploy") for target in promotion_targets]
-        registry = Registry(self, "registry", config=config.registry, account_id=account, prevent_destroy=protect,
+        target_roles = [target.ci_role_arn("promote") for target in promotion_targets]
+        registry = Registry(self, "registry", config=config.registry, account_id=account, prevent_destroy=protect, region=config.aws.region,
                             pull_roles=target_roles)
+        # Only the promote role writes an environment's promotion records (none: nobody does).
+        promoter = [config.ci_role_arn("promote")] if promotion_source else []
+        only_writers = {prefix: promoter for prefix in layout.StoreLayout.of(config).prefixes(layout.ONLY_THE_PROMOTER_WRITES)}
         store = ArtifactStore(self, "artifact-store", config=config.artifact_store, account_id=account, prevent_destroy=protect,
                               region=config.aws.region, readers={role: promotion_source_prefixes(config) for role in target_roles},
-                              **(emulator.STORE_SETTINGS if config.aws.endpoint_url else {}))
+                              **({"only_writers": only_writers} | (emulator.STORE_SETTINGS if config.aws.endpoint_url else {})))
         store_layout = layout.StoreLayout.of(config)
         identity = dict(oidc_provider_arn=cluster.oidc_provider.arn, oidc_issuer=cluster.oidc_issuer,
                         namespace=config.workloads.namespace, bucket_arn=store.arn, kms_key_arn=store.key.arn)
+        # Who may read or set each secret's value; nobody else may, an administrator with secretsmanager:* included.
+        admins = list(config.cluster.admin_principals)
         signing = Secret(self, "signing-key", name=config.signing_secret_name, kms_key_arn=store.key.arn, prevent_destroy=protect,
-                         description="model-signing private key (PEM); set by `toolkit signing-key`")
+                         description="model-signing private key (PEM); set by `toolkit signing-key`",
+                         readers=[config.workload_role_arn("training"), config.ci_role_arn("deploy")], writers=admins)
         feedback = Secret(self, "feedback-credentials", name=config.feedback_secret_name, kms_key_arn=store.key.arn,
-                          description="prediction-id key and labellers' token hashes (JSON); set by `toolkit feedback-token`")
-        training = WorkloadRole(self, "training-role", name=f"{config.cluster.name}-training", service_account="training",
+                          description="prediction-id key and labellers' token hashes (JSON); set by `toolkit feedback-token`",
+                          readers=[config.workload_role_arn("serving"), *admins], writers=admins)
+        training = WorkloadRole(self, "training-role", name=config.workload_role_name("training"), service_account="training",
                                 read_prefixes=store_layout.prefixes(layout.TRAINING_READS),
                                 write_prefixes=store_layout.prefixes(layout.TRAINING_WRITES),
                                 secret_arns=[signing.arn], **identity)
-        serving = WorkloadRole(self, "serving-role", name=f"{config.cluster.name}-serving", service_account="serving",
+        serving = WorkloadRole(self, "serving-role", name=config.workload_role_name("serving"), service_account="serving",
                                read_prefixes=store_layout.prefixes(layout.SERVING_READS),
                                write_prefixes=store_layout.prefixes(layout.SERVING_WRITES), repository_arn=registry.arn,
                                secret_arns=[feedback.arn], **identity)
@@ -75,6 +83,14 @@ class PlatformStack(TerraformStack):
 
         monitoring = Monitoring(self, "monitoring", config=config, cluster_arn=cluster.cluster.arn,
                                 subnet_ids=network.private_subnet_ids, prevent_destroy=protect) if config.monitoring.amp.enabled else None
+        controller = None
+        if monitoring is not None:  # the retrain controller consumes the retrain queue, and may do nothing else in AWS
+            controller = WorkloadRole(
+                self, "retrain-controller-role", name=config.workload_role_name("retrain-controller"), service_account="retrain-controller",
+                oidc_provider_arn=cluster.oidc_provider.arn, oidc_issuer=cluster.oidc_issuer, namespace=config.workloads.namespace,
+                statements=[{"Sid": "ConsumeRetrainQueue", "Effect": "Allow", "Action": CONSUME_ACTIONS, "Resource": monitoring.retrain.arn},
+                            {"Sid": "DecryptRetrainQueue", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": monitoring.key.arn,
+                             "Condition": {"StringEquals": {"kms:ViaService": f"sqs.{config.aws.region}.amazonaws.com"}}}])
 
         outputs = {
             Output.CLUSTER_NAME: cluster.name,
@@ -91,8 +107,12 @@ class PlatformStack(TerraformStack):
             Output.DEPLOY_ROLE_ARN: ci.deploy_role.arn,
             Output.SIGNING_KEY_SECRET: signing.name,
         }
+        if ci.promote_role is not None:
+            outputs[Output.PROMOTE_ROLE_ARN] = ci.promote_role.arn
         if monitoring is not None:
             outputs[Output.PROMETHEUS_ENDPOINT] = monitoring.query_endpoint
+            outputs[Output.RETRAIN_QUEUE_URL] = monitoring.retrain.url
+            outputs[Output.RETRAIN_CONTROLLER_ROLE_ARN] = controller.arn
             outputs[Output.ALERT_TOPIC_ARN] = monitoring.topic.arn
         for key, value in outputs.items():
             TerraformOutput(self, str(key), value=value)

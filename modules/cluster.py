@@ -44,7 +44,8 @@ class Cluster(Construct):
         self.role = IamRole(self, "role", name=f"{config.name}-cluster", assume_role_policy=assume_role_policy("eks.amazonaws.com"))
         attachment = IamRolePolicyAttachment(self, "role-policy", role=self.role.name, policy_arn=managed_policy("AmazonEKSClusterPolicy"))
         self.secrets_key = EncryptionKey(self, "secrets-key", alias=f"{config.name}-secrets", account_id=account_id,
-                                         description=f"EKS secrets encryption for {config.name}", prevent_destroy=prevent_destroy)
+                                         description=f"EKS secrets encryption for {config.name}", prevent_destroy=prevent_destroy,
+                                         region=region, via_services=["eks"])
         logs_key = EncryptionKey(self, "logs-key", alias=f"{config.name}-logs", account_id=account_id,
                                  description=f"EKS control-plane logs of {config.name}",
                                  service_principals=[f"logs.{region}.amazonaws.com"])

@@ -39,27 +39,29 @@ class WorkloadRole(Construct):
         name: role name.
         oidc_provider_arn / oidc_issuer: the cluster's OIDC provider.
         namespace / service_account: who may assume it.
-        bucket_arn / kms_key_arn: the artifact store and its key.
+        bucket_arn / kms_key_arn: the artifact store and its key (None: no access to the store).
         read_prefixes / write_prefixes: S3 prefixes the workload may read / write.
         repository_arn: ECR repository it may pull from (None: no ECR access).
         secret_arns: Secrets Manager secrets it may read (the model-signing key for training, the feedback credentials for serving).
+        statements: any other statements of its own (the retrain controller's queue).
     """
 
     def __init__(
         self, scope: Construct, id: str, *, name: str, oidc_provider_arn: str, oidc_issuer: str, namespace: str,
-        service_account: str, bucket_arn: str, kms_key_arn: str, read_prefixes: list[str],
-        write_prefixes: list[str] = (), repository_arn: str | None = None, secret_arns: list[str] = (),
+        service_account: str, bucket_arn: str | None = None, kms_key_arn: str | None = None, read_prefixes: list[str] = (),
+        write_prefixes: list[str] = (), repository_arn: str | None = None, secret_arns: list[str] = (), statements: list[dict] = (),
     ) -> None:
         super().__init__(scope, id)
         self.role = IamRole(self, "role", name=name,
                             assume_role_policy=irsa_trust_policy(self, "trust", oidc_provider_arn, oidc_issuer, namespace, service_account))
+        own = list(statements)
         statements = [
             {"Sid": "ListOwnPrefixes", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn,
              "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in [*read_prefixes, *write_prefixes]]}}},
             {"Sid": "Read", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
              "Resource": [f"{bucket_arn}/{p}*" for p in read_prefixes]},
             {"Sid": "UseBucketKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": kms_key_arn},
-        ]
+        ] if bucket_arn else []
         if write_prefixes:
             statements.append({"Sid": "Write", "Effect": "Allow", "Action": ["s3:PutObject"],
                                "Resource": [f"{bucket_arn}/{p}*" for p in write_prefixes]})
@@ -72,5 +74,6 @@ class WorkloadRole(Construct):
         if secret_arns:
             statements.append({"Sid": "ReadSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
                                "Resource": list(secret_arns)})
+        statements += own
         IamRolePolicy(self, "policy", role=self.role.id, policy=Fn.jsonencode({"Version": "2012-10-17", "Statement": statements}))
         self.arn = self.role.arn

@@ -3,7 +3,7 @@
 The AMP workspace (KMS-encrypted, logging to CloudWatch) holds the same rules as every other target
 (a rule-groups namespace of toolkit/monitoring/rules.py's file); its alert manager routes the
 alerts (toolkit/monitoring/alertmanager.py's tree) to the environment's KMS-encrypted SNS topic,
-whose subscriptions come from config; a managed scraper reads the EKS cluster's serving pods,
+whose subscriptions come from config, and retrain alerts to the retrain queue (retrain_queue.py); a managed scraper reads the EKS cluster's serving pods,
 the DCGM exporter and kube-state-metrics (which the cluster must run for the training alerts).
 """
 
@@ -34,6 +34,7 @@ from constructs import Construct
 
 from modules.kms import EncryptionKey
 from modules.lifecycle import protect
+from modules.retrain_queue import RetrainQueue
 from toolkit.config import EnvironmentConfig
 from toolkit.monitoring import alertmanager, rules
 
@@ -71,7 +72,7 @@ class Monitoring(Construct):
         self.key = EncryptionKey(self, "key", alias=f"{name}-monitoring", account_id=config.aws.account_id,
                                  description=f"AMP workspace, its logs and the alert topic of {name}",
                                  service_principals=[f"logs.{region}.amazonaws.com", "aps.amazonaws.com", "sns.amazonaws.com"],
-                                 prevent_destroy=prevent_destroy)
+                                 prevent_destroy=prevent_destroy, region=region, via_services=["aps", "sns", "sqs"])
         logs = CloudwatchLogGroup(self, "logs", name=f"/aws/prometheus/{name}", retention_in_days=amp.log_retention_days,
                                   kms_key_id=self.key.arn, lifecycle=protect(prevent_destroy))
         self.workspace = PrometheusWorkspace(
@@ -80,13 +81,15 @@ class Monitoring(Construct):
         PrometheusRuleGroupNamespace(self, "rules", name=rules.GROUP, workspace_id=self.workspace.id, data=rules.render(config))
 
         self.topic = SnsTopic(self, "alerts", name=f"{name}-alerts", kms_master_key_id=self.key.arn)
+        self.retrain = RetrainQueue(self, "retrain", name=name, kms_key_arn=self.key.arn, account_id=config.aws.account_id,
+                                    workspace_arn=self.workspace.arn)
         SnsTopicPolicy(self, "alerts-policy", arn=self.topic.arn, policy=self._topic_policy(config.aws.account_id))
         for index, subscription in enumerate(amp.sns_subscriptions):
             SnsTopicSubscription(self, f"subscription-{index}", topic_arn=self.topic.arn, protocol=subscription.protocol,
                                  endpoint=subscription.endpoint)
         if amp.alert_manager_definition:
             # yamlencode, not a YAML string around the topic ARN: the definition stays valid through `cdktf synth --hcl`.
-            routing = alertmanager.sns_config(config, self.topic.arn)
+            routing = alertmanager.sns_config(config, self.topic.arn, self.retrain.topic.arn)
             PrometheusAlertManagerDefinition(self, "alertmanager", workspace_id=self.workspace.id,
                                              definition=Fn.yamlencode({"alertmanager_config": Fn.yamlencode(routing)}))
         if amp.managed_scraper:

@@ -40,16 +40,16 @@ class Registry(Construct):
 
     Args:
         config: name, tag immutability, scan on push, retention.
-        account_id: owner of the KMS key.
+        account_id / region: owner and region of the KMS key.
         prevent_destroy: protect the repository (and its key) from `terraform destroy`.
         pull_roles: roles of other environments that may pull (the CI deploy roles promoting from here).
     """
 
     def __init__(self, scope: Construct, id: str, *, config: RegistryConfig, account_id: str, prevent_destroy: bool = False,
-                 pull_roles: list[str] = ()) -> None:
+                 pull_roles: list[str] = (), region: str = "") -> None:
         super().__init__(scope, id)
         key = EncryptionKey(self, "key", alias=f"{config.name.replace('/', '-')}-ecr", account_id=account_id,
-                            description=f"ECR {config.name}", prevent_destroy=prevent_destroy)
+                            description=f"ECR {config.name}", prevent_destroy=prevent_destroy, region=region, via_services=["ecr"])
         self.repository = EcrRepository(
             self, "repository", name=config.name,
             image_tag_mutability="IMMUTABLE" if config.tag_immutability else "MUTABLE",

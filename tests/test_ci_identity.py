@@ -19,14 +19,16 @@ REAL = ("dev", "staging", "prod")
 
 
 def _documents(synth: dict) -> dict[str, dict]:
-    """The CI documents by role and kind: {"plan-trust": {...}, "deploy-policy": {...}, ...}."""
+    """The CI documents by role and kind: {"plan-trust": {...}, "deploy-policy": {...}, ...} (and the
+    promote role's where the environment promotes from another)."""
     found = {}
     for key, document in synth["data"]["aws_iam_policy_document"].items():
-        for role in ("plan", "deploy"):
+        for role in ("plan", "deploy", "promote"):
             for kind in ("trust", "policy-document"):
                 if key.startswith(f"ci_{role}-{kind}_"):
                     found[f"{role}-{kind.split('-')[0]}"] = document
-    assert sorted(found) == ["deploy-policy", "deploy-trust", "plan-policy", "plan-trust"]
+    assert {"deploy-policy", "deploy-trust", "plan-policy", "plan-trust"} <= set(found)
+    assert set(found) - {"deploy-policy", "deploy-trust", "plan-policy", "plan-trust"} in (set(), {"promote-policy", "promote-trust"})
     return found
 
 
@@ -45,6 +47,9 @@ def test_each_role_trusts_one_exact_subject_of_the_repository_through_githubs_pr
     documents = _documents(synthesized[env])
     repository = config.ci.github_repository
     expected = {"plan": f"repo:{repository}:pull_request", "deploy": f"repo:{repository}:environment:{env}"}
+    if config.promotion_from:  # the promotion job runs in a GitHub environment of its own
+        expected["promote"] = f"repo:{repository}:environment:{env}-promotion"
+    assert ("promote-trust" in documents) == bool(config.promotion_from)
     providers = synthesized[env]["resource"]["aws_iam_openid_connect_provider"]
     [github] = [p for key, p in providers.items() if key.startswith("ci_github-oidc")]  # the other one is the cluster's (IRSA)
     for role, subject in expected.items():
@@ -147,12 +152,13 @@ def test_role_arns_are_outputs_the_workflows_are_named_after(synthesized, env):
 def test_a_promotion_target_reads_its_sources_releases_models_and_images_and_nothing_else(synthesized, source_env, target_env):
     source, target = load_environment(source_env), load_environment(target_env)
     assert target.promotion_from == source_env
-    role = target.ci_role_arn("deploy")
+    role = target.ci_role_arn("promote")  # the promote role reads the source; the deploy role does not
     account_root = f"arn:aws:iam::{target.aws.account_id}:root"
     readable = [f"{source.artifact_store.models_prefix}{source_env}/", f"releases/{source_env}/"]
 
-    # The target's deploy role: read-only on the source (identity policy, in the target's stack).
-    statements = {s["sid"]: s for s in _documents(synthesized[target_env])["deploy-policy"]["statement"]}
+    # The target's promote role: read-only on the source (identity policy, in the target's stack).
+    statements = {s["sid"]: s for s in _documents(synthesized[target_env])["promote-policy"]["statement"]}
+    assert "PullFromPromotionSource" not in {s["sid"] for s in _documents(synthesized[target_env])["deploy-policy"]["statement"]}
     pull = statements["PullFromPromotionSource"]
     assert pull["resources"] == [f"arn:aws:ecr:{source.aws.region}:{source.aws.account_id}:repository/{source.registry.name}"]
     assert not any(a in pull["actions"] for a in ("ecr:PutImage", "ecr:InitiateLayerUpload"))
@@ -170,7 +176,9 @@ def test_a_promotion_target_reads_its_sources_releases_models_and_images_and_not
     assert set(grant["Action"]) == set(pull["actions"])
     [bucket_policy] = resources(synth, "aws_s3_bucket_policy")
     assert f'"aws:PrincipalArn" = ["{role}"]' in bucket_policy["policy"]
-    assert all(f'/{p}*"' in bucket_policy["policy"] for p in readable) and '"s3:PutObject"' not in bucket_policy["policy"]
+    grants = _bucket_statements(synth, source)
+    assert all(f'/{p}*"' in bucket_policy["policy"] for p in readable)
+    assert not any("s3:PutObject" in s["Action"] for s in grants if s["Effect"] == "Allow")
     [store_key] = [k for key, k in synth["resource"]["aws_kms_key"].items() if key.startswith("artifact-store")]
     key_grant = json.loads(store_key["policy"])["Statement"][-1]
     assert key_grant["Action"] == ["kms:Decrypt"] and key_grant["Condition"]["ArnEquals"]["aws:PrincipalArn"] == [role]
@@ -180,5 +188,11 @@ def test_a_promotion_target_reads_its_sources_releases_models_and_images_and_not
 def test_an_environment_nothing_promotes_from_grants_nothing(synthesized):
     synth = synthesized["prod"]
     assert not resources(synth, "aws_ecr_repository_policy")
-    [bucket_policy] = resources(synth, "aws_s3_bucket_policy")
-    assert "PrincipalArn" not in bucket_policy["policy"]
+    assert not [s for s in _bucket_statements(synth, load_environment("prod")) if s["Effect"] == "Allow"]
+
+
+def _bucket_statements(synth: dict, config) -> list[dict]:
+    from iam_policies import stack_policies
+
+    policies = stack_policies(synth, config.aws.account_id, config.aws.region)
+    return policies.resources[f"arn:aws:s3:::{config.artifact_store.bucket}"]["Statement"]

@@ -101,7 +101,8 @@ def test_irsa_roles_are_scoped_to_their_service_accounts(synthesized):
     subjects = sorted(
         c["values"][0] for d in documents.values() for c in d["statement"][0].get("condition", []) if c["variable"].endswith(":sub")
     )
-    assert subjects == ["system:serviceaccount:ml-platform:serving", "system:serviceaccount:ml-platform:training"]
+    assert subjects == ["system:serviceaccount:ml-platform:retrain-controller", "system:serviceaccount:ml-platform:serving",
+                        "system:serviceaccount:ml-platform:training"]
     policies = {p["role"]: p["policy"] for p in resources(local, "aws_iam_role_policy")
                 if "training-role" in p["role"] or "serving-role" in p["role"]}
     assert len(policies) == 2
@@ -160,9 +161,18 @@ def test_monitoring_construct_per_environment(synthesized):
         workspace = one(synth, "aws_prometheus_workspace")
         assert "aws_kms_key" in workspace["kms_key_arn"] and workspace["logging_configuration"]["log_group_arn"].endswith(":*")
         assert one(synth, "aws_prometheus_rule_group_namespace")["data"] == render(config)
-        assert "aws_kms_key" in one(synth, "aws_sns_topic")["kms_master_key_id"]
-        subscriptions = resources(synth, "aws_sns_topic_subscription")
+        topics = {t["name"]: t for t in resources(synth, "aws_sns_topic")}
+        assert set(topics) == {f"{config.cluster.name}-alerts", f"{config.cluster.name}-retrain"}
+        assert all("aws_kms_key" in t["kms_master_key_id"] for t in topics.values())
+        subscriptions = [s for s in resources(synth, "aws_sns_topic_subscription") if s["protocol"] != "sqs"]
         assert [(s["protocol"], s["endpoint"]) for s in subscriptions] == [(s.protocol, s.endpoint) for s in config.monitoring.amp.sns_subscriptions]
+        # retrain alerts: their own topic → a KMS-encrypted queue with a dead-letter queue (modules/retrain_queue.py)
+        queues = {q["name"]: q for q in resources(synth, "aws_sqs_queue")}
+        assert set(queues) == {f"{config.cluster.name}-retrain", f"{config.cluster.name}-retrain-dead-letters"}
+        assert all("aws_kms_key" in q["kms_master_key_id"] for q in queues.values())
+        assert "deadLetterTargetArn" in queues[f"{config.cluster.name}-retrain"]["redrive_policy"]
+        [to_queue] = [s for s in resources(synth, "aws_sns_topic_subscription") if s["protocol"] == "sqs"]
+        assert "retrain_topic" in to_queue["topic_arn"] and "retrain_queue" in to_queue["endpoint"]
         managed = env != "local"
         assert bool(resources(synth, "aws_prometheus_alert_manager_definition")) == managed
         assert bool(resources(synth, "aws_prometheus_scraper")) == managed

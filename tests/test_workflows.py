@@ -68,23 +68,32 @@ def test_retrain_runs_make_retrain_on_schedule_dispatch_and_by_hand():
 
 
 def test_release_builds_once_in_dev_and_promotes_the_digest_through_staging_to_prod():
+    """dev builds once; each later environment takes the digest in two jobs: the promotion, in the GitHub
+    environment `<env>-promotion` with the promote role (the only writer of promotion records), then
+    the deploy, in `<env>` with the deploy role (which only reads them)."""
     workflow = yaml.safe_load((WORKFLOWS / "release.yml").read_text())
     assert workflow[True]["push"]["branches"] == ["main"] and workflow["permissions"]["id-token"] == "write"
     assert workflow["concurrency"]["cancel-in-progress"] is False
     jobs = workflow["jobs"]
-    assert [jobs[name].get("needs") for name in ("test", "dev", "staging", "prod")] == [None, "test", "dev", "staging"]
+    order = ["test", "dev", "promote-staging", "staging", "promote-prod", "prod"]
+    assert list(jobs) == order and [jobs[name].get("needs") for name in order] == [None, *order[:-1]]
     assert "make test" in jobs["test"]["steps"][-1]["run"]
-    for name in ("dev", "staging", "prod"):
+    for name in order[1:]:
         job = jobs[name]
-        assert job["environment"] == name  # the deploy role trusts the subject environment:<name> only
+        env = name.removeprefix("promote-")
+        # each role trusts the subject environment:<its environment> only
+        assert job["environment"].split(" ")[0] == (f"{env}-promotion" if name.startswith("promote-") else env)
         credentials = next(step for step in job["steps"] if "configure-aws-credentials" in step.get("uses", ""))
-        assert "DEPLOY_ROLE_ARN_" in credentials["with"]["role-to-assume"] and "aws-access-key-id" not in credentials["with"]
+        role = "PROMOTE_ROLE_ARN_" if name.startswith("promote-") else "DEPLOY_ROLE_ARN_"
+        assert role in credentials["with"]["role-to-assume"] and "aws-access-key-id" not in credentials["with"]
         runs = "\n".join(step.get("run", "") for step in job["steps"])
         if name == "dev":  # the one build
             assert "make train release" in runs and "promote" not in runs
-        else:  # the same digest, never rebuilt
-            assert "make promote" in runs and "release" not in runs and "build" not in runs
-            assert job["env"] == {"FROM": {"staging": "dev", "prod": "staging"}[name], "ENV": name}
+        elif name.startswith("promote-"):  # the same digest, never rebuilt, and not deployed by this role
+            assert "make promote" in runs and "release" not in runs and "build" not in runs and "rollout" not in runs
+            assert job["env"] == {"FROM": {"staging": "dev", "prod": "staging"}[env], "ENV": env}
+        else:
+            assert "make rollout" in runs and "promote" not in runs and "build" not in runs
 
 
 def test_no_workflow_puts_an_expression_into_a_script():

@@ -81,7 +81,7 @@ def test_checkov_reports_no_failed_check_and_every_skip_has_a_reason(rendered):
 
 def test_deployment_is_pinned_hardened_and_probed():
     config = load_environment("prod")
-    objects = {o["kind"]: o for o in serving_manifests(config, OUTPUTS, V1)}
+    objects = {o["kind"]: o for o in serving_manifests(config, OUTPUTS, V1) if o["metadata"]["name"] == "serving"}
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == V1.image and "@sha256:" in container["image"]

@@ -86,9 +86,13 @@ class SigningConfig(_Section):
 
 class CiConfig(_Section):
     """Delivery from GitHub Actions (modules/ci_identity.py): GitHub's OIDC provider and this
-    environment's `plan` role (pull requests) and `deploy` role (the GitHub environment of the same name)."""
+    environment's `plan` role (pull requests), `deploy` role (the GitHub environment of the same name)
+    and `promote` role (the GitHub environment `<env>-promotion`, where promotion_from is set)."""
 
     github_repository: GitHubRepository = Field(description="the repository whose workflows assume the roles")
+    subject_ref: str | None = Field(None, pattern=r"^refs/(heads|tags)/[A-Za-z0-9._/-]+$",
+                                    description="trust the deploy and promote roles only from this ref (e.g. refs/heads/main); "
+                                                "needs the repository's OIDC subject template to include `ref` (README)")
     create_oidc_provider: bool = Field(True, description="create GitHub's OIDC provider; there is one per AWS account, so every "
                                                          "other environment in the same account sets false and looks it up")
 
@@ -447,6 +451,13 @@ class EnvironmentConfig(_Section):
 
     def ci_role_name(self, kind: str) -> str:
         return f"{self.cluster.name}-ci-{kind}"
+
+    def workload_role_name(self, workload: str) -> str:
+        """The IRSA role of a workload ("training", "serving", "retrain-controller"; infra/stack.py)."""
+        return f"{self.cluster.name}-{workload}"
+
+    def workload_role_arn(self, workload: str) -> str:
+        return f"arn:aws:iam::{self.aws.account_id}:role/{self.workload_role_name(workload)}"
 
     @property
     def signing_secret_name(self) -> str:

@@ -39,10 +39,13 @@ class Output(enum.StrEnum):
     REGION = "region"
     PROMETHEUS_ENDPOINT = "prometheus_endpoint"  # the AMP workspace's query endpoint
     ALERT_TOPIC_ARN = "alert_topic_arn"
+    RETRAIN_QUEUE_URL = "retrain_queue_url"  # where the alert manager's retrain notifications wait for the controller
+    RETRAIN_CONTROLLER_ROLE_ARN = "retrain_controller_role_arn"
     # CI (modules/ci_identity.py): the workflows' variables are named after these, per environment:
     # PLAN_ROLE_ARN_<ENV> and DEPLOY_ROLE_ARN_<ENV> (README "Delivery from CI").
     PLAN_ROLE_ARN = "plan_role_arn"
     DEPLOY_ROLE_ARN = "deploy_role_arn"
+    PROMOTE_ROLE_ARN = "promote_role_arn"  # only where promotion_from is set: PROMOTE_ROLE_ARN_<ENV>
     SIGNING_KEY_SECRET = "signing_key_secret"  # the Secrets Manager secret of the model-signing key
 
 

@@ -5,7 +5,8 @@ Private key (signs, at training time):
     generated on first use (every emulated environment of a checkout shares it);
   - any other: the Secrets Manager secret `<cluster>-model-signing-key`, which the stack creates
     empty and `toolkit signing-key --env ENV` fills; read with the caller's AWS identity (the
-    training role in a Job, the CI deploy role in a workflow). Nothing else can read it.
+    training role in a Job, the CI deploy role in a workflow). Nothing else can read it (its resource
+    policy, modules/secret.py).
 
 Public keys (verify): the environment's own (`signing.public_key`, a PEM file committed to the
 repository; emulated: `.local/signing/local.pub`) and those of the environments it promotes from

@@ -5,8 +5,11 @@
       └─ severity="page" ──► "page"
 
 Locally every receiver is a webhook on the toolkit's alert receiver (receiver.py), which records
-each notification; in the cloud (the AMP alert manager definition) each is the environment's
-SNS topic.
+each notification; in the cloud (the AMP alert manager definition) "notify" and "page" publish to
+the environment's alert topic, and "retrain" to a topic of its own, delivered into the queue the
+retrain controller consumes (modules/retrain_queue.py, retrain_controller.py). Its notifications
+carry what the controller needs as SNS message attributes (RETRAIN_ATTRIBUTES): plain fields, no
+JSON to escape in a Go template.
 """
 
 from __future__ import annotations
@@ -42,11 +45,23 @@ def local_config(config: EnvironmentConfig, token_file: str) -> dict:
     }
 
 
-def sns_config(config: EnvironmentConfig, topic_arn: str) -> dict:
-    """The AMP alert manager's configuration: every receiver publishes to the environment's SNS topic."""
-    sns = {"topic_arn": topic_arn, "sigv4": {"region": config.aws.region}, "send_resolved": True,
-           "attributes": {"env": config.name}}
-    return {"route": route(config, 30), "receivers": [{"name": name, "sns_configs": [sns]} for name in RECEIVERS]}
+# The retrain notification as message attributes: status, and each firing alert as name|fingerprint|start (Unix seconds).
+RETRAIN_ATTRIBUTES = {
+    "status": "{{ .Status }}",
+    "alerts": "{{ range .Alerts.Firing }}{{ .Labels.alertname }}|{{ .Fingerprint }}|{{ .StartsAt.Unix }} {{ end }}",
+}
+
+
+def sns_config(config: EnvironmentConfig, topic_arn: str, retrain_topic_arn: str | None = None) -> dict:
+    """The AMP alert manager's configuration: every receiver publishes to the environment's SNS topic,
+    but "retrain", which publishes to `retrain_topic_arn` (the retrain controller's queue) when given."""
+    def sns(topic: str, attributes: dict) -> dict:
+        return {"topic_arn": topic, "sigv4": {"region": config.aws.region}, "send_resolved": True,
+                "attributes": {"env": config.name, **attributes}}
+
+    receivers = [{"name": name, "sns_configs": [sns(topic_arn, {})]} for name in RECEIVERS if name != "retrain"]
+    receivers.append({"name": "retrain", "sns_configs": [sns(retrain_topic_arn or topic_arn, RETRAIN_ATTRIBUTES)]})
+    return {"route": route(config, 30), "receivers": receivers}
 
 
 def render(document: dict) -> str:

@@ -1,4 +1,6 @@
-"""The alert receiver: Alertmanager's webhook on the local environment.
+"""The alert receiver: Alertmanager's webhook on the local environment, and in the cloud the retrain
+controller (`--queue-url`: the retrain notifications from the environment's SQS queue,
+retrain_controller.py, handled exactly as webhook notifications are).
 
 Only Alertmanager may post: a request needs `Authorization: Bearer <token>` with the receiver's
 token (from `--token-file`, which Alertmanager's webhook reads as its credentials file; locally
@@ -22,6 +24,7 @@ import argparse
 import hmac
 import json
 import logging
+import os
 import shlex
 import threading
 import time
@@ -37,11 +40,10 @@ Handler = Callable[[str, dict], None]
 class Receiver(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], out: Path, token: str) -> None:
-        if not token:
-            raise ValueError("the receiver needs a token")
+    def __init__(self, address: tuple[str, int], out: Path, token: str | None) -> None:
+        """`token`: what a webhook request must carry; None: no webhook is taken (the queue is the only source)."""
         super().__init__(address, _RequestHandler)
-        self.out, self.token = out, token.encode()
+        self.out, self.token = out, token.encode() if token else None
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
         self.handlers: dict[str, list[Handler]] = {}
@@ -49,7 +51,9 @@ class Receiver(ThreadingHTTPServer):
     def on_notification(self, receiver: str, handler: Handler) -> None:
         self.handlers.setdefault(receiver, []).append(handler)
 
-    def record(self, receiver: str, payload: dict) -> None:
+    def record(self, receiver: str, payload: dict, raise_errors: bool = False) -> None:
+        """Append the notification to the file and run the receiver's handlers; `raise_errors`: a handler's
+        failure is raised (the queue then keeps the message), else logged (a webhook is answered anyway)."""
         line = {"received_at": time.time(), "receiver": receiver, "status": payload.get("status"),
                 "alerts": [{k: a.get(k) for k in ("status", "labels", "annotations", "startsAt", "endsAt", "fingerprint")}
                            for a in payload.get("alerts", [])], "groupKey": payload.get("groupKey"), "version": payload.get("version")}
@@ -60,6 +64,8 @@ class Receiver(ThreadingHTTPServer):
                 handler(receiver, payload)
             except Exception:  # a handler's failure must not lose the notification or stop the receiver; it is logged
                 log.exception("handler for %s failed", receiver)
+                if raise_errors:
+                    raise
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -69,6 +75,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._answer(200 if self.path == "/healthz" else 404, {"status": "ok"} if self.path == "/healthz" else {"error": "not found"})
 
     def do_POST(self) -> None:  # noqa: N802
+        if self.server.token is None:
+            self._answer(403, {"error": "this receiver takes notifications from its queue only"}, close=True)
+            return
         scheme, _, offered = (self.headers.get("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not offered.strip():
             self._answer(401, {"error": "Authorization: Bearer <the receiver's token> is required"}, close=True)
@@ -125,31 +134,46 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True, help="the notifications file (JSON lines)")
-    parser.add_argument("--token-file", type=Path, required=True, help="the token every request must carry as a bearer token")
+    parser.add_argument("--token-file", type=Path, help="the token every webhook request must carry as a bearer token")
+    parser.add_argument("--queue-url", help="also (or only) take retrain notifications from this SQS queue (the cloud's controller)")
+    parser.add_argument("--region", help="the queue's region (default: $AWS_REGION)")
     parser.add_argument("--retrain-command", type=shlex.split, help="run this for the retrain receiver's firing alerts")
     parser.add_argument("--retrain-state", type=Path, help="where runs.jsonl and the run logs go (default: next to --out)")
     parser.add_argument("--retrain-debounce", type=float, default=1800.0, metavar="SECONDS",
                         help="start no retraining within this long of the last one (default 1800)")
     parser.add_argument("--github-repository", metavar="OWNER/NAME", help="forward retrain alerts as repository_dispatch events")
     parser.add_argument("--github-token-env", default="GITHUB_TOKEN", help="the environment variable holding the token")
+    parser.add_argument("--github-token-file", type=Path, help="a file holding the token instead (a mounted Secret)")
     parser.add_argument("--github-api-url", default="https://api.github.com")
     parser.add_argument("--env", default="local", help="the environment named in forwarded events")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from toolkit.monitoring.retrain_trigger import GitHubDispatch, RetrainRunner
 
-    try:
-        token = args.token_file.read_text().strip()
-    except OSError as exc:
-        parser.error(f"cannot read the token file {args.token_file}: {exc.strerror}")
-    if not token:
-        parser.error(f"the token file {args.token_file} is empty")
+    if args.token_file is None and args.queue_url is None:
+        parser.error("give --token-file (webhooks from Alertmanager) or --queue-url (notifications from SQS), or both")
+    token = None
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as exc:
+            parser.error(f"cannot read the token file {args.token_file}: {exc.strerror}")
+        if not token:
+            parser.error(f"the token file {args.token_file} is empty")
     receiver = Receiver((args.host, args.port), args.out, token)
     if args.retrain_command:
         receiver.on_notification("retrain", RetrainRunner(args.retrain_command, args.retrain_state or args.out.parent / "retrain",
                                                           args.retrain_debounce))
     if args.github_repository:
-        receiver.on_notification("retrain", GitHubDispatch(args.github_repository, args.github_token_env, args.env, args.github_api_url))
+        receiver.on_notification("retrain", GitHubDispatch(args.github_repository, args.github_token_env, args.env, args.github_api_url,
+                                                           debounce_seconds=args.retrain_debounce, token_file=args.github_token_file))
+    if args.queue_url:
+        import boto3
+
+        from toolkit.monitoring.retrain_controller import QueueConsumer
+
+        QueueConsumer(boto3.client("sqs", region_name=args.region or os.environ.get("AWS_REGION")), args.queue_url,
+                      lambda name, payload: receiver.record(name, payload, raise_errors=True)).start()
     receiver.serve_forever()
 
 

@@ -11,7 +11,10 @@ Every decision and every run (start, exit code, seconds, log file) is a JSON lin
 
 `GitHubDispatch` (the cloud environments' CI) forwards the same notifications as a
 `repository_dispatch` event of type `retrain` to a repository, whose `retrain.yml` workflow runs
-`make retrain ENV=…`; the token comes from an environment variable, never from a file or a flag.
+`make retrain ENV=…` (one at a time per environment: its concurrency group); each set of alerts
+once, none within `debounce_seconds` of the last. The token comes from an environment variable or
+a mounted file (a Kubernetes Secret), read at each dispatch, never from a flag. A dispatch that
+fails raises (the queue keeps the notification).
 """
 
 from __future__ import annotations
@@ -110,8 +113,11 @@ def read_runs(path: Path) -> list[dict]:
 class GitHubDispatch:
     """POST /repos/{repository}/dispatches {"event_type": "retrain", "client_payload": {...}}."""
 
-    def __init__(self, repository: str, token_env: str, env: str, api_url: str = "https://api.github.com") -> None:
+    def __init__(self, repository: str, token_env: str, env: str, api_url: str = "https://api.github.com",
+                 debounce_seconds: float = 0.0, token_file: Path | None = None) -> None:
         self.repository, self.token_env, self.env, self.api_url = repository, token_env, env, api_url.rstrip("/")
+        self.token_file = token_file
+        self.debounce_seconds, self.last_sent = debounce_seconds, 0.0
         self.sent: set[str] = set()
 
     def __call__(self, receiver: str, payload: dict) -> None:
@@ -120,10 +126,14 @@ class GitHubDispatch:
         key = alerts_key(payload)
         if key in self.sent:
             return
-        token = os.environ.get(self.token_env)
-        if not token:
-            log.error("retrain alerts %s not forwarded to %s: $%s is not set", alert_names(payload), self.repository, self.token_env)
+        if time.time() - self.last_sent < self.debounce_seconds:
+            log.info("retrain alerts %s not forwarded: debounced (the last dispatch was %.0f s ago)", alert_names(payload),
+                     time.time() - self.last_sent)
             return
+        token = self.token_file.read_text().strip() if self.token_file else os.environ.get(self.token_env)
+        if not token:
+            where = self.token_file or f"${self.token_env}"
+            raise RuntimeError(f"retrain alerts {alert_names(payload)} not forwarded to {self.repository}: no token in {where}")
         body = json.dumps({"event_type": "retrain",
                            "client_payload": {"env": self.env, "alerts": alert_names(payload), "key": key}}).encode()
         request = urllib.request.Request(f"{self.api_url}/repos/{self.repository}/dispatches", body, method="POST", headers={
@@ -133,10 +143,10 @@ class GitHubDispatch:
             with urllib.request.urlopen(request, timeout=10) as response:
                 status = response.status
         except urllib.error.HTTPError as exc:
-            log.error("repository_dispatch to %s answered %d: %s", self.repository, exc.code, exc.read()[:300].decode(errors="replace"))
-            return
+            raise RuntimeError(f"repository_dispatch to {self.repository} answered {exc.code}: "
+                               f"{exc.read()[:300].decode(errors='replace')}") from None
         except OSError as exc:
-            log.error("repository_dispatch to %s failed: %s", self.repository, exc)
-            return
+            raise RuntimeError(f"repository_dispatch to {self.repository} failed: {exc}") from None
         self.sent.add(key)
+        self.last_sent = time.time()
         log.info("retrain alerts %s forwarded to %s (HTTP %d)", alert_names(payload), self.repository, status)

@@ -41,7 +41,13 @@ SERVING_READS, SERVING_WRITES = (Area.MODELS,), SERVER_LOGS
 TRAINING_READS = (Area.DATASETS, Area.MODELS, *SERVER_LOGS, Area.RETRAIN)  # a retraining Job reads the feedback
 TRAINING_WRITES = (Area.MODELS, Area.RETRAIN)
 PROMOTION_SOURCE_READS = (Area.MODELS, Area.RELEASES)  # what `toolkit promote --from ENV` reads in ENV
-CI_DEPLOY_READS_WRITES = tuple(Area)  # train, push, deploy, retrain and promote all run in CI
+# CI: the deploy role trains, pushes, deploys and retrains; it reads the promotion records it is held
+# to and cannot write them: only the promote role writes an environment's promotions (and the model
+# it copies), and the bucket policy refuses every other writer there (modules/artifact_store.py).
+CI_DEPLOY_READS = tuple(Area)
+CI_DEPLOY_WRITES = tuple(area for area in Area if area is not Area.PROMOTIONS)
+PROMOTE_READS_WRITES = (Area.MODELS, Area.PROMOTIONS)
+ONLY_THE_PROMOTER_WRITES = (Area.PROMOTIONS,)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from toolkit.images.release import Release
 from toolkit.paths import Output
 from toolkit.serving import ServingSettings
 from toolkit.store.layout import Area, StoreLayout
-from toolkit.workloads import observability
+from toolkit.workloads import egress, observability
 from toolkit.workloads.objects import (  # noqa: F401  (the names other modules take from here)
     ADDON_NAMESPACE,
     COMPONENT_LABEL,
@@ -135,30 +135,84 @@ def pod_disruption_budget(config: EnvironmentConfig) -> dict:
             "spec": {**budget, "selector": {"matchLabels": {"app.kubernetes.io/name": SERVING, OWNER_LABEL: config.name}}}}
 
 
-_DNS = {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
-
-
 def network_policies(config: EnvironmentConfig) -> list[dict]:
-    """Default-deny per workload: serving takes HTTP in and only resolves DNS; training reaches
-    HTTPS (S3, STS) and DNS; the device plugin talks to the kubelet over a socket only."""
-    ns = config.workloads.namespace
+    """Default-deny per workload, then exactly what its declaration in workloads/egress.py needs."""
+    ns, vpc = config.workloads.namespace, config.network.vpc_cidr
 
     def policy(name: str, namespace: str, pod_labels: dict, ingress: list, egress: list) -> dict:
         return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": object_meta(config, name, name if name in (SERVING, TRAINING) else "addon", namespace),
+                "metadata": object_meta(config, name, name if name in (SERVING, TRAINING, RETRAIN_CONTROLLER) else "addon", namespace),
                 "spec": {"podSelector": {"matchLabels": pod_labels}, "policyTypes": ["Ingress", "Egress"],
                          "ingress": ingress, "egress": egress}}
 
+    serving_ingress = [{"ports": [{"protocol": "TCP", "port": "http"}]}]
+    if config.serving.feedback_port:
+        serving_ingress.append({"ports": [{"protocol": "TCP", "port": "feedback"}]})
     policies = [
-        policy(SERVING, ns, {"app.kubernetes.io/name": SERVING, OWNER_LABEL: config.name},
-               [{"ports": [{"protocol": "TCP", "port": "http"}]}], [_DNS]),
-        policy(TRAINING, ns, {"app.kubernetes.io/name": TRAINING, OWNER_LABEL: config.name},
-               [], [_DNS, {"ports": [{"protocol": "TCP", "port": 443}]}]),
+        policy(SERVING, ns, {"app.kubernetes.io/name": SERVING, OWNER_LABEL: config.name}, serving_ingress,
+               egress.egress_rules(egress.SERVING, vpc)),
+        policy(TRAINING, ns, {"app.kubernetes.io/name": TRAINING, OWNER_LABEL: config.name}, [], egress.egress_rules(egress.TRAINING, vpc)),
     ]
+    if retrain_controller_enabled(config):
+        policies.append(policy(RETRAIN_CONTROLLER, ns, {"app.kubernetes.io/name": RETRAIN_CONTROLLER, OWNER_LABEL: config.name},
+                               [{"ports": [{"protocol": "TCP", "port": "health"}]}], egress.egress_rules(egress.RETRAIN_CONTROLLER, vpc)))
     if config.gpu_pools():
-        policies.append(policy("nvidia-device-plugin", ADDON_NAMESPACE, {"app.kubernetes.io/name": "nvidia-device-plugin"}, [], []))
+        policies.append(policy("nvidia-device-plugin", ADDON_NAMESPACE, {"app.kubernetes.io/name": "nvidia-device-plugin"}, [],
+                               egress.egress_rules(egress.DEVICE_PLUGIN, vpc)))
     return policies
+
+
+RETRAIN_CONTROLLER = "retrain-controller"
+GITHUB_TOKEN_SECRET = "toolkit-github-dispatch"  # key `token`: a GitHub token that may send repository_dispatch (README)
+CONTROLLER_PORT = 9095
+
+
+def retrain_controller_enabled(config: EnvironmentConfig) -> bool:
+    """The cloud's alert-driven retraining runs where AMP routes retrain alerts to the queue and a
+    repository takes the dispatch (monitoring/retrain_controller.py)."""
+    return config.monitoring.amp.enabled and config.monitoring.amp.alert_manager_definition and bool(dispatch_repository(config))
+
+
+def dispatch_repository(config: EnvironmentConfig) -> str | None:
+    """Where retrain alerts start retrain.yml: feedback.retrain.github_repository, else the repository CI trusts."""
+    return config.feedback.retrain.github_repository or config.ci.github_repository
+
+
+def retrain_controller_manifests(config: EnvironmentConfig, outputs: dict, release: Release) -> list[dict]:
+    """The retrain controller: the alert receiver consuming the retrain queue (its IRSA role may do
+    nothing else) and dispatching retrain.yml with the token of the Secret `toolkit-github-dispatch`."""
+    if not retrain_controller_enabled(config):
+        return []
+    ns, retrain = config.workloads.namespace, config.feedback.retrain
+    queue = outputs.get(Output.RETRAIN_QUEUE_URL) or f"<{Output.RETRAIN_QUEUE_URL} from the stack outputs>"
+    selector = {"app.kubernetes.io/name": RETRAIN_CONTROLLER, OWNER_LABEL: config.name}
+    probe = {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 10, "timeoutSeconds": 2}
+    container = {
+        "name": "controller", "image": release.image, "imagePullPolicy": "Always",
+        "command": ["python3", "-m", "toolkit.monitoring.receiver", "--host", "0.0.0.0", "--port", str(CONTROLLER_PORT),
+                    "--out", "/tmp/notifications.jsonl", "--queue-url", queue, "--env", config.name,
+                    "--github-repository", dispatch_repository(config), "--github-token-file", "/etc/toolkit/github/token",
+                    "--retrain-debounce", str(retrain.debounce_minutes * 60)],
+        "ports": [{"name": "health", "containerPort": CONTROLLER_PORT, "protocol": "TCP"}],
+        "env": [{"name": "AWS_REGION", "value": config.aws.region}],
+        "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"cpu": "250m", "memory": "192Mi"}},
+        "readinessProbe": probe, "livenessProbe": probe,
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "github", "mountPath": "/etc/toolkit/github", "readOnly": True}],
+    }
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": object_meta(config, RETRAIN_CONTROLLER, RETRAIN_CONTROLLER, ns, {IMAGE_ANNOTATION: release.image}),
+                  # a broken image never takes the running controller down (it is rolled back with the release)
+                  "spec": {"replicas": 1, "selector": {"matchLabels": selector},
+                           "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                           "template": {"metadata": {"labels": object_labels(config, RETRAIN_CONTROLLER)},
+                                        "spec": {"serviceAccountName": RETRAIN_CONTROLLER, "automountServiceAccountToken": False,
+                                                 "securityContext": pod_security(), "nodeSelector": dict(_system_pool(config).labels),
+                                                 "containers": [container],
+                                                 "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+                                                             {"name": "github", "secret": {"secretName": GITHUB_TOKEN_SECRET,
+                                                                                           "defaultMode": 0o440}}]}}}}
+    return [service_account(config, RETRAIN_CONTROLLER, outputs.get(Output.RETRAIN_CONTROLLER_ROLE_ARN)), deployment]
 
 
 def environment_config_map(config: EnvironmentConfig, environment_yaml: str) -> dict:
@@ -254,6 +308,7 @@ def serving_manifests(config: EnvironmentConfig, outputs: dict, release: Release
         objects.append(horizontal_pod_autoscaler(config))
     if config.gpu_pools():
         objects.append(device_plugin_daemonset(config))
+    objects += retrain_controller_manifests(config, outputs, release)
     objects += network_policies(config)
     objects += observability.observability_manifests(config)
     return [in_set(obj, "platform") for obj in objects]
