@@ -135,6 +135,20 @@ def test_console_script_help_and_exit_codes():
     assert unknown.returncode == 2 and "Known environments: dev, local, prod, staging" in unknown.stderr
 
 
+def test_a_reader_that_closes_the_output_ends_predict_quietly(model_dir, tmp_path):
+    """`toolkit predict … | head -1`: exit 0, nothing on stderr, whatever was left to write."""
+    lines = HEART.read_text().splitlines()
+    rows = tmp_path / "rows.csv"
+    rows.write_text("\n".join([lines[0], *lines[1:] * 8]) + "\n")  # ~2,400 rows: more output than a pipe holds
+    exe = os.path.join(os.path.dirname(sys.executable), "toolkit")
+    process = subprocess.Popen([exe, "predict", "--model", str(model_dir), "--env", "local", "--input", str(rows)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert process.stdout.readline()
+    process.stdout.close()
+    assert process.wait(60) == 0
+    assert process.stderr.read() == b""
+
+
 def test_help_loads_no_heavy_library():
     """`toolkit --help` stays instant: the command modules import their libraries inside the commands."""
     code = ("import sys; from toolkit.cli import cli; "

@@ -8,6 +8,9 @@ handler below. Heavy imports happen inside commands so `toolkit --help` is insta
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 from toolkit.cli import config, images, infra, local, loop, ml, monitoring, serve, workloads
@@ -15,7 +18,8 @@ from toolkit.errors import ToolkitError
 
 
 class ToolkitGroup(click.Group):
-    """Turns a ToolkitError into one clear paragraph on stderr and its exit code."""
+    """Turns a ToolkitError into one clear paragraph on stderr and its exit code; a reader that
+    closed our stdout (`toolkit predict … | head -1`) ends the command quietly, with exit code 0."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -23,6 +27,10 @@ class ToolkitGroup(click.Group):
         except ToolkitError as exc:
             click.secho(f"error: {exc}", err=True, fg="red")
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            # Python would print the error again when it flushes stdout at exit: point stdout at /dev/null first.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
 
 
 @click.group(cls=ToolkitGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -77,11 +77,12 @@ def serve(model_dir: Path, env: str | None, host: str | None, port: int | None, 
         faults = FaultSwitch(fault_file, settings.host)
     app = create_app(model_dir, settings, trusted_keys=chosen_keys(public_key, env), faults=faults)
     feedback_at = f", feedback on port {settings.feedback_port}" if settings.feedback_port and settings.loop is not None else ""
-    echo_err(f"serving model {app.state.model.version} (signed by the key of {app.state.signed_by}) on "
-             f"http://{settings.host}:{settings.port}{feedback_at}" + (f" with {settings.workers} workers" if settings.workers > 1 else ""))
+    announcement = (f"serving model {app.state.model.version} (signed by the key of {app.state.signed_by}) on "
+                    f"http://{settings.host}:{settings.port}{feedback_at}" + (f" with {settings.workers} workers" if settings.workers > 1 else ""))
     try:
         run(app, settings.host, settings.port, header_timeout=settings.header_timeout, workers=settings.workers,
-            body_timeout=settings.body_timeout, feedback_port=settings.feedback_port if settings.loop is not None else None)
+            body_timeout=settings.body_timeout, feedback_port=settings.feedback_port if settings.loop is not None else None,
+            announce=lambda: echo_err(announcement))
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

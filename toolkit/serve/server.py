@@ -7,33 +7,38 @@ import contextlib
 import gc
 import logging
 import os
+from typing import Callable
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import BadInputError
 from toolkit.serve.metrics import SUPERVISOR_PID_ENV
 
 log = logging.getLogger("toolkit.serve")
 
 
 def run(app, host: str, port: int, header_timeout: float = 10.0, keep_alive: float = 5.0, workers: int = 1,
-        body_timeout: float = 30.0, feedback_port: int | None = None) -> None:
+        body_timeout: float = 30.0, feedback_port: int | None = None, announce: Callable[[], None] | None = None) -> None:
     """Serve `app` (uvicorn_config) on `port`, and on `feedback_port` too when given (the app serves
     POST /v1/feedback there only: middleware.port_serves); `workers` > 1: that many forked processes,
-    each with its own sockets on the ports (supervise)."""
+    each with its own sockets on the ports (supervise). `announce` is called once every port is
+    bound, so nothing says "serving" about a port another process holds (that is a BadInputError)."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = uvicorn_config(app, host, port, header_timeout, keep_alive, body_timeout)
     ports = [port, *([feedback_port] if feedback_port else [])]
     tune_gc()
-    if workers == 1 and len(ports) == 1:
-        uvicorn.Server(config).run()
-    elif workers == 1:
+    if workers == 1:
         sockets = [_bound(config.host, p, reuse_port=False) for p in ports]
         for sock in sockets:
             sock.listen(config.backlog)
+        (announce or _nothing)()
         uvicorn.Server(config).run(sockets=sockets)
     else:
-        supervise(config, workers, ports)
+        supervise(config, workers, ports, announce)
+
+
+def _nothing() -> None:
+    pass
 
 
 def uvicorn_config(app, host: str, port: int, header_timeout: float = 10.0, keep_alive: float = 5.0, body_timeout: float = 30.0):
@@ -72,12 +77,12 @@ def _bound(host: str, port: int, reuse_port: bool):
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ToolkitError(f"cannot listen on {host}:{port}: {exc.strerror}; is another server running "
-                           "there? Stop it, or pass another --port.") from None
+        raise BadInputError(f"cannot listen on {host}:{port}: {exc.strerror}; is another server running "
+                            "there? Stop it, or pass another --port.") from None
     return sock
 
 
-def supervise(config, workers: int, ports: list[int] | None = None) -> None:
+def supervise(config, workers: int, ports: list[int] | None = None, announce: Callable[[], None] | None = None) -> None:
     """Fork `workers` uvicorn servers and keep them running: a worker that dies is replaced and its
     metrics marked dead; SIGTERM/SIGINT stop them all gracefully. Forked after the model is loaded
     and verified, so the workers share its pages and start at once. uvicorn's own --workers would
@@ -101,6 +106,7 @@ def supervise(config, workers: int, ports: list[int] | None = None) -> None:
     sockets = [[_bound(config.host, port, reuse_port=True) for port in ports] for _ in range(workers)]
     for sock in (s for slot in sockets for s in slot):
         sock.listen(config.backlog)
+    (announce or _nothing)()
     children: dict[int, tuple[int, float]] = {}  # pid: (its socket, when it started)
     supervisor = os.getpid()
     stopping = False
