@@ -90,9 +90,10 @@ lint-code: setup ## ruff, and the import-layer contracts of toolkit/ (lint-impor
 	@$(STEP) ruff $(BIN)/ruff check .
 	@$(STEP) lint-imports $(BIN)/lint-imports
 
-bench: setup ## Benchmarks: training (ours vs PyTorch vs scikit-learn), serving (ours, N workers, bare FastAPI, BentoML; wrk), memory
+bench: setup ## Benchmarks: training speed and accuracy (ours vs PyTorch vs scikit-learn), serving (ours, N workers, bare FastAPI, BentoML; wrk), memory
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/accuracy_vs_sklearn.py
 	$(TOOLKIT) train --env local --epochs 50 --json >/dev/null
 	$(BIN)/python bench/serve_throughput.py
 	$(BIN)/python bench/memory.py

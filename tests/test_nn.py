@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from toolkit.ml.nn.layers import Dense, ReLU, Sigmoid, Softmax, Tanh, sigmoid
-from toolkit.ml.nn.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
+from toolkit.ml.nn.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, balanced_class_weights
+from toolkit.ml.nn.losses import get as get_loss
 from toolkit.ml.nn.metrics import classification_report, roc_auc
 from toolkit.ml.nn.model import Sequential, mlp_spec
 from toolkit.ml.nn.optimizers import SGD, Adam
@@ -76,6 +77,8 @@ def test_dense_parameter_gradients():
         (MeanSquaredError(), lambda rng: rng.standard_normal((6, 3))),
         (BinaryCrossEntropy(), lambda rng: rng.integers(0, 2, (6, 1)).astype(float)),
         (SoftmaxCrossEntropy(), lambda rng: rng.integers(0, 3, 6)),
+        (BinaryCrossEntropy(np.array([0.4, 2.5])), lambda rng: np.array([0, 1, 1, 0, 0, 1], dtype=float)[:, None]),
+        (SoftmaxCrossEntropy(np.array([0.5, 3.0, 1.2])), lambda rng: np.array([0, 1, 2, 0, 0, 2])),
     ],
 )
 def test_loss_gradients(loss, targets):
@@ -85,6 +88,21 @@ def test_loss_gradients(loss, targets):
     loss.forward(z.copy(), y)
     analytic = loss.backward().copy()
     np.testing.assert_allclose(analytic, numeric_grad(lambda: loss.forward(z.copy(), y), z), rtol=1e-5, atol=1e-8)
+
+
+def test_class_weights_scale_each_sample_by_its_class():
+    """Balanced weights (n / (k · count)) make each class weigh the same in the loss."""
+    y = np.array([0, 0, 0, 1])
+    weights = balanced_class_weights(y, 2)
+    np.testing.assert_allclose(weights, [4 / 6, 2.0])
+    z = np.zeros((4, 2))
+    plain, weighted = SoftmaxCrossEntropy().forward(z, y), SoftmaxCrossEntropy(weights).forward(z, y)
+    assert weighted == pytest.approx(plain)  # equal per-sample losses: the weights average 1
+    z[:, 1] = 2.0  # every sample leans to class 1: the one class-1 sample now counts 3 times as much as one class-0 sample
+    per_sample = np.log1p(np.exp(-2.0)), np.log1p(np.exp(2.0))
+    assert SoftmaxCrossEntropy(weights).forward(z, y) == pytest.approx((3 * weights[0] * per_sample[1] + weights[1] * per_sample[0]) / 4)
+    with pytest.raises(ValueError, match="classification loss only"):
+        get_loss("mse", weights)
 
 
 def test_cross_entropies_are_stable_for_huge_logits():

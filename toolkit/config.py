@@ -212,7 +212,10 @@ class TrainingConfig(_Section):
     drop_columns: list[str] = Field(default_factory=list, description="id-like columns to ignore")
     hidden_layers: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [32])
     activation: Literal["relu", "tanh", "sigmoid"] = "relu"
-    loss: Literal["auto", "binary_cross_entropy", "categorical_cross_entropy"] = "auto"
+    loss: Literal["auto", "binary_cross_entropy", "categorical_cross_entropy"] = Field(
+        "auto", description="auto: binary cross-entropy for two classes, categorical for more")
+    class_weight: Literal["none", "balanced"] = Field(
+        "none", description="balanced: weigh each class's samples by n / (classes · its count), so rare classes count as much")
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     learning_rate: float = Field(0.001, gt=0, le=1)

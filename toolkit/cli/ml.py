@@ -13,13 +13,23 @@ from toolkit.cli.progress import EpochProgress
 @click.command()
 @pass_context
 @click.option("--data", metavar="CSV", help="CSV to train on, a path or s3://bucket/key (default: training.dataset).")
-@click.option("--label", help="Label column. A label other than the config's drops the config's target/categorical/drop settings.")
+@click.option("--label", help="Label column. A label other than the config's drops the config's target/categorical/drop settings "
+                                  "and uses loss auto unless --loss is given.")
 @click.option("--target", help="Derive a binary target from the label, e.g. 'num > 0'.")
 @click.option("--categorical", multiple=True, metavar="COL", help="One-hot encode this column (repeatable).")
 @click.option("--drop", "drop_columns", multiple=True, metavar="COL", help="Ignore this (id-like) column (repeatable).")
 @click.option("--delimiter", help="CSV delimiter (default: detected).")
 @click.option("--cv", "cv_folds", type=click.IntRange(min=2), help="Also run K-fold stratified cross-validation and report mean ± std.")
+@click.option("--loss", type=click.Choice(["auto", "binary_cross_entropy", "categorical_cross_entropy"]),
+              help="Override training.loss (auto: binary for two classes, categorical for more).")
+@click.option("--hidden-layers", metavar="N,N,...", help="Override training.hidden_layers, e.g. 64,32.")
+@click.option("--activation", type=click.Choice(["relu", "tanh", "sigmoid"]), help="Override training.activation.")
+@click.option("--learning-rate", type=float, help="Override training.learning_rate.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override training.epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Override training.batch_size.")
+@click.option("--patience", type=click.IntRange(min=1), help="Override training.patience (epochs without improvement).")
+@click.option("--l2", type=float, help="Override training.l2 (weight decay).")
+@click.option("--class-weight", type=click.Choice(["none", "balanced"]), help="Override training.class_weight.")
 @click.option("--seed", type=click.IntRange(min=0), help="Override training.seed.")
 @click.option("--out", type=click.Path(path_type=Path), help="Artifact root (default: artifacts/<ENV>).")
 @click.option("--upload", metavar="S3_URL", help="Also upload the artifact to s3://bucket/prefix/<version>/ (the artifact store).")
@@ -27,24 +37,33 @@ from toolkit.cli.progress import EpochProgress
 @cluster_options("With --remote: ")
 @timeout_option("With --remote: how long to wait for the Job.")
 @JSON_OPTION
-def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_folds, epochs, seed, out, upload, remote,
-          kubeconfig, context, timeout, as_json) -> None:
+def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_folds, out, upload, remote,
+          kubeconfig, context, timeout, as_json, **model_settings) -> None:
     """Train a classifier with the numpy core and save a verified model artifact.
 
     Splits the data into stratified train/validation/test sets, fits preprocessing on the
     training rows only, trains with early stopping on validation loss, and writes
     artifacts/<ENV>/<version>/ with weights.npz, manifest.json, metrics.json and
-    training_curves.png (artifacts/<ENV>/latest points at it).
+    training_curves.png (artifacts/<ENV>/latest points at it). The model settings come from
+    the environment file's `training` section; a flag overrides one for this run only, and
+    the manifest records the settings used.
 
     \b
     Examples:
       toolkit train --env local
       toolkit train --env local --cv 5
       toolkit train --env local --data other.csv --label outcome --categorical colour
+      toolkit train --env local --hidden-layers 64,32 --learning-rate 0.003 --class-weight balanced
       toolkit train --env dev --remote
     """
     env = ctx.env
     if remote:
+        given = [f"--{k.replace('_', '-')}" for k, v in model_settings.items() if v is not None]
+        if given:
+            from toolkit.errors import BadInputError
+
+            raise BadInputError(f"{', '.join(given)}: a remote training Job trains with the environment file's settings; "
+                                f"set them under `training` in environments/{env}.yaml, or train here without --remote.")
         return _train_remote(ctx, kubeconfig, context, timeout, as_json)
     from toolkit.ml.train import DatasetChoice, train_and_save
 
@@ -53,10 +72,7 @@ def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_fol
 
         data = download_file(ctx.config, data)
     data = Path(data) if data is not None else None
-    settings = ctx.config.training
-    overrides = {k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None}
-    if overrides:
-        settings = settings.model_copy(update=overrides)
+    settings = training_settings(ctx, model_settings, new_label=label is not None and label != ctx.config.training.label)
     choice = DatasetChoice.from_config(
         settings, root=ctx.root, path=data, label=label, target=target, categorical=categorical,
         drop_columns=drop_columns, delimiter=delimiter,
@@ -104,6 +120,33 @@ def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_fol
     click.echo(f"curves   {result.curves_path or '(matplotlib not installed: no plot; the history is in metrics.json)'}")
     if upload:
         click.echo(f"uploaded {summary['uploaded']}")
+
+
+def training_settings(ctx, flags: dict, new_label: bool = False):
+    """The environment file's training settings with the flags given (validated as the file is;
+    a refusal names the flag). Another label than the file's also resets the loss to auto: the
+    file's loss was chosen for its own label."""
+    from pydantic import ValidationError
+
+    from toolkit.errors import BadInputError
+
+    settings = ctx.config.training
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    if new_label and "loss" not in overrides:
+        overrides["loss"] = "auto"
+    if isinstance(overrides.get("hidden_layers"), str):
+        try:
+            overrides["hidden_layers"] = [int(n) for n in overrides["hidden_layers"].split(",")]
+        except ValueError:
+            raise BadInputError(f"--hidden-layers {flags['hidden_layers']!r}: give layer widths separated by commas, e.g. 64,32.") from None
+    if not overrides:
+        return settings
+    try:
+        return type(settings).model_validate(settings.model_dump() | overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        option = "--" + str(error["loc"][0]).replace("_", "-")
+        raise BadInputError(f"{option}: {error['msg']}.") from None
 
 
 def _train_remote(ctx, kubeconfig, context, timeout, as_json: bool) -> None:

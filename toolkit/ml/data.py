@@ -57,6 +57,9 @@ def prepare_dataset(
         raise DataError(f"target '{target}' must look like '{label} > 0' (label, operator, number).")
     if label not in table:
         raise DataError(f"{src}: label column '{label}' does not exist. Columns: {', '.join(table.columns)}.")
+    if label in drop_columns:
+        raise DataError(f"{src}: the label column '{label}' is also listed to drop (--drop / training.drop_columns); "
+                        "a label cannot be dropped: remove it from the dropped columns, or choose another --label.")
     for kind, names in (("categorical", categorical), ("drop", drop_columns)):
         unknown = [c for c in names if c not in table]
         if unknown:
@@ -82,6 +85,10 @@ def prepare_dataset(
     if dropped:
         table = table.take(np.flatnonzero(keep))
     y, classes = _labels(table, label, target, target_rule)
+    if target_rule is None and looks_continuous(table, label, len(classes)):
+        raise DataError(f"{src}: the label '{label}' looks continuous ({len(classes)} distinct numeric values in {len(y)} rows), "
+                        "and the toolkit trains classifiers only; derive classes from it with --target "
+                        f"'{label} > <threshold>' (or training.target), or bin it into a few classes in the CSV.")
     present = np.unique(y)
     if len(present) < 2:
         only = classes[present[0]] if len(present) else "none"
@@ -91,6 +98,8 @@ def prepare_dataset(
             "a classifier needs at least two."
         )
     warnings = []
+    if dropped:
+        warnings.append(f"{src}: {dropped} row(s) without a value in the label column '{label}' were left out.")
     empty = [c for c in numeric + categorical if not table.column(c).present().any()]
     for name in empty:
         warnings.append(f"{src}: column '{name}' has no value in any row; it is left out of the features.")
@@ -99,6 +108,18 @@ def prepare_dataset(
     if not numeric and not categorical:
         raise DataError(f"{src}: no feature columns left after removing the label, dropped and empty columns.")
     return Dataset(table, numeric, categorical, y, classes, label, target, dropped, warnings)
+
+
+def looks_continuous(table: Table, label: str, distinct: int) -> bool:
+    """A numeric label with many distinct values is a quantity to predict, not a set of classes:
+    more than 20 distinct values and more than one per 20 rows, or fractional values with more
+    than 10 (scikit-learn's type_of_target calls any fractional label continuous)."""
+    column = table.column(label)
+    if not column.numeric:
+        return False
+    values = column.numbers[~np.isnan(column.numbers)]
+    fractional = bool(np.any(values != np.round(values)))
+    return (distinct > 20 and distinct * 20 > len(values)) or (fractional and distinct > 10)
 
 
 def _labels(table: Table, label: str, target: str | None, target_rule) -> tuple[np.ndarray, list[str]]:

@@ -25,6 +25,7 @@ from toolkit.ml.table import read_csv, sha256_file
 from toolkit.paths import project_root
 
 EpochCallback = Callable[[dict], None]
+MIN_TEST_ROWS = 30  # fewer test rows than this, and the test metrics come with a warning
 
 
 @dataclass
@@ -70,13 +71,13 @@ class FittedModel:
     output: str  # "sigmoid" or "softmax"
 
 
-def resolve_loss(name: str, n_classes: int) -> str:
+def resolve_loss(name: str, n_classes: int, env: str = "ENV") -> str:
     if name == "auto":
         return "binary_cross_entropy" if n_classes == 2 else "categorical_cross_entropy"
     if name == "binary_cross_entropy" and n_classes != 2:
         raise DataError(
-            f"loss binary_cross_entropy needs exactly 2 classes but the label has {n_classes}; "
-            "set training.loss to categorical_cross_entropy or auto."
+            f"loss binary_cross_entropy needs exactly 2 classes but the label has {n_classes}; pass --loss auto "
+            f"(or categorical_cross_entropy), or set training.loss: auto in environments/{env}.yaml."
         )
     return name
 
@@ -104,7 +105,8 @@ def fit_model(
     rng = np.random.default_rng(seed)
     model = Sequential(x_train.shape[1], mlp_spec(settings.hidden_layers, output_dim, settings.activation))
     model.initialize(rng)
-    loss = losses.get(loss_name)
+    weights = losses.balanced_class_weights(dataset.y[train_rows], n_classes) if settings.class_weight == "balanced" else None
+    loss = losses.get(loss_name, weights)
     optimizer = optimizers.get(settings.optimizer, settings.learning_rate, settings.l2, settings.momentum)
     fitted = FittedModel(model, preprocessor, History(), loss.output_activation)
     y_val = dataset.y[val_rows]
@@ -180,6 +182,7 @@ def train_and_save(
     `dataset`, `splits` and `data_info`: an already prepared dataset (the base data plus labelled
     feedback, for `toolkit retrain`), its (train, validation, test) rows and what to record of it."""
     dataset = dataset or choice.load()
+    resolve_loss(settings.loss, len(dataset.classes), env)  # before any fold trains
     train_rows, val_rows, test_rows = splits or stratified_split(
         dataset.y, settings.validation_fraction, settings.test_fraction, settings.seed
     )
@@ -189,6 +192,10 @@ def train_and_save(
                 f"{choice.path}: the {name} split has {len(rows)} rows and not every class; "
                 "the dataset is too small for the configured validation/test fractions."
             )
+    warnings = list(dataset.warnings)
+    if len(test_rows) < MIN_TEST_ROWS:
+        warnings.append(f"the test split has {len(test_rows)} rows (under {MIN_TEST_ROWS}): its metrics say little; "
+                        "use --cv K, or more data.")
     metrics: dict = {}
     if cv_folds:
         metrics["cv"] = cross_validate(dataset, settings, cv_folds, on_fold)
@@ -230,4 +237,4 @@ def train_and_save(
     )
     curves = directory / artifacts.CURVES
     return TrainResult(directory, metrics, directory / artifacts.METRICS, curves if curves.exists() else None, directory.name,
-                       dataset.warnings)
+                       warnings)

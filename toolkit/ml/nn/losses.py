@@ -2,7 +2,10 @@
 `backward()` returns d(loss)/d(output), a buffer owned by the loss.
 
 The cross-entropies take logits, not probabilities: fusing the final sigmoid/softmax into
-the loss keeps them finite for any logit and makes the gradient a plain `p - y`.
+the loss keeps them finite for any logit and makes the gradient a plain `p - y`. Given
+`class_weights` (one per class index), each sample's loss and gradient are scaled by its class's
+weight and the mean is still over samples (balanced weights average 1, so the learning rate keeps
+its meaning).
 """
 
 from __future__ import annotations
@@ -38,21 +41,29 @@ class MeanSquaredError(Loss):
 
 
 class BinaryCrossEntropy(Loss):
-    """Binary cross-entropy from logits: mean(max(z,0) - z*y + log(1 + exp(-|z|)))."""
+    """Binary cross-entropy from logits: mean(w_y * (max(z,0) - z*y + log(1 + exp(-|z|))))."""
 
     name = "binary_cross_entropy"
     output_activation = "sigmoid"
+
+    def __init__(self, class_weights: np.ndarray | None = None) -> None:
+        self.class_weights = class_weights
 
     def forward(self, output, y):
         z = output
         y = y.reshape(z.shape).astype(z.dtype, copy=False)
         self._z, self._y = z, y
         per_sample = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        self._w = None if self.class_weights is None else self.class_weights.astype(z.dtype)[y.astype(np.intp)]
+        if self._w is not None:
+            per_sample *= self._w
         return float(np.mean(per_sample))
 
     def backward(self):
         grad = sigmoid(self._z)
         grad -= self._y
+        if self._w is not None:
+            grad *= self._w
         grad /= self._z.shape[0]
         return grad
 
@@ -63,8 +74,9 @@ class SoftmaxCrossEntropy(Loss):
     name = "categorical_cross_entropy"
     output_activation = "softmax"
 
-    def __init__(self) -> None:
+    def __init__(self, class_weights: np.ndarray | None = None) -> None:
         self._buffers = Buffers()
+        self.class_weights = class_weights
 
     def forward(self, output, y):
         n = output.shape[0]
@@ -76,11 +88,17 @@ class SoftmaxCrossEntropy(Loss):
         total = p.sum(axis=1, keepdims=True)
         p /= total
         self._p, self._rows, self._y = p, rows, y
-        return float(np.mean(np.log(total[:, 0]) - shifted_true))
+        per_sample = np.log(total[:, 0]) - shifted_true
+        self._w = None if self.class_weights is None else self.class_weights.astype(output.dtype)[y]
+        if self._w is not None:
+            per_sample *= self._w
+        return float(np.mean(per_sample))
 
     def backward(self):
         grad = self._p  # softmax - onehot, scaled: reuse the probability buffer
         grad[self._rows, self._y] -= 1
+        if self._w is not None:
+            grad *= self._w[:, None]
         grad /= grad.shape[0]
         return grad
 
@@ -92,8 +110,20 @@ LOSSES: dict[str, type[Loss]] = {
 }
 
 
-def get(name: str) -> Loss:
+def get(name: str, class_weights: np.ndarray | None = None) -> Loss:
+    """The loss `name`; `class_weights` (per class index) for the cross-entropies only."""
     try:
-        return LOSSES[name]()
+        kind = LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown loss '{name}'; known: {', '.join(LOSSES)}") from None
+    if class_weights is None:
+        return kind()
+    if kind is MeanSquaredError:
+        raise ValueError("class weights apply to a classification loss only")
+    return kind(class_weights)
+
+
+def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """n / (k · count_c) per class (scikit-learn's 'balanced'): every class weighs as much in total."""
+    counts = np.bincount(y.astype(np.intp), minlength=n_classes).astype(np.float64)
+    return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)

@@ -1,0 +1,105 @@
+"""Training as a data scientist runs it (issue 27): any number of classes with the environment files
+as shipped, model settings from the command line for one run (recorded in the manifest), class
+weights, and clear refusals for a label that is not a set of classes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+
+def _json(result):
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _blobs(path, classes: int, rows_per_class: int = 60, seed: int = 3):
+    """`classes` Gaussian clusters in 4 numbers and a text category, label 'kind' (c0, c1, ...)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (classes, 4))
+    lines = ["x1,x2,x3,x4,colour,kind"]
+    for c in range(classes):
+        for _ in range(rows_per_class):
+            x = centres[c] + rng.normal(0, 1, 4)
+            lines.append(",".join(f"{v:.3f}" for v in x) + f",{['red', 'blue'][c % 2]},c{c}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _manifest(summary) -> dict:
+    return json.loads(open(os.path.join(summary["artifact"], "manifest.json")).read())
+
+
+@pytest.mark.parametrize("classes", [3, 10])
+def test_multi_class_trains_with_the_shipped_environment_file(repo_copy, run_cli, tmp_path, classes):
+    data = _blobs(tmp_path / "blobs.csv", classes)
+    summary = _json(run_cli("train", "--env", "local", "--data", data, "--label", "kind", "--categorical", "colour",
+                            "--epochs", "60", "--json"))
+    manifest = _manifest(summary)
+    assert manifest["classes"] == sorted(f"c{c}" for c in range(classes)) and manifest["architecture"]["output"] == "softmax"
+    assert manifest["training"]["loss"] == "auto"
+    assert summary["test"]["accuracy"] > 0.8
+
+
+def test_flags_override_the_model_settings_for_one_run_and_the_manifest_records_them(repo_copy, run_cli, tmp_path):
+    summary = _json(run_cli("train", "--env", "local", "--hidden-layers", "12,6", "--activation", "tanh", "--learning-rate", "0.01",
+                            "--epochs", "4", "--batch-size", "16", "--patience", "2", "--l2", "0.001", "--class-weight", "balanced",
+                            "--seed", "5", "--json"))
+    training = _manifest(summary)["training"]
+    assert training["hidden_layers"] == [12, 6] and training["activation"] == "tanh" and training["learning_rate"] == 0.01
+    assert training["epochs"] == 4 and training["batch_size"] == 16 and training["patience"] == 2 and training["l2"] == 0.001
+    assert training["class_weight"] == "balanced" and training["seed"] == 5
+    layers = _manifest(summary)["architecture"]["layers"]
+    assert [layer.get("units") for layer in layers if layer["type"] == "dense"] == [12, 6, 1]
+    assert {layer["type"] for layer in layers} == {"dense", "tanh"}
+    # the file itself is untouched: the next run has its settings again
+    plain = _json(run_cli("train", "--env", "local", "--epochs", "2", "--json"))
+    assert _manifest(plain)["training"]["hidden_layers"] != [12, 6]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--hidden-layers", "64,x"], "--hidden-layers '64,x': give layer widths separated by commas"),
+    (["--learning-rate", "5"], "--learning-rate: Input should be less than or equal to 1"),
+    (["--l2", "-1"], "--l2: Input should be greater than or equal to 0"),
+    (["--remote", "--epochs", "3"], "--epochs: a remote training Job trains with the environment file's settings"),
+])
+def test_a_bad_setting_names_its_flag(repo_copy, run_cli, args, expected):
+    result = run_cli("train", "--env", "local", *args)
+    assert result.exit_code == 2 and expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_binary_loss_on_three_classes_names_the_file_to_edit(repo_copy, run_cli, tmp_path):
+    data = _blobs(tmp_path / "blobs.csv", 3)
+    result = run_cli("train", "--env", "local", "--data", data, "--label", "kind", "--drop", "colour",
+                     "--loss", "binary_cross_entropy")
+    assert result.exit_code == 2
+    assert "needs exactly 2 classes but the label has 3" in result.stderr and "environments/local.yaml" in result.stderr
+
+
+def test_a_continuous_label_is_refused_saying_so(repo_copy, run_cli, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (250, 3))
+    price = 3 * x[:, 0] - x[:, 1] + rng.normal(0, 0.1, 250)
+    path = tmp_path / "prices.csv"
+    path.write_text("a,b,c,price\n" + "\n".join(f"{a:.3f},{b:.3f},{c:.3f},{p:.2f}" for (a, b, c), p in zip(x, price, strict=True)))
+    result = run_cli("train", "--env", "local", "--data", path, "--label", "price", "--cv", "5")
+    assert result.exit_code == 2
+    assert "the label 'price' looks continuous" in result.stderr and "--target 'price > <threshold>'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dropped_label_rows_tiny_test_splits_and_a_dropped_label_are_said(repo_copy, run_cli, tmp_path):
+    data = _blobs(tmp_path / "blobs.csv", 2, rows_per_class=50)
+    lines = data.read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + ","  # one row without its label
+    data.write_text("\n".join(lines) + "\n")
+    result = run_cli("train", "--env", "local", "--data", data, "--label", "kind", "--categorical", "colour", "--epochs", "3")
+    assert result.exit_code == 0, result.output
+    assert "1 row(s) without a value in the label column 'kind' were left out" in result.stderr
+    assert "the test split has 20 rows (under 30)" in result.stderr
+    dropped = run_cli("train", "--env", "local", "--data", data, "--label", "kind", "--drop", "kind")
+    assert dropped.exit_code == 2 and "the label column 'kind' is also listed to drop" in dropped.stderr
