@@ -60,7 +60,7 @@ def test_another_csv_with_other_delimiter_and_label(repo_copy, run_cli, tmp_path
     assert manifest["dataset"]["delimiter"] == ";"
     assert "patient_id" not in manifest["preprocessing"]["columns"]
     assert "region=south" in manifest["feature_names"]
-    evaluation = _json(run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", data, "--json"))
+    evaluation = _json(run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", data, "--split", "all", "--json"))
     assert evaluation["n"] == 240 and evaluation["accuracy"] > 0.75
 
 

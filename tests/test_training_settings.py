@@ -103,3 +103,47 @@ def test_dropped_label_rows_tiny_test_splits_and_a_dropped_label_are_said(repo_c
     assert "the test split has 20 rows (under 30)" in result.stderr
     dropped = run_cli("train", "--env", "local", "--data", data, "--label", "kind", "--drop", "kind")
     assert dropped.exit_code == 2 and "the label column 'kind' is also listed to drop" in dropped.stderr
+
+
+def test_evaluate_scores_the_held_out_split_of_the_training_file(repo_copy, run_cli, tmp_path):
+    """The test split is rebuilt from the manifest's seed and fractions: the same rows, so the same
+    metrics as training reported; `all` says how many of its rows were trained on."""
+    summary = _json(run_cli("train", "--env", "local", "--epochs", "20", "--json"))
+    data = repo_copy / "data" / "heart-cleveland.csv"
+    auto = _json(run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", data, "--json"))
+    splits = json.loads(open(summary["metrics_file"]).read())["splits"]
+    assert auto["split"] == "test" and auto["n"] == splits["test"] and auto["rows_seen_in_training"] == 0
+    for key in ("accuracy", "roc_auc", "f1"):
+        assert auto[key] == pytest.approx(summary["test"][key], abs=1e-12)
+    every = _json(run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", data, "--split", "all", "--json"))
+    assert every["n"] == 303 and every["rows_seen_in_training"] == splits["train"]
+    validation = _json(run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", data, "--split", "validation",
+                               "--json"))
+    assert validation["n"] == splits["validation"]
+    shown = run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", data, "--split", "all")
+    assert f"every row (303 rows; {splits['train']} of them trained on)" in shown.stdout
+    other = tmp_path / "other.csv"
+    other.write_text(data.read_text().replace("\n63.0,", "\n64.0,", 1))  # one cell changed: another file
+    refused = run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", other, "--split", "test")
+    assert refused.exit_code == 2 and "needs the file the model was trained on" in refused.stderr
+    new_data = _json(run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", other, "--json"))
+    assert new_data["split"] == "all" and new_data["rows_seen_in_training"] == 0
+
+
+def test_importance_ranks_the_informative_columns_and_the_artifact_has_a_confusion_matrix(repo_copy, run_cli, tmp_path):
+    """Permutation importance: a column built to carry nothing ranks last with ~0; the informative ones
+    lose accuracy when shuffled. The training run draws the test split's confusion matrix."""
+    data = _blobs(tmp_path / "blobs.csv", 3, rows_per_class=80)
+    rng = np.random.default_rng(1)
+    lines = data.read_text().splitlines()
+    lines = [lines[0].replace(",kind", ",noise,kind")] + [line.rsplit(",", 1)[0] + f",{rng.normal():.3f}," + line.rsplit(",", 1)[1]
+                                                          for line in lines[1:]]
+    data.write_text("\n".join(lines) + "\n")
+    summary = _json(run_cli("train", "--env", "local", "--data", data, "--label", "kind", "--drop", "colour", "--epochs", "80", "--json"))
+    assert (open(os.path.join(summary["artifact"], "confusion_matrix.png"), "rb").read(8)) == b"\x89PNG\r\n\x1a\n"
+    png = tmp_path / "importance.png"
+    report = _json(run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", data, "--importance", png, "--json"))
+    ranking = {item["feature"]: item["mean"] for item in report["importance"]}
+    assert set(ranking) == {"x1", "x2", "x3", "x4", "noise"}
+    assert max(ranking.values()) > 0.1 and abs(ranking["noise"]) < 0.03
+    assert report["importance_png"] == str(png) and png.read_bytes()[:4] == b"\x89PNG"

@@ -172,20 +172,54 @@ def _format_report(report: dict) -> str:
 @signed_model
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled CSV to score.")
 @click.option("--delimiter", help="CSV delimiter (default: detected).")
+@click.option("--split", type=click.Choice(["auto", "test", "validation", "train", "all"]), default="auto", show_default=True,
+              help="Which rows of the model's own training file to score, rebuilt from the seed and fractions in its manifest "
+                   "(auto: test on the training file, all on any other file; all on the training file includes training rows).")
+@click.option("--importance", "importance_png", type=click.Path(path_type=Path), is_flag=False, flag_value=Path("importance.png"),
+              default=None, metavar="[PNG]",
+              help="Also rank the feature columns by permutation importance (accuracy lost when one is shuffled, 5 repeats) "
+                   "and plot them (default importance.png).")
 @JSON_OPTION
-def evaluate(model, data: Path, delimiter: str | None, as_json: bool) -> None:
-    """Score a saved model on a labelled CSV (checksums and signature are verified first)."""
+def evaluate(model, data: Path, delimiter: str | None, split: str, importance_png: Path | None, as_json: bool) -> None:
+    """Score a saved model on a labelled CSV (checksums and signature are verified first).
+
+    On the file the model was trained on, only its held-out test split is scored unless --split
+    says otherwise: scores on rows the model was fitted on say little about new data.
+
+    \b
+    Examples:
+      toolkit evaluate --model artifacts/local/latest --env local --data data/heart-cleveland.csv
+      toolkit evaluate --model artifacts/local/latest --env local --data data/heart-cleveland.csv --split all
+      toolkit evaluate --model artifacts/local/latest --env local --data new-patients.csv --json
+    """
     from toolkit.ml.predict import evaluate_artifact
 
-    report = evaluate_artifact(model, data, delimiter)
+    report = evaluate_artifact(model, data, delimiter, split, importance_repeats=5 if importance_png else 0)
+    if importance_png:
+        try:
+            from toolkit.ml.plots import plot_importance
+
+            report["importance_png"] = str(plot_importance(report["importance"], importance_png,
+                                                           f"{model.version} on {data.name} ({report['split']} rows)"))
+        except ImportError:  # the training image has no matplotlib: the ranking is printed all the same
+            report["importance_png"] = None
     if as_json:
         emit_json({"version": model.version, "data": str(data), **report})
         return
-    click.echo(f"model {model.version} on {data} ({report['n']} rows)")
+    seen = report["rows_seen_in_training"]
+    which = {"test": "its test split", "validation": "its validation split", "train": "its training split",
+             "all": "every row"}[report["split"]]
+    note = f"; {seen} of them trained on" if seen else "; training rows among them" if seen is None else ""
+    click.echo(f"model {model.version} on {data}, {which} ({report['n']} rows{note})")
     click.echo(_format_report(report))
     click.echo("confusion matrix (rows: true, columns: predicted; classes " + ", ".join(model.classes) + ")")
     for row in report["confusion_matrix"]:
         click.echo("  " + " ".join(f"{v:5d}" for v in row))
+    if importance_png:
+        click.echo("permutation importance (accuracy lost when the column is shuffled; mean ± std of 5)")
+        for item in report["importance"]:
+            click.echo(f"  {item['feature']:<24} {item['mean']:+.3f} ± {item['std']:.3f}")
+        click.echo(f"plot {report['importance_png'] or '(matplotlib not installed: no plot)'}")
 
 
 @click.command()

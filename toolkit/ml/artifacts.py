@@ -34,6 +34,7 @@ from toolkit.ml.table import sha256_file
 
 METRICS = "metrics.json"
 CURVES = "training_curves.png"
+CONFUSION = "confusion_matrix.png"  # the test split's
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same weights, same bytes
 
 

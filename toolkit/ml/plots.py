@@ -1,18 +1,65 @@
-"""Training-curve PNGs (matplotlib is imported here only, and only when a plot is drawn)."""
+"""Report PNGs: training curves, the confusion matrix, feature importance (matplotlib is imported
+here only, and only when a plot is drawn)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from toolkit.ml.nn.training import History
 
 
-def plot_training_curves(history: History, path: Path, title: str) -> Path:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    _pyplot().close(fig)
+    return path
+
+
+def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path, title: str) -> Path:
+    """Counts, with each true class's row shaded by its share (rare classes stay readable)."""
+    plt = _pyplot()
+    counts = np.asarray(matrix, dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.55 * len(classes) + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size), constrained_layout=True)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(classes))
+    ax.set_xticks(ticks, classes, rotation=45 if max(map(len, classes)) > 3 else 0, ha="right")
+    ax.set_yticks(ticks, classes)
+    for (i, j), value in np.ndenumerate(counts):
+        ax.text(j, i, f"{int(value)}", ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_importance(importance: list[dict], path: Path, title: str) -> Path:
+    """Permutation importance per feature (mean drop in accuracy, ± its std over repeats), largest on top."""
+    plt = _pyplot()
+    ordered = sorted(importance, key=lambda item: item["mean"])
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.3 * len(ordered) + 1.5)), constrained_layout=True)
+    ax.barh([item["feature"] for item in ordered], [item["mean"] for item in ordered], xerr=[item["std"] for item in ordered],
+            color="tab:blue", alpha=0.8)
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("accuracy lost when the feature is shuffled")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_training_curves(history: History, path: Path, title: str) -> Path:
+    plt = _pyplot()
     epochs = history.series("epoch")
     fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     loss_ax.plot(epochs, history.series("loss"), label="train loss")
@@ -31,6 +78,4 @@ def plot_training_curves(history: History, path: Path, title: str) -> Path:
     metric_ax.set_title("validation metrics")
     metric_ax.set_ylim(0, 1.02)
     fig.suptitle(title)
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return path
+    return _save(fig, path)

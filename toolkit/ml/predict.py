@@ -14,14 +14,33 @@ import numpy as np
 
 from toolkit.errors import DataError
 from toolkit.ml import artifacts
-from toolkit.ml.data import prepare_dataset
+from toolkit.ml.data import prepare_dataset, stratified_split
 from toolkit.ml.nn.metrics import classification_report
-from toolkit.ml.table import Table, parse_csv, read_csv
+from toolkit.ml.table import Table, parse_csv, read_csv, sha256_file
+
+SPLITS = ("auto", "test", "validation", "train", "all")
 
 
-def evaluate_artifact(model: artifacts.ModelArtifact, path: Path, delimiter: str | None = None) -> dict:
-    """Metrics of a saved model on a labelled CSV, with the model's own label rule."""
+def evaluate_artifact(model: artifacts.ModelArtifact, path: Path, delimiter: str | None = None, split: str = "auto",
+                      importance_repeats: int = 0, seed: int = 0) -> dict:
+    """Metrics of a saved model on a labelled CSV, with the model's own label rule.
+
+    `split`: the rows of the model's own training file to score, reproduced from the seed and
+    fractions its manifest records ("test", "validation", "train"; refused for another file or a
+    model retrained on feedback); "all": every row; "auto": "test" on the training file, else "all".
+    The report says which (`split`, `rows_seen_in_training`). `importance_repeats` > 0 adds the
+    permutation importance of each feature column on those rows (`importance`)."""
     manifest = model.manifest
+    trained_on = manifest.get("dataset") or {}
+    same_file = trained_on.get("sha256") == sha256_file(path)
+    if split == "auto":
+        split = "test" if same_file and not trained_on.get("feedback") else "all"
+    if split not in ("all", "auto") and not same_file:
+        raise DataError(f"{path}: --split {split} needs the file the model was trained on ({trained_on.get('path')}, sha256 "
+                        f"{str(trained_on.get('sha256'))[:12]}…), and this file differs; --split all scores it as new data.")
+    if split != "all" and trained_on.get("feedback"):
+        raise DataError(f"model {model.version} was retrained on labelled feedback as well: its splits cannot be rebuilt from "
+                        f"{path} alone; --split all scores every row of it (training rows included).")
     table = read_csv(path, delimiter)
     used = set(model.preprocessor.columns) | {manifest["label"]}
     categorical = [c["name"] for c in model.preprocessor.categorical if c["name"] in table]
@@ -34,9 +53,40 @@ def evaluate_artifact(model: artifacts.ModelArtifact, path: Path, delimiter: str
         # Re-index labels to the model's class order.
         remap = np.array([model.classes.index(c) for c in dataset.classes])
         dataset.y = remap[dataset.y]
-    features = model.preprocessor.transform_table(dataset.table)
+    rows, seen = np.arange(len(dataset.y)), 0
+    if same_file and not trained_on.get("feedback"):
+        training = manifest["training"]
+        splits = dict(zip(("train", "validation", "test"), stratified_split(
+            dataset.y, training["validation_fraction"], training["test_fraction"], training["seed"]), strict=True))
+        rows = rows if split == "all" else splits[split]
+        seen = len(splits["train"]) if split in ("all", "train") else 0
+    elif same_file:
+        seen = None  # some of them, with feedback rows besides: not known from the file alone
+    features = model.preprocessor.transform_table(dataset.table, rows)
     proba = model.predict_proba(features)
-    return classification_report(dataset.y, proba, len(model.classes))
+    report = classification_report(dataset.y[rows], proba, len(model.classes))
+    report |= {"split": split, "rows_seen_in_training": seen}
+    if importance_repeats:
+        report["importance"] = permutation_importance(model, features, dataset.y[rows], importance_repeats, seed)
+    return report
+
+
+def permutation_importance(model: artifacts.ModelArtifact, features: np.ndarray, y: np.ndarray, repeats: int = 5,
+                           seed: int = 0) -> list[dict]:
+    """Per raw feature column: how much accuracy drops when its values are shuffled across the rows
+    (its one-hot block moved as one), mean and std over `repeats` shuffles; largest first."""
+    rng = np.random.default_rng(seed)
+    baseline = float(np.mean(model.predict_proba(features).argmax(axis=1) == y))
+    shuffled = features.copy()
+    result = []
+    for name, columns in model.preprocessor.column_slices().items():
+        drops = []
+        for _ in range(repeats):
+            shuffled[:, columns] = features[rng.permutation(len(features)), columns]
+            drops.append(baseline - float(np.mean(model.predict_proba(shuffled).argmax(axis=1) == y)))
+        shuffled[:, columns] = features[:, columns]
+        result.append({"feature": name, "mean": float(np.mean(drops)), "std": float(np.std(drops))})
+    return sorted(result, key=lambda item: -item["mean"])
 
 
 def predict_table(model: artifacts.ModelArtifact, table: Table) -> list[dict]:

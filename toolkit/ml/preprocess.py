@@ -49,6 +49,15 @@ class Preprocessor:
             names += [f"{c['name']}={cat}" for cat in c["categories"]]
         return names
 
+    def column_slices(self) -> dict[str, slice]:
+        """Each raw column's feature columns (one for a number, its one-hot block for a category)."""
+        slices = {spec["name"]: slice(j, j + 1) for j, spec in enumerate(self.numeric)}
+        j = len(self.numeric)
+        for spec in self.categorical:
+            slices[spec["name"]] = slice(j, j + len(spec["categories"]))
+            j += len(spec["categories"])
+        return slices
+
     @property
     def width(self) -> int:
         return len(self.numeric) + sum(len(c["categories"]) for c in self.categorical)

@@ -222,9 +222,11 @@ def train_and_save(
             import matplotlib  # noqa: F401  (absent in the training image: no plot there, the history is in metrics.json)
         except ImportError:
             return
-        from toolkit.ml.plots import plot_training_curves
+        from toolkit.ml.plots import plot_confusion_matrix, plot_training_curves
 
         plot_training_curves(fitted.history, directory / artifacts.CURVES, f"{env}: {choice.path.name} → {choice.label}")
+        plot_confusion_matrix(metrics["test"]["confusion_matrix"], dataset.classes, directory / artifacts.CONFUSION,
+                              f"test split ({len(test_rows)} rows)")
 
     from toolkit.version import code_version
 
