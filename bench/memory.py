@@ -3,9 +3,12 @@
 1. the server's peak RSS while four clients upload 100 MB chunked bodies at once
    (target: within 50 MB of its idle RSS; the body limit is what it may buffer);
 2. the peak RSS of `toolkit train` on a generated numeric CSV of about 200 MB
-   (target: at most 4x the file size).
+   (target: at most 4x the file size);
+3. batch scoring, `toolkit predict --input big.csv --output scored.csv` (issue 27): peak RSS on a
+   CSV of --score-mb (1,000 MB) side by side with one a tenth of its size (target: the same
+   peak, whatever the file's size).
 
-    .venv/bin/python bench/memory.py [--csv-mb 200] [--upload-mb 100] [--json results.json]
+    .venv/bin/python bench/memory.py [--csv-mb 200] [--upload-mb 100] [--score-mb 1000] [--json results.json]
                                      [--toolkit OTHER_CHECKOUT/.venv/bin/toolkit]   (e.g. a checkout of an older commit)
 
 The server runs as `toolkit serve` on 127.0.0.1 (a small model is trained first); RSS is read
@@ -126,11 +129,44 @@ def train_peak(csv: Path, out: Path) -> dict:
             "target_ratio": 4.0, "seconds": round(seconds, 1), "test_accuracy": json.loads(result.stdout)["test"]["accuracy"]}
 
 
+def peak_rss(command: list[str]) -> tuple[float, float]:
+    """(peak RSS in MiB, seconds) of a command, read from /proc (VmHWM) every 10 ms while it runs."""
+    start = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "TOOLKIT_ROOT": str(ROOT)})
+    peak = 0.0
+    while process.poll() is None:
+        try:
+            with open(f"/proc/{process.pid}/status") as status:
+                peak = max([peak] + [int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:")])
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+        time.sleep(0.01)
+    if process.returncode != 0:
+        raise SystemExit(f"{command[:2]} failed: {process.stderr.read().decode()[-2000:]}")
+    return peak, time.monotonic() - start
+
+
+def score_peaks(model: Path, tmp: Path, megabytes: int) -> dict:
+    """Batch scoring's peak RSS on a file of `megabytes` MB and on one a tenth of it."""
+    results = {}
+    for size in (megabytes // 10, megabytes):
+        csv = tmp / f"score-{size}.csv"
+        generate_csv(csv, size, seed=1)
+        peak, seconds = peak_rss([TOOLKIT, "predict", "--model", str(model), "--env", "local", "--input", str(csv),
+                                  "--output", str(tmp / "scored.csv"), "--json"])
+        rows = sum(1 for _ in open(tmp / "scored.csv")) - 1
+        results[size] = {"csv_mb": round(csv.stat().st_size / 1e6, 1), "peak_rss_mib": round(peak, 1), "seconds": round(seconds, 1),
+                         "rows": rows, "rows_per_second": round(rows / seconds)}
+        csv.unlink()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv-mb", type=int, default=200)
     parser.add_argument("--upload-mb", type=int, default=100)
     parser.add_argument("--uploads", type=int, default=4)
+    parser.add_argument("--score-mb", type=int, default=1000, help="batch scoring: the big CSV's size (and a tenth of it)")
     parser.add_argument("--json", dest="json_path")
     parser.add_argument("--toolkit", help="the toolkit executable to measure (default: this checkout's)")
     args = parser.parse_args()
@@ -148,10 +184,16 @@ def main() -> None:
         generate_csv(tmp / "big.csv", args.csv_mb)
         train = train_peak(tmp / "big.csv", tmp / "artifacts")
         print(f"train:  {train['csv_mb']} MB CSV → peak RSS {train['peak_rss_mb']} MB = {train['ratio']}x the file "
-              f"(target ≤ 4x), {train['seconds']} s for 1 epoch, test accuracy {train['test_accuracy']:.3f}")
+              f"(target ≤ 4x), {train['seconds']} s for 1 epoch, test accuracy {train['test_accuracy']:.3f}", flush=True)
+        (tmp / "big.csv").unlink()
+        score = score_peaks(tmp / "artifacts" / "latest", tmp, args.score_mb)
+        small, big = score[args.score_mb // 10], score[args.score_mb]
+        print(f"score:  predict --output on {small['csv_mb']} MB → peak RSS {small['peak_rss_mib']} MiB "
+              f"({small['rows_per_second']:,} rows/s); on {big['csv_mb']} MB → {big['peak_rss_mib']} MiB "
+              f"({big['rows_per_second']:,} rows/s, {big['rows']:,} rows in {big['seconds']} s); target: the same peak")
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps({"server": server, "train": train}, indent=2))
-    ok = server["growth_mib"] <= 50 and train["ratio"] <= 4.0
+        Path(args.json_path).write_text(json.dumps({"server": server, "train": train, "score": score}, indent=2))
+    ok = server["growth_mib"] <= 50 and train["ratio"] <= 4.0 and big["peak_rss_mib"] <= small["peak_rss_mib"] + 20
     sys.exit(0 if ok else 1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -226,24 +227,77 @@ def evaluate(model, data: Path, delimiter: str | None, split: str, importance_pn
 @signed_model
 @click.option("--input", "input_path", default="-", type=click.Path(path_type=Path, allow_dash=True),
               help="CSV or JSON records ([{...}] or {\"records\": [...]}); '-' reads stdin.")
+@click.option("--output", "output_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Batch scoring: read the --input CSV in chunks (memory bounded whatever its size) and write the "
+                   "predictions here as CSV (--keep columns, predicted, probability_<class>).")
+@click.option("--keep", multiple=True, metavar="COL", help="With --output: copy this input column (an id) into the output "
+                                                            "(repeatable).")
 @JSON_OPTION
-def predict(model, input_path: Path, as_json: bool) -> None:
+def predict(model, input_path: Path, output_path: Path | None, keep: tuple[str, ...], as_json: bool) -> None:
     """Predict labels and class probabilities for records by feature name (checksums and signature
-    are verified first)."""
+    are verified first).
+
+    Input contract (the server's too): the model's features by name; the label column and the
+    columns dropped at training are ignored and reported; any other name is refused; in JSON a
+    numeric feature is a JSON number or null.
+
+    \b
+    Examples:
+      toolkit predict --model artifacts/local/latest --env local --input patients.csv
+      echo '[{"age": 63, ...}]' | toolkit predict --model artifacts/local/latest --env local --json
+      toolkit predict --model artifacts/local/latest --env local --input big.csv --output scored.csv --keep patient_id
+    """
+    from toolkit.ml.input_contract import InputContract
     from toolkit.ml.predict import predict_table, read_records
 
+    if keep and output_path is None:
+        from toolkit.errors import BadInputError
+
+        raise BadInputError("--keep copies input columns into the --output CSV; give --output too.")
+    if output_path is not None:
+        return _score_csv(model, input_path, output_path, keep, as_json)
+    contract = InputContract.of(model)
     stdin = str(input_path) == "-"
-    table = read_records(None, click.get_binary_stream("stdin")) if stdin else read_records(input_path)
+    table = read_records(None, click.get_binary_stream("stdin"), contract=contract) if stdin else read_records(input_path,
+                                                                                                                 contract=contract)
     predictions = predict_table(model, table)
+    ignored = sorted(contract.ignored)
     if as_json:
-        emit_json({"model_version": model.version, "predictions": predictions})
+        emit_json({"model_version": model.version, "predictions": predictions, **({"ignored": ignored} if ignored else {})})
         return
+    if ignored:
+        echo_err(f"ignored column(s) {ignored}: the model does not take them (its label, or dropped at training)")
     header = ["row", "label"] + [f"p({c})" for c in model.classes]
     click.echo("  ".join(f"{h:>8}" for h in header))
     for i, p in enumerate(predictions, start=1):
         cells = [str(i), p["label"]] + [f"{p['probabilities'][c]:.4f}" for c in model.classes]
         click.echo("  ".join(f"{c:>8}" for c in cells))
 
+
+def _score_csv(model, input_path: Path, output_path: Path, keep: tuple[str, ...], as_json: bool) -> None:
+    """`toolkit predict --output`: CSV → CSV in chunks, with a rows/s progress bar on a terminal."""
+    import time
+
+    from tqdm import tqdm
+
+    from toolkit.errors import BadInputError
+    from toolkit.ml.predict import score_csv
+
+    if str(input_path) == "-":
+        raise BadInputError("--output scores a CSV file: give it with --input FILE.")
+    started = time.perf_counter()
+    with tqdm(desc="score", unit=" rows", unit_scale=True, file=sys.stderr, leave=False, disable=None if not as_json else True) as bar:
+        result = score_csv(model, input_path, output_path, keep, on_rows=bar.update)
+    seconds = time.perf_counter() - started
+    summary = {"model_version": model.version, "input": str(input_path), "output": str(output_path), "seconds": round(seconds, 3),
+               **result}
+    if as_json:
+        emit_json(summary)
+        return
+    if result["ignored"]:
+        echo_err(f"ignored column(s) {result['ignored']}: the model does not take them (its label, or dropped at training)")
+    click.echo(f"scored {result['rows']} rows of {input_path} into {output_path} in {seconds:.1f} s "
+               f"({', '.join(result['columns'])})")
 
 @click.command()
 @signed_model

@@ -6,7 +6,10 @@ the server never loads the training code.
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +18,9 @@ import numpy as np
 from toolkit.errors import DataError
 from toolkit.ml import artifacts
 from toolkit.ml.data import prepare_dataset, stratified_split
+from toolkit.ml.input_contract import InputContract, RecordError
 from toolkit.ml.nn.metrics import classification_report
-from toolkit.ml.table import Table, parse_csv, read_csv, sha256_file
+from toolkit.ml.table import Table, iter_csv, parse_csv, read_csv, sha256_file
 
 SPLITS = ("auto", "test", "validation", "train", "all")
 
@@ -137,13 +141,48 @@ def score_records(model: artifacts.ModelArtifact, columns: dict[str, list], sour
     return score_table(model, Table.from_columns(columns, source))
 
 
+def score_csv(model: artifacts.ModelArtifact, path: Path, out: Path, keep: tuple[str, ...] = (), delimiter: str | None = None,
+              chunk_rows: int = 8192, on_rows: Callable[[int], None] | None = None) -> dict:
+    """Batch scoring, CSV → CSV: `path` read and scored `chunk_rows` at a time (memory bounded by the
+    chunk, not the file), `out` written with the `keep` columns as they were, the predicted label and
+    one probability column per class. Written beside `out` and moved into place at the end, so a
+    failure leaves no half-written file. Returns {rows, columns, ignored}."""
+    contract = InputContract.of(model)
+    header, chunks = iter_csv(path, delimiter, chunk_rows)
+    unknown_keep = [c for c in keep if c not in header]
+    if unknown_keep:
+        raise DataError(f"{path}: --keep column(s) {unknown_keep} are not in it; its columns: {header}.")
+    contract.columns(header, str(path), keep)
+    kept = [header.index(c) for c in keep]
+    columns = [*keep, "predicted", *(f"probability_{c}" for c in model.classes)]
+    partial = out.with_name(f".{out.name}.partial")
+    rows = 0
+    try:
+        with open(partial, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            for table, raw in chunks:
+                result = score_table(model, table)
+                labels = [model.classes[i] for i in result.predicted.tolist()]
+                for cells, label, probabilities in zip(raw, labels, result.probabilities.tolist(), strict=True):
+                    writer.writerow([*(cells[i] for i in kept), label, *(f"{p:.6g}" for p in probabilities)])
+                rows += len(raw)
+                if on_rows is not None:
+                    on_rows(len(raw))
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return {"rows": rows, "columns": columns, "ignored": sorted(contract.ignored)}
+
+
 MAX_INPUT_BYTES = 256 << 20  # `toolkit predict --input`: beyond this, score in parts (or serve the model)
 
 
-def read_records(path: Path | None, stream=None, limit: int = MAX_INPUT_BYTES) -> Table:
+def read_records(path: Path | None, stream=None, limit: int = MAX_INPUT_BYTES, contract: InputContract | None = None) -> Table:
     """Records from a CSV or JSON file (a list of objects, or {"records": [...]}) as a table;
     `stream`: a binary stream to read instead (stdin). At most `limit` bytes are read: a bigger input
-    (or an endless one, /dev/zero) is refused, not buffered."""
+    (or an endless one, /dev/zero) is refused, not buffered. With a model's `contract`, the records
+    are held to it (unknown names and texts for numbers refused; what it ignores, noted on it)."""
     source = str(path) if path else "stdin"
     try:
         if stream is None:
@@ -169,9 +208,19 @@ def read_records(path: Path | None, stream=None, limit: int = MAX_INPUT_BYTES) -
         records = data.get("records") if isinstance(data, dict) else data
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records) or not records:
             raise DataError(f'{source}: JSON input must be a non-empty list of objects or {{"records": [...]}}.')
+        if contract is not None:
+            try:
+                rows = [contract.values(i, record) for i, record in enumerate(records)]
+            except RecordError as exc:
+                field = f", feature '{exc.feature}'" if exc.feature else ""
+                raise DataError(f"{source}: record {exc.index}{field}: {exc}.") from None
+            return Table.from_columns({name: [row[j] for row in rows] for j, name in enumerate(contract.features)}, source)
         names = list(dict.fromkeys(k for r in records for k in r))
         nested = next((k for r in records for k, v in r.items() if isinstance(v, (dict, list))), None)
         if nested is not None:
             raise DataError(f"{source}: feature '{nested}' holds an object or a list; a feature value is a number, a text or null.")
         return Table.from_columns({k: [r.get(k) for r in records] for k in names}, source)
-    return parse_csv(text, source)
+    table = parse_csv(text, source)
+    if contract is not None:
+        contract.columns(table.columns, source)
+    return table

@@ -193,6 +193,7 @@ class Table:
     data: dict[str, Column]
     source: str
     delimiter: str = ","
+    first_row: int = 0  # a chunk of a bigger file (iter_csv): the file's index of its first row
 
     def __len__(self) -> int:
         return len(self.data[self.columns[0]]) if self.columns else 0
@@ -213,7 +214,7 @@ class Table:
 
     def row_name(self, row: int) -> str:
         """How errors name a row: the CSV line's row number (the header is row 1), or a record's index."""
-        return f"record {row}" if self.delimiter == "" else f"row {row + 2}"
+        return f"record {row}" if self.delimiter == "" else f"row {self.first_row + row + 2}"
 
     def take(self, rows: np.ndarray) -> Table:
         return Table(self.columns, {name: column.take(rows) for name, column in self.data.items()}, self.source, self.delimiter)
@@ -274,6 +275,38 @@ def parse_csv(text: str, source: str, delimiter: str | None = None) -> Table:
 
 
 def _read(handle, source: str, delimiter: str | None) -> Table:
+    header, delimiter, chunks = _chunks(handle, source, delimiter, CHUNK_ROWS)
+    parts: dict[str, list[Column]] = {name: [] for name in header}
+    for offset, chunk in chunks:
+        _add_chunk(parts, header, chunk, offset)
+    data = {name: Column.concat(parts.pop(name)) for name in header}  # each column's chunks freed as it is joined
+    return Table(header, data, source, delimiter)
+
+
+def iter_csv(path: str | Path, delimiter: str | None = None,
+             chunk_rows: int = 8192) -> tuple[list[str], Iterator[tuple[Table, list[list[str]]]]]:
+    """A CSV file as (header, (table, its raw rows) of at most `chunk_rows` rows each), read as they
+    are asked for: memory stays bounded by the chunk whatever the file's size. Row numbers in errors
+    are the file's."""
+    path = Path(path)
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror}).") from None
+    header, delimiter, chunks = _chunks(handle, str(path), delimiter, chunk_rows)
+
+    def tables() -> Iterator[tuple[Table, list[list[str]]]]:
+        with handle:
+            for offset, chunk in chunks:
+                parts: dict[str, list[Column]] = {name: [] for name in header}
+                _add_chunk(parts, header, chunk, 0)  # row numbers of the chunk; the table adds its offset
+                yield Table(header, {name: parts[name][0] for name in header}, str(path), delimiter, offset), chunk
+
+    return header, tables()
+
+
+def _chunks(handle, source: str, delimiter: str | None, chunk_rows: int) -> tuple[list[str], str, Iterator[tuple[int, list[list[str]]]]]:
+    """The header, the delimiter, and the data rows in chunks of `chunk_rows` as (offset of the first, rows)."""
     sample = handle.read(65_536)
     handle.seek(0)
     if "\0" in sample:
@@ -290,24 +323,25 @@ def _read(handle, source: str, delimiter: str | None) -> Table:
     header = [h.strip() for h in header]
     if len(set(header)) != len(header) or any(not h for h in header):
         raise DataError(f"{source}: the header must name every column once, got {header}.")
-    parts: dict[str, list[Column]] = {name: [] for name in header}
-    chunk: list[list[str]] = []
-    n = 0
-    for row in rows:
-        if len(row) != len(header):
-            raise DataError(f"{source}: row {n + 2} (line {reader.line_num}) has {len(row)} fields but the header has "
-                            f"{len(header)} (delimiter {delimiter!r}).")
-        chunk.append(row)
-        n += 1
-        if len(chunk) == CHUNK_ROWS:
-            _add_chunk(parts, header, chunk, n - len(chunk))
-            chunk = []
-    if chunk:
-        _add_chunk(parts, header, chunk, n - len(chunk))
-    if n == 0:
-        raise DataError(f"{source}: needs a header row and at least one data row, found 1 non-empty row.")
-    data = {name: Column.concat(parts.pop(name)) for name in header}  # each column's chunks freed as it is joined
-    return Table(header, data, source, delimiter)
+
+    def chunks() -> Iterator[tuple[int, list[list[str]]]]:
+        chunk: list[list[str]] = []
+        n = 0
+        for row in rows:
+            if len(row) != len(header):
+                raise DataError(f"{source}: row {n + 2} (line {reader.line_num}) has {len(row)} fields but the header has "
+                                f"{len(header)} (delimiter {delimiter!r}).")
+            chunk.append(row)
+            n += 1
+            if len(chunk) == chunk_rows:
+                yield n - len(chunk), chunk
+                chunk = []
+        if chunk:
+            yield n - len(chunk), chunk
+        if n == 0:
+            raise DataError(f"{source}: needs a header row and at least one data row, found 1 non-empty row.")
+
+    return header, delimiter, chunks()
 
 
 def _rows(reader, source: str) -> Iterator[list[str]]:

@@ -15,11 +15,9 @@ the routes here answer everything else, and are the reference the fast path is t
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 from typing import Union
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -27,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 
 from toolkit.errors import BadInputError
 from toolkit.ml.artifacts import ModelArtifact
+from toolkit.ml.input_contract import InputContract, RecordError
 from toolkit.ml.predict import score_records
 from toolkit.ml.signing import PublicKey, SignatureError, load_signed_artifact, public_keys_from_pem
 from toolkit.serve.fast_routes import FAULTS_APPLIED, DirectRoutes, FastRoutes, FeedbackHandler, PredictHandler
@@ -77,6 +76,8 @@ class FeedbackResponse(BaseModel):
 class PredictResponse(BaseModel):
     model_version: str
     predictions: list[Prediction]
+    ignored: list[str] | None = Field(None, description="columns the records carried that the model does not take (its label, "
+                                                        "columns dropped at training); absent when there were none")
 
 
 class Problem(Exception):
@@ -102,7 +103,6 @@ FEEDBACK_RESPONSES = {
     403: {"description": "the token is no labeller's"},
     409: {"description": "a prediction already has another label (the first label stands); nothing of the batch is taken"},
 }
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def create_app(model_dir: str | Path, settings: ServingSettings | None = None, *, trusted_keys: list[PublicKey] | None = None,
@@ -192,6 +192,7 @@ def _error_handlers(app: FastAPI) -> None:
 def _prediction_routes(app: FastAPI, predictor: Predictor, feedback: FeedbackLoop | None, max_batch_size: int,
                        faults: FaultSwitch | None) -> None:
     model = predictor.model
+    contract = InputContract.of(model)
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
     async def predict(request: Request) -> PredictResponse:
@@ -204,10 +205,14 @@ def _prediction_routes(app: FastAPI, predictor: Predictor, feedback: FeedbackLoo
             payload = PredictRequest.model_validate_json(body or b"null")
         except ValidationError as exc:  # invalid JSON too: name the fields
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-        columns = _columns(payload, model, max_batch_size)
+        request_contract = contract.fresh()
+        columns = _columns(payload, request_contract, max_batch_size)
         rows = list(zip(*columns.values(), strict=True))  # in feature order
         # Built by score_records in the documented shape; skip re-validating it through pydantic.
-        return JSONResponse(predictor.answer(rows, score_records(model, columns, "request")))
+        answer = predictor.answer(rows, score_records(model, columns, "request"))
+        if request_contract.ignored:
+            answer["ignored"] = sorted(request_contract.ignored)
+        return JSONResponse(answer)
 
     @app.post("/v1/feedback", response_model=FeedbackResponse, responses=FEEDBACK_RESPONSES)
     async def ground_truth(request: Request) -> FeedbackResponse:
@@ -291,10 +296,9 @@ def _require_json(content_type: str | None) -> None:
                       f"the body must be JSON sent as Content-Type: application/json, got {content_type or 'no Content-Type'!r}")
 
 
-def _columns(payload: PredictRequest, model: ModelArtifact, max_batch_size: int) -> dict[str, list]:
-    """Check a request against the model's features and return raw values by column."""
-    features = model.preprocessor.columns
-    numeric = {n["name"] for n in model.preprocessor.numeric}
+def _columns(payload: PredictRequest, contract: InputContract, max_batch_size: int) -> dict[str, list]:
+    """Check a request against the model's input contract (ml/input_contract.py) and return raw values by column."""
+    features = contract.features
     if (payload.records is None) == (payload.instances is None):
         raise Problem(422, ["body"], "give exactly one of 'records' (objects by feature name) or 'instances' (arrays)")
     field = "records" if payload.records is not None else "instances"
@@ -304,40 +308,21 @@ def _columns(payload: PredictRequest, model: ModelArtifact, max_batch_size: int)
     if len(rows) > max_batch_size:
         raise Problem(422, ["body", field], f"batch of {len(rows)} records is over the limit of {max_batch_size}")
     columns: dict[str, list] = {name: [] for name in features}
-    for i, row in enumerate(rows):
-        if isinstance(row, dict):
-            missing = [f for f in features if f not in row]
-            if missing:
-                raise Problem(422, ["body", field, i], f"missing feature(s) {missing}")
-            unknown = sorted(set(row) - set(features))
-            if unknown:
-                raise Problem(422, ["body", field, i], f"unknown feature(s) {unknown}; the model takes {features}")
-            values = [row[f] for f in features]
-        else:
-            if len(row) != len(features):
-                raise Problem(422, ["body", field, i], f"expected {len(features)} values in the order {features}, got {len(row)}")
-            values = row
-        for name, value in zip(features, values, strict=True):
-            if isinstance(value, float) and not math.isfinite(value):
-                raise Problem(422, ["body", field, i, name], f"{value} is not a finite number")
-            if isinstance(value, (int, float)) and not _fits_float32(value):
-                raise Problem(422, ["body", field, i, name], f"{_short(value)} is outside the float32 range the model computes in")
-            if name in numeric and isinstance(value, str):
-                raise Problem(422, ["body", field, i, name], f"expected a number or null, got the string {value!r}")
-            columns[name].append(value)
-    return columns
-
-
-def _fits_float32(value: int | float) -> bool:
     try:
-        return abs(float(value)) <= FLOAT32_MAX
-    except OverflowError:  # an integer beyond any float
-        return False
-
-
-def _short(value: object) -> str:
-    text = str(value)
-    return text if len(text) <= 40 else f"{text[:20]}…({len(text)} digits)"
+        for i, row in enumerate(rows):
+            if isinstance(row, dict):
+                values = contract.values(i, row)
+            else:
+                if len(row) != len(features):
+                    raise Problem(422, ["body", field, i], f"expected {len(features)} values in the order {features}, got {len(row)}")
+                values = row
+                for name, value in zip(features, values, strict=True):
+                    contract.check_value(i, name, value)
+            for name, value in zip(features, values, strict=True):
+                columns[name].append(value)
+    except RecordError as exc:
+        raise Problem(422, ["body", field, exc.index, *([exc.feature] if exc.feature else [])], str(exc)) from None
+    return columns
 
 
 def predict_body_schema(model: ModelArtifact, max_batch_size: int) -> dict:
