@@ -7,7 +7,17 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.options import JSON_OPTION, cluster_options, echo_err, emit_json, pass_context, quiet, signed_model, timeout_option
+from toolkit.cli.options import (
+    JSON_OPTION,
+    cluster_options,
+    echo_err,
+    emit_json,
+    load_context,
+    pass_context,
+    quiet,
+    signed_model,
+    timeout_option,
+)
 from toolkit.cli.progress import EpochProgress
 
 
@@ -299,6 +309,44 @@ def _score_csv(model, input_path: Path, output_path: Path, keep: tuple[str, ...]
     click.echo(f"scored {result['rows']} rows of {input_path} into {output_path} in {seconds:.1f} s "
                f"({', '.join(result['columns'])})")
 
+
+@click.command()
+@signed_model
+@click.option("--format", "format_", type=click.Choice(["onnx"]), default="onnx", show_default=True, help="What to export to.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The file to write, e.g. model.onnx.")
+@JSON_OPTION
+def export(model, format_: str, out: Path, as_json: bool) -> None:
+    """Export a model for another runtime: ONNX with the preprocessing inside the graph (imputation,
+    scaling, one-hot), so the exported model takes the raw feature columns (numbers as double,
+    categories as their text) and gives `probabilities` and `label`; signed like the model, with
+    the key of the environment given with --env (OUT.sig).
+
+    \b
+    Examples:
+      toolkit export --model artifacts/local/latest --env local --out model.onnx
+      model_signing verify key --signature model.onnx.sig --public_key .local/signing/local.pub model.onnx
+    """
+    from toolkit.errors import BadInputError
+    from toolkit.ml.onnx_export import export_onnx
+    from toolkit.ml.signing import sign_file
+
+    env = click.get_current_context().params.get("trust_env")
+    if not env:
+        raise BadInputError("give --env ENV: the exported file is signed with ENV's model-signing key.")
+    from toolkit.signing_keys import private_key
+
+    signing_key = private_key(load_context(env))
+    result = export_onnx(model, out)
+    signature = sign_file(out, signing_key)
+    summary = {"model_version": model.version, "format": format_, "out": str(out), "signature": str(signature), **result}
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"exported model {model.version} to {out} (ONNX opset {result['opset']}, {result['bytes']:,} bytes), signed: {signature}")
+    click.echo("inputs   " + ", ".join(result["inputs"]) + "  (one column each: shape [N, 1])")
+    click.echo("outputs  probabilities (double [N, classes]), label (string [N])")
+
+
 @click.command()
 @signed_model
 @JSON_OPTION
@@ -327,4 +375,4 @@ def signing_key(ctx, rotate: bool) -> None:
         click.echo(line)
 
 
-COMMANDS = [train, evaluate, predict, verify, signing_key]
+COMMANDS = [train, evaluate, predict, export, verify, signing_key]

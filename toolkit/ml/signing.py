@@ -84,6 +84,22 @@ def sign_artifact(directory: Path, private_key_pem: bytes) -> Path:
     return signature
 
 
+def sign_file(path: Path, private_key_pem: bytes) -> Path:
+    """Sign one file (an exported model) the same way, into `<file>.sig`; returns that path.
+    Anyone verifies it with model-signing's own CLI: `model_signing verify key --signature F.sig
+    --public_key keys/ENV.pub F`."""
+    from model_signing import hashing, signing
+
+    signature = path.with_name(path.name + ".sig")
+    with tempfile.TemporaryDirectory() as tmp:
+        key = _pem_file(tmp, "signing.key", private_key_pem)
+        try:
+            signing.Config().use_elliptic_key_signer(private_key=key).set_hashing_config(hashing.Config()).sign(path, signature)
+        except ValueError as exc:
+            raise SignatureError(f"cannot sign {path}: {exc}") from None
+    return signature
+
+
 def verify_signature(directory: Path, keys: list[PublicKey], shown_as: Path | None = None) -> PublicKey:
     """The trusted key that signed `directory`; SignatureError with the reason when none did
     (`shown_as`: the name errors give the directory)."""
