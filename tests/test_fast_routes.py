@@ -14,7 +14,7 @@ import pytest
 from toolkit.ml.artifacts import load_artifact
 from toolkit.ml.predict import score_records
 from toolkit.ml.row_encoder import RowEncoder
-from toolkit.ml.table import Table
+from toolkit.ml.table import Table, category_key
 from toolkit.serve.fast_routes import PredictHandler
 from toolkit.serve.metrics import ServerMetrics
 from toolkit.serve.predictor import Predictor
@@ -57,7 +57,22 @@ def test_a_valid_body_gets_the_reference_answer(model):
         status, content = handler(orjson.dumps(body))
         reference = score_records(model, {c: [r[c] for r in records] for c in columns}, "request").predictions
         assert status == 200
-        assert orjson.loads(content) == {"model_version": model.version, "predictions": reference}
+        expected = {"model_version": model.version, "predictions": reference}
+        unseen = _unseen(model, records)
+        if unseen:
+            expected["unseen_categories"] = unseen
+        assert orjson.loads(content) == expected
+
+
+def _unseen(model, records: list[dict]) -> dict:
+    """The categorical values of `records` the model has no category for, by feature, each once."""
+    found: dict = {}
+    for record in records:
+        for spec in model.preprocessor.categorical:
+            value = record[spec["name"]]
+            if value is not None and category_key(value) not in spec["categories"] and value not in found.get(spec["name"], []):
+                found.setdefault(spec["name"], []).append(value)
+    return found
 
 
 @pytest.mark.parametrize("rows", [1, 9])

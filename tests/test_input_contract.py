@@ -119,3 +119,12 @@ def test_batch_scoring_that_fails_leaves_no_file(trained, tmp_path):
     extra.write_text("\n".join([header + ",extra", *(row + ",1" for row in rows)]) + "\n")
     with pytest.raises(DataError, match=r"unknown column\(s\) \['extra'\]"):
         score_csv(load_artifact(artifact), extra, out)
+
+
+def test_an_unseen_category_is_flagged_in_the_answer_and_counted(client):
+    seen = client.post("/v1/predict", json={"records": [RECORD]}).json()
+    assert "unseen_categories" not in seen
+    answer = client.post("/v1/predict", json={"records": [{**RECORD, "region": "east"}, RECORD, {**RECORD, "region": "east"}]})
+    assert answer.status_code == 200 and answer.json()["unseen_categories"] == {"region": ["east"]}
+    metrics = client.get("/metrics").text
+    assert 'toolkit_unseen_categories_total{feature="region"} 2.0' in metrics

@@ -101,6 +101,12 @@ def test_dropped_label_rows_tiny_test_splits_and_a_dropped_label_are_said(repo_c
     assert result.exit_code == 0, result.output
     assert "1 row(s) without a value in the label column 'kind' were left out" in result.stderr
     assert "the test split has 20 rows (under 30)" in result.stderr
+    assert "data     99 rows used of 100 (1 left out: no label); no missing cells; classes c0 49%, c1 51%" in result.stdout
+    artifact = next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("artifact"))
+    report = json.loads(open(os.path.join(artifact, "data_report.json")).read())
+    assert report["rows_read"] == 100 and report["rows_left_out"] == {"without a label": 1} and report["classes"] == {"c0": 49, "c1": 50}
+    assert report["columns"]["colour"] == {"kind": "categorical", "missing": 0, "filled_with": None, "categories": 2}
+    assert report["columns"]["kind"] == {"kind": "label"} and report["splits"]["test"] == 20
     dropped = run_cli("train", "--env", "local", "--data", data, "--label", "kind", "--drop", "kind")
     assert dropped.exit_code == 2 and "the label column 'kind' is also listed to drop" in dropped.stderr
 

@@ -112,6 +112,7 @@ def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_fol
         "epochs_run": result.metrics["training"]["epochs_run"],
         "best_epoch": result.metrics["training"]["best_epoch"],
         "warnings": result.warnings,
+        "data_report": result.data_report,
     }
     if upload:
         from toolkit.store.artifacts import upload_artifact
@@ -120,6 +121,9 @@ def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_fol
     if as_json:
         emit_json(summary)
         return
+    from toolkit.ml.data_report import summary_line
+
+    click.echo(f"data     {summary_line(result.data_report)}")
     click.echo(f"model    {result.version}  ({summary['epochs_run']} epochs, best {summary['best_epoch']})")
     click.echo(f"test     {_format_report(result.metrics['test'])}")
     if result.metrics.get("cv"):

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,7 @@ from toolkit.config import TrainingConfig
 from toolkit.errors import DataError
 from toolkit.ml import artifacts
 from toolkit.ml.data import Dataset, prepare_dataset, stratified_kfold, stratified_split
+from toolkit.ml.data_report import REPORT, data_report
 from toolkit.ml.nn import losses, optimizers
 from toolkit.ml.nn.metrics import classification_report, summarize_folds
 from toolkit.ml.nn.model import Sequential, class_probabilities, mlp_spec
@@ -162,6 +164,7 @@ class TrainResult:
     curves_path: Path | None  # None without matplotlib
     version: str
     warnings: list[str] = field(default_factory=list)  # what the data made us leave out or assume
+    data_report: dict = field(default_factory=dict)  # data_report.json
 
 
 def train_and_save(
@@ -217,7 +220,10 @@ def train_and_save(
         "rows_without_label": dataset.dropped_rows, "delimiter": dataset.table.delimiter, **(data_info or {}),
     }
 
+    report = data_report(dataset, fitted.preprocessor, metrics["splits"], warnings, choice.drop_columns)
+
     def write_curves(directory: Path) -> None:
+        (directory / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         try:
             import matplotlib  # noqa: F401  (absent in the training image: no plot there, the history is in metrics.json)
         except ImportError:
@@ -239,4 +245,4 @@ def train_and_save(
     )
     curves = directory / artifacts.CURVES
     return TrainResult(directory, metrics, directory / artifacts.METRICS, curves if curves.exists() else None, directory.name,
-                       warnings)
+                       warnings, report)

@@ -78,6 +78,8 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
     ignored: list[str] | None = Field(None, description="columns the records carried that the model does not take (its label, "
                                                         "columns dropped at training); absent when there were none")
+    unseen_categories: dict[str, list[Union[StrictStr, StrictInt, StrictFloat]]] | None = Field(
+        None, description="categorical values the model never saw in training, by feature (scored as no category); absent when none")
 
 
 class Problem(Exception):

@@ -33,6 +33,8 @@ class ServerMetrics:
         self.latency = Histogram("toolkit_http_request_duration_seconds", "Request latency by route and status",
                                  ["route", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.predictions = Counter("toolkit_predictions", "Predicted labels by class", ["label"], registry=self.registry)
+        self.unseen_categories = Counter("toolkit_unseen_categories", "Records whose categorical feature had a value the model "
+                                         "never saw in training (encoded as no category)", ["feature"], registry=self.registry)
         self._by_class = [self.predictions.labels(label) for label in model.classes]  # one child per class index
         # What prometheus_client's Info would export (toolkit_model_info{...} 1), as a gauge: Info has no multiprocess mode.
         Gauge("toolkit_model_info", "The model being served", ["version", "label", "weights_sha256"], registry=self.registry,
