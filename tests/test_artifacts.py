@@ -27,7 +27,7 @@ def trained(settings, tmp_path_factory):
 def test_artifact_layout_and_manifest(trained):
     directory = trained.artifact_dir
     manifest = json.loads((directory / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"weights.npz", "metrics.json", "training_curves.png"}
+    assert set(manifest["files"]) == {"weights.npz", "metrics.json", "training_curves.png", "confusion_matrix.png", "data_report.json"}
     assert manifest["dataset"]["sha256"] == __import__("hashlib").sha256(HEART.read_bytes()).hexdigest()
     assert manifest["version"] == directory.name
     assert manifest["classes"] == ["0", "1"] and manifest["target"] == "num > 0"
@@ -196,7 +196,9 @@ def _set_units(units):
     (lambda m: m.__setitem__("files", ["weights.npz"]), "files: Input should be a valid dictionary"),
     (_set_units(1_000_000_000), "architecture.layers.0.dense.units: Input should be less than or equal to 65536"),
     (lambda m: m["architecture"]["layers"].__setitem__(1, {"type": "swish"}), "architecture.layers.1: Input tag 'swish'"),
-    (lambda m: m["architecture"].__setitem__("output", "identity"), "architecture.output: Input should be 'sigmoid' or 'softmax'"),
+    (lambda m: m["architecture"].__setitem__("output", "linear"), "architecture.output: Input should be 'sigmoid', 'softmax' or 'identity'"),
+    (lambda m: m["architecture"].__setitem__("output", "identity"), "a classifier has at least 2 classes and a sigmoid or softmax output"),
+    (lambda m: m.__setitem__("task", "regression"), "a regressor has no classes, an identity output and its target_scaling"),
     (_set_units(4096), ", 16), the architecture needs float32 ("),  # a valid size the weights do not match
     (lambda m: m["architecture"].__setitem__("layers", [{"type": "dense", "units": 65536, "init": "he"}] * 6
                                                        + [{"type": "dense", "units": 1, "init": "he"}]),

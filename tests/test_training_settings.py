@@ -80,15 +80,26 @@ def test_a_binary_loss_on_three_classes_names_the_file_to_edit(repo_copy, run_cl
     assert "needs exactly 2 classes but the label has 3" in result.stderr and "environments/local.yaml" in result.stderr
 
 
-def test_a_continuous_label_is_refused_saying_so(repo_copy, run_cli, tmp_path):
+def _prices(path):
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (250, 3))
     price = 3 * x[:, 0] - x[:, 1] + rng.normal(0, 0.1, 250)
-    path = tmp_path / "prices.csv"
     path.write_text("a,b,c,price\n" + "\n".join(f"{a:.3f},{b:.3f},{c:.3f},{p:.2f}" for (a, b, c), p in zip(x, price, strict=True)))
-    result = run_cli("train", "--env", "local", "--data", path, "--label", "price", "--cv", "5")
+    return path
+
+
+def test_a_continuous_label_trains_a_regressor_and_says_so(repo_copy, run_cli, tmp_path):
+    result = run_cli("train", "--env", "local", "--data", _prices(tmp_path / "prices.csv"), "--label", "price", "--cv", "5")
+    assert result.exit_code == 0, result.output
+    assert "task     regression (the label 'price' looks continuous: " in result.stdout
+    assert "cv(5)    r2 " in result.stdout and "test     r2 " in result.stdout
+
+
+@pytest.mark.parametrize("args", [["--loss", "binary_cross_entropy"], ["--task", "classification"]])
+def test_a_classification_loss_on_a_continuous_label_is_refused_saying_so(repo_copy, run_cli, tmp_path, args):
+    result = run_cli("train", "--env", "local", "--data", _prices(tmp_path / "prices.csv"), "--label", "price", *args)
     assert result.exit_code == 2
-    assert "the label 'price' looks continuous" in result.stderr and "--target 'price > <threshold>'" in result.stderr
+    assert "the label 'price' looks continuous" in result.stderr and "--task regression" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -212,8 +212,10 @@ class TrainingConfig(_Section):
     drop_columns: list[str] = Field(default_factory=list, description="id-like columns to ignore")
     hidden_layers: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [32])
     activation: Literal["relu", "tanh", "sigmoid"] = "relu"
-    loss: Literal["auto", "binary_cross_entropy", "categorical_cross_entropy"] = Field(
-        "auto", description="auto: binary cross-entropy for two classes, categorical for more")
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto", description="auto: regression for a numeric label that looks continuous (or loss mse), classification otherwise")
+    loss: Literal["auto", "binary_cross_entropy", "categorical_cross_entropy", "mse"] = Field(
+        "auto", description="auto: binary cross-entropy for two classes, categorical for more, mean squared error for regression")
     class_weight: Literal["none", "balanced"] = Field(
         "none", description="balanced: weigh each class's samples by n / (classes · its count), so rare classes count as much")
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -239,7 +241,21 @@ class TrainingConfig(_Section):
     def _target_uses_label(self) -> TrainingConfig:
         if self.target is not None and self.target_rule()[0] != self.label:
             raise ValueError(f"target '{self.target}' must test the label column '{self.label}'")
+        if self.task == "regression" and self.loss not in ("auto", "mse"):
+            raise ValueError(f"loss {self.loss} is a classification loss; task regression takes loss mse (or auto)")
+        if self.task == "classification" and self.loss == "mse":
+            raise ValueError("loss mse is for regression; task classification takes a cross-entropy (or auto)")
+        if self.target is not None and (self.task == "regression" or self.loss == "mse"):
+            raise ValueError(f"target '{self.target}' makes two classes of the label; regression predicts the label itself")
         return self
+
+    def dataset_task(self) -> str:
+        """What to make of the label: "regression", "classification", or "auto" (decided by the data)."""
+        if self.task != "auto":
+            return self.task
+        if self.loss == "mse":
+            return "regression"
+        return "classification" if self.loss != "auto" else "auto"
 
     def target_rule(self) -> tuple[str, str, float]:
         """(column, operator, threshold) of `target`; only valid when target is set."""

@@ -31,8 +31,10 @@ from toolkit.cli.progress import EpochProgress
 @click.option("--drop", "drop_columns", multiple=True, metavar="COL", help="Ignore this (id-like) column (repeatable).")
 @click.option("--delimiter", help="CSV delimiter (default: detected).")
 @click.option("--cv", "cv_folds", type=click.IntRange(min=2), help="Also run K-fold stratified cross-validation and report mean ± std.")
-@click.option("--loss", type=click.Choice(["auto", "binary_cross_entropy", "categorical_cross_entropy"]),
-              help="Override training.loss (auto: binary for two classes, categorical for more).")
+@click.option("--task", type=click.Choice(["auto", "classification", "regression"]),
+              help="Override training.task (auto: regression for a numeric label that looks continuous).")
+@click.option("--loss", type=click.Choice(["auto", "binary_cross_entropy", "categorical_cross_entropy", "mse"]),
+              help="Override training.loss (auto: binary for two classes, categorical for more, mse for regression).")
 @click.option("--hidden-layers", metavar="N,N,...", help="Override training.hidden_layers, e.g. 64,32.")
 @click.option("--activation", type=click.Choice(["relu", "tanh", "sigmoid"]), help="Override training.activation.")
 @click.option("--learning-rate", type=float, help="Override training.learning_rate.")
@@ -50,7 +52,7 @@ from toolkit.cli.progress import EpochProgress
 @JSON_OPTION
 def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_folds, out, upload, remote,
           kubeconfig, context, timeout, as_json, **model_settings) -> None:
-    """Train a classifier with the numpy core and save a verified model artifact.
+    """Train a classifier or a regressor with the numpy core and save a verified model artifact.
 
     Splits the data into stratified train/validation/test sets, fits preprocessing on the
     training rows only, trains with early stopping on validation loss, and writes
@@ -124,11 +126,14 @@ def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_fol
     from toolkit.ml.data_report import summary_line
 
     click.echo(f"data     {summary_line(result.data_report)}")
+    if result.task_note:
+        click.echo(f"task     {result.task_note}")
     click.echo(f"model    {result.version}  ({summary['epochs_run']} epochs, best {summary['best_epoch']})")
     click.echo(f"test     {_format_report(result.metrics['test'])}")
     if result.metrics.get("cv"):
         cv = result.metrics["cv"]
-        parts = [f"{k} {cv[k]['mean']:.3f} ± {cv[k]['std']:.3f}" for k in ("accuracy", "roc_auc", "f1")]
+        keys = ("r2", "mae", "rmse") if "r2" in cv else ("accuracy", "roc_auc", "f1")
+        parts = [f"{k} {cv[k]['mean']:.3f} ± {cv[k]['std']:.3f}" for k in keys]
         click.echo(f"cv({cv['folds']})    " + "  ".join(parts))
     click.echo(f"artifact {result.artifact_dir}  (signed with the key of {env})")
     click.echo(f"metrics  {result.metrics_path}")
@@ -149,6 +154,8 @@ def training_settings(ctx, flags: dict, new_label: bool = False):
     overrides = {key: value for key, value in flags.items() if value is not None}
     if new_label and "loss" not in overrides:
         overrides["loss"] = "auto"
+    if new_label and "task" not in overrides:
+        overrides["task"] = "auto"
     if isinstance(overrides.get("hidden_layers"), str):
         try:
             overrides["hidden_layers"] = [int(n) for n in overrides["hidden_layers"].split(",")]
@@ -179,7 +186,7 @@ def _report_fold(index: int, report: dict) -> None:
 
 
 def _format_report(report: dict) -> str:
-    keys = ("accuracy", "precision", "recall", "f1", "roc_auc")
+    keys = ("r2", "mae", "rmse") if "r2" in report else ("accuracy", "precision", "recall", "f1", "roc_auc")
     return "  ".join(f"{k} {report[k]:.3f}" for k in keys)
 
 
@@ -227,11 +234,13 @@ def evaluate(model, data: Path, delimiter: str | None, split: str, importance_pn
     note = f"; {seen} of them trained on" if seen else "; training rows among them" if seen is None else ""
     click.echo(f"model {model.version} on {data}, {which} ({report['n']} rows{note})")
     click.echo(_format_report(report))
-    click.echo("confusion matrix (rows: true, columns: predicted; classes " + ", ".join(model.classes) + ")")
-    for row in report["confusion_matrix"]:
-        click.echo("  " + " ".join(f"{v:5d}" for v in row))
+    if not model.regression:
+        click.echo("confusion matrix (rows: true, columns: predicted; classes " + ", ".join(model.classes) + ")")
+        for row in report["confusion_matrix"]:
+            click.echo("  " + " ".join(f"{v:5d}" for v in row))
     if importance_png:
-        click.echo("permutation importance (accuracy lost when the column is shuffled; mean ± std of 5)")
+        click.echo(f"permutation importance ({'R²' if model.regression else 'accuracy'} lost when the column is shuffled; "
+                   "mean ± std of 5)")
         for item in report["importance"]:
             click.echo(f"  {item['feature']:<24} {item['mean']:+.3f} ± {item['std']:.3f}")
         click.echo(f"plot {report['importance_png'] or '(matplotlib not installed: no plot)'}")
@@ -281,6 +290,11 @@ def predict(model, input_path: Path, output_path: Path | None, keep: tuple[str, 
         return
     if ignored:
         echo_err(f"ignored column(s) {ignored}: the model does not take them (its label, or dropped at training)")
+    if model.regression:
+        click.echo(f"{'row':>8}  {model.manifest['label']:>12}")
+        for i, p in enumerate(predictions, start=1):
+            click.echo(f"{i:>8}  {p['value']:>12.6g}")
+        return
     header = ["row", "label"] + [f"p({c})" for c in model.classes]
     click.echo("  ".join(f"{h:>8}" for h in header))
     for i, p in enumerate(predictions, start=1):
@@ -348,7 +362,7 @@ def export(model, format_: str, out: Path, as_json: bool) -> None:
         return
     click.echo(f"exported model {model.version} to {out} (ONNX opset {result['opset']}, {result['bytes']:,} bytes), signed: {signature}")
     click.echo("inputs   " + ", ".join(result["inputs"]) + "  (one column each: shape [N, 1])")
-    click.echo("outputs  probabilities (double [N, classes]), label (string [N])")
+    click.echo("outputs  " + ("value (double [N, 1])" if model.regression else "probabilities (double [N, classes]), label (string [N])"))
 
 
 @click.command()

@@ -24,11 +24,10 @@ class EpochProgress:
 
             self.bar = tqdm(total=self.epochs, desc="train", unit="epoch", file=sys.stderr, leave=False, dynamic_ncols=True,
                             disable=None)  # no bar in non-TTY logs
-        self.bar.set_postfix(
-            loss=f"{record['loss']:.4f}", val_loss=f"{record.get('val_loss', float('nan')):.4f}",
-            val_acc=f"{record.get('val_accuracy', float('nan')):.3f}", val_auc=f"{record.get('val_roc_auc', float('nan')):.3f}",
-            refresh=False,
-        )
+        scores = ({"val_r2": f"{record['val_r2']:.3f}", "val_rmse": f"{record['val_rmse']:.4g}"} if "val_r2" in record else
+                  {"val_acc": f"{record.get('val_accuracy', float('nan')):.3f}", "val_auc": f"{record.get('val_roc_auc', float('nan')):.3f}"})
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", val_loss=f"{record.get('val_loss', float('nan')):.4f}", **scores,
+                             refresh=False)
         self.bar.update(1)
 
     def close(self) -> None:

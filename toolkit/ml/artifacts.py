@@ -35,6 +35,7 @@ from toolkit.ml.table import sha256_file
 METRICS = "metrics.json"
 CURVES = "training_curves.png"
 CONFUSION = "confusion_matrix.png"  # the test split's
+PREDICTED_VS_TRUE = "predicted_vs_true.png"  # a regressor's test split
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same weights, same bytes
 
 
@@ -102,6 +103,15 @@ class ModelArtifact:
     def classes(self) -> list[str]:
         return self.manifest["classes"]
 
+    @property
+    def regression(self) -> bool:
+        return self.manifest.get("task") == "regression"
+
+    def predict_values(self, features: np.ndarray) -> np.ndarray:
+        """A regressor's predictions in the label's units (rows,), float64."""
+        scaling = self.manifest["target_scaling"]
+        return self.model.predict_logits(features)[:, 0].astype(np.float64) * scaling["std"] + scaling["mean"]
+
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """(n, n_classes) class probabilities for preprocessed features."""
         return class_probabilities(self.model, features, self.manifest["architecture"]["output"])
@@ -128,6 +138,8 @@ def save_artifact(
     write_extras=None,
     reference: dict | None = None,
     env: str | None = None,
+    task: str = "classification",
+    target_scaling: tuple[float, float] | None = None,
 ) -> Path:
     """Write a new artifact under `root/<version>/` atomically and point `root/latest` at it.
 
@@ -157,6 +169,7 @@ def save_artifact(
             "architecture": {**model.spec(), "output": output},
             "preprocessing": preprocessor.to_dict(),
             "feature_names": preprocessor.feature_names,
+            "task": task,
             "classes": classes,
             "label": label,
             "target": target,
@@ -167,6 +180,8 @@ def save_artifact(
             "training": training,
             "files": files,
         }
+        if target_scaling is not None:  # regression: the network answers the standardized label
+            manifest["target_scaling"] = {"mean": target_scaling[0], "std": target_scaling[1]}
         manifest["checksum"] = manifest_checksum(manifest)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         final = root / version

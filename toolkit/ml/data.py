@@ -26,16 +26,26 @@ class Dataset:
     table: Table
     numeric: list[str]
     categorical: list[str]
-    y: np.ndarray  # class indices
-    classes: list[str]
+    y: np.ndarray  # class indices; for regression the label's values (float64)
+    classes: list[str]  # empty for regression
     label: str
     target: str | None
     dropped_rows: int  # rows without a label
     warnings: list[str] = field(default_factory=list)  # what was dropped or assumed, for the user to see
+    task: str = "classification"  # or "regression"
 
     @property
     def features(self) -> list[str]:
         return [c for c in self.table.columns if c in self.numeric or c in self.categorical]
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
+    @property
+    def strata(self) -> np.ndarray:
+        """What splits keep in proportion: the classes; for regression nothing (one stratum: a random split)."""
+        return np.zeros(len(self.y), dtype=np.int64) if self.regression else self.y
 
 
 def prepare_dataset(
@@ -45,9 +55,12 @@ def prepare_dataset(
     categorical: list[str] | tuple[str, ...] = (),
     drop_columns: list[str] | tuple[str, ...] = (),
     max_categories: int = 1000,
+    task: str = "auto",
 ) -> Dataset:
     """Check columns against the training settings; derive the target, e.g. 'num > 0'. A categorical
     column with more than `max_categories` distinct values is refused (one-hot would need a column each).
+    `task`: "regression" takes the label's numbers as they are; "classification" its values as
+    classes, refusing a label that looks continuous; "auto" decides by that look.
 
     A feature column without a single value carries nothing to learn from: it is dropped, with
     a warning in `Dataset.warnings`."""
@@ -84,11 +97,15 @@ def prepare_dataset(
     dropped = int((~keep).sum())
     if dropped:
         table = table.take(np.flatnonzero(keep))
+    if task == "regression" and target_rule is None:
+        return _regression_dataset(table, label, numeric, categorical, dropped, src)
     y, classes = _labels(table, label, target, target_rule)
     if target_rule is None and looks_continuous(table, label, len(classes)):
+        if task == "auto":
+            return _regression_dataset(table, label, numeric, categorical, dropped, src)
         raise DataError(f"{src}: the label '{label}' looks continuous ({len(classes)} distinct numeric values in {len(y)} rows), "
-                        "and the toolkit trains classifiers only; derive classes from it with --target "
-                        f"'{label} > <threshold>' (or training.target), or bin it into a few classes in the CSV.")
+                        "and a classification loss or task was asked for; train a regressor (--task regression, or "
+                        f"--loss auto), or derive classes from it with --target '{label} > <threshold>'.")
     present = np.unique(y)
     if len(present) < 2:
         only = classes[present[0]] if len(present) else "none"
@@ -97,6 +114,13 @@ def prepare_dataset(
             f"{src}: the label '{label}'{rule} has only one class ({only!r}) in {len(y)} rows; "
             "a classifier needs at least two."
         )
+    numeric, categorical, warnings = _usable_features(table, numeric, categorical, label, dropped, src)
+    return Dataset(table, numeric, categorical, y, classes, label, target, dropped, warnings)
+
+
+def _usable_features(table: Table, numeric: list[str], categorical: list[str], label: str, dropped: int,
+                     src: str) -> tuple[list[str], list[str], list[str]]:
+    """The feature columns without those that hold no value at all, and the warnings to give."""
     warnings = []
     if dropped:
         warnings.append(f"{src}: {dropped} row(s) without a value in the label column '{label}' were left out.")
@@ -107,7 +131,21 @@ def prepare_dataset(
     categorical = [c for c in categorical if c not in empty]
     if not numeric and not categorical:
         raise DataError(f"{src}: no feature columns left after removing the label, dropped and empty columns.")
-    return Dataset(table, numeric, categorical, y, classes, label, target, dropped, warnings)
+    return numeric, categorical, warnings
+
+
+def _regression_dataset(table: Table, label: str, numeric: list[str], categorical: list[str], dropped: int, src: str) -> Dataset:
+    column = table.column(label)
+    if not column.numeric:
+        raise DataError(f"{src}: regression needs a numeric label, but '{label}' has {column.first_text[1]!r} "
+                        f"({table.row_name(column.first_text[0])}).")
+    y = column.numbers.astype(np.float64)
+    if np.isinf(y).any():
+        raise DataError(f"{src}: the label '{label}' has a value too large to be a number ({table.row_name(int(np.flatnonzero(np.isinf(y))[0]))}).")
+    if len(y) < 2 or float(np.std(y)) == 0.0:
+        raise DataError(f"{src}: the label '{label}' has a single value in {len(y)} rows; there is nothing to predict.")
+    numeric, categorical, warnings = _usable_features(table, numeric, categorical, label, dropped, src)
+    return Dataset(table, numeric, categorical, y, [], label, None, dropped, warnings, task="regression")
 
 
 def looks_continuous(table: Table, label: str, distinct: int) -> bool:

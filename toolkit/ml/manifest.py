@@ -58,7 +58,7 @@ LayerSpec = Annotated[Union[DenseSpec, ActivationSpec], Field(discriminator="typ
 class Architecture(_Strict):
     input_dim: int = Field(ge=1, le=MAX_FEATURES)
     layers: list[LayerSpec] = Field(min_length=1, max_length=MAX_LAYERS)
-    output: Literal["sigmoid", "softmax"]
+    output: Literal["sigmoid", "softmax", "identity"]  # identity: a regressor's one standardized value
     dtype: Literal["float32", "float64"] = "float32"
 
     def parameter_count(self) -> int:
@@ -116,6 +116,20 @@ class Preprocessing(_Strict):
         return self
 
 
+class TargetScaling(_Strict):
+    """A regressor's label standardization: value = output · std + mean."""
+
+    mean: float
+    std: float = Field(gt=0)
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
 class Manifest(BaseModel):
     """The parts of manifest.json the loader relies on; report fields (metrics, dataset, ...) pass through."""
 
@@ -128,9 +142,11 @@ class Manifest(BaseModel):
     architecture: Architecture
     preprocessing: Preprocessing
     feature_names: list[str]
-    classes: list[str] = Field(min_length=2)
+    task: Literal["classification", "regression"] = "classification"
+    classes: list[str]
     label: str
     target: str | None = None
+    target_scaling: TargetScaling | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -143,6 +159,15 @@ class Manifest(BaseModel):
         if not self.architecture.input_dim == len(self.feature_names) == width:
             raise ValueError(f"architecture.input_dim ({self.architecture.input_dim}), feature_names ({len(self.feature_names)}) "
                              f"and the preprocessing's encoded width ({width}) must be equal")
+        if self.task == "regression":
+            if self.classes or self.architecture.output != "identity" or self.target_scaling is None:
+                raise ValueError("a regressor has no classes, an identity output and its target_scaling")
+            if self.architecture.output_units() != 1:
+                raise ValueError(f"a regressor's last dense layer has 1 unit, not {self.architecture.output_units()}")
+            return self
+        if len(self.classes) < 2 or self.architecture.output == "identity":
+            raise ValueError(f"a classifier has at least 2 classes and a sigmoid or softmax output; the manifest lists "
+                             f"{len(self.classes)} class(es) and output {self.architecture.output}")
         expected = 1 if self.architecture.output == "sigmoid" else len(self.classes)
         if self.architecture.output == "sigmoid" and len(self.classes) != 2:
             raise ValueError(f"a sigmoid output scores 2 classes, the manifest lists {len(self.classes)}")

@@ -8,7 +8,8 @@ runtime scores raw records with what `toolkit predict` gives:
                        → the most frequent training category where missing, then one column per
                          category (an unseen category: all zeros)
     → concat → the MLP's dense layers and activations in float32 → logits in double
-    → `probabilities` (double [N, classes]: sigmoid as [1 − p, p], or softmax) and `label` (string [N]).
+    → `probabilities` (double [N, classes]: sigmoid as [1 − p, p], or softmax) and `label` (string [N]);
+      a regressor: `value` (double [N, 1], in the label's units).
 
 Numbers are computed in the same precision as the numpy path (double preprocessing, float32
 network, double output), so the runtimes agree to float rounding (the tests hold onnxruntime to
@@ -82,17 +83,22 @@ def export_onnx(model: ModelArtifact, out: Path) -> dict:
         else:
             raise ToolkitError(f"layer type {layer['type']!r} has no ONNX export yet.")
     logits = node("Cast", [x], "logits", to=TensorProto.DOUBLE)
-    if model.manifest["architecture"]["output"] == "sigmoid":
+    if model.regression:  # the standardized value back in the label's units: · std + mean
+        scaling = model.manifest["target_scaling"]
+        node("Add", [node("Mul", [logits, constant("target.std", np.array(scaling["std"]))], "scaled_value"),
+                     constant("target.mean", np.array(scaling["mean"]))], "value")
+        outputs = [helper.make_tensor_value_info("value", TensorProto.DOUBLE, ["N", 1])]
+    elif model.manifest["architecture"]["output"] == "sigmoid":
         positive = node("Sigmoid", [logits], "positive")
         probabilities = node("Concat", [node("Sub", [constant("one", np.array(1.0)), positive], "negative"), positive], "probabilities",
                              axis=1)
     else:
         probabilities = node("Softmax", [logits], "probabilities", axis=1)
-    node("Gather", [constant("classes", np.array(model.classes, dtype=object)),
-                    node("ArgMax", [probabilities], "predicted", axis=1, keepdims=0)], "label", axis=0)
-
-    outputs = [helper.make_tensor_value_info("probabilities", TensorProto.DOUBLE, ["N", len(model.classes)]),
-               helper.make_tensor_value_info("label", TensorProto.STRING, ["N"])]
+    if not model.regression:
+        node("Gather", [constant("classes", np.array(model.classes, dtype=object)),
+                        node("ArgMax", [probabilities], "predicted", axis=1, keepdims=0)], "label", axis=0)
+        outputs = [helper.make_tensor_value_info("probabilities", TensorProto.DOUBLE, ["N", len(model.classes)]),
+                   helper.make_tensor_value_info("label", TensorProto.STRING, ["N"])]
     graph = helper.make_graph(nodes, f"toolkit-{model.version}", inputs, outputs, initializers)
     document = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="toolkit",
                                  doc_string=f"model {model.version}: raw feature columns in, class probabilities and label out "
@@ -105,4 +111,4 @@ def export_onnx(model: ModelArtifact, out: Path) -> dict:
     out.write_bytes(document.SerializeToString())
     return {"opset": OPSET, "inputs": [f"{i.name}: {'double' if i.type.tensor_type.elem_type == TensorProto.DOUBLE else 'string'}"
                                        for i in inputs],
-            "outputs": ["probabilities", "label"], "bytes": out.stat().st_size}
+            "outputs": [o.name for o in outputs], "bytes": out.stat().st_size}

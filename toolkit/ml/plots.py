@@ -44,6 +44,21 @@ def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Pat
     return _save(fig, path)
 
 
+def plot_predicted_vs_true(y: np.ndarray, predicted: np.ndarray, path: Path, title: str) -> Path:
+    """A regressor's predictions against the true values, with the diagonal where they would agree."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5), constrained_layout=True)
+    ax.scatter(y, predicted, s=12, alpha=0.6)
+    low, high = float(min(y.min(), predicted.min())), float(max(y.max(), predicted.max()))
+    ax.plot([low, high], [low, high], color="grey", linestyle=":", label="predicted = true")
+    ax.set_xlabel("true")
+    ax.set_ylabel("predicted")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
 def plot_importance(importance: list[dict], path: Path, title: str) -> Path:
     """Permutation importance per feature (mean drop in accuracy, ± its std over repeats), largest on top."""
     plt = _pyplot()

@@ -19,7 +19,7 @@ from toolkit.errors import DataError
 from toolkit.ml import artifacts
 from toolkit.ml.data import prepare_dataset, stratified_split
 from toolkit.ml.input_contract import InputContract, RecordError
-from toolkit.ml.nn.metrics import classification_report
+from toolkit.ml.nn.metrics import classification_report, regression_report
 from toolkit.ml.table import Table, iter_csv, parse_csv, read_csv, sha256_file
 
 SPLITS = ("auto", "test", "validation", "train", "all")
@@ -49,8 +49,9 @@ def evaluate_artifact(model: artifacts.ModelArtifact, path: Path, delimiter: str
     used = set(model.preprocessor.columns) | {manifest["label"]}
     categorical = [c["name"] for c in model.preprocessor.categorical if c["name"] in table]
     unused = [c for c in table.columns if c not in used]
-    dataset = prepare_dataset(table, manifest["label"], manifest["target"], categorical, unused)
-    if dataset.target is None and dataset.classes != model.classes:
+    dataset = prepare_dataset(table, manifest["label"], manifest["target"], categorical, unused,
+                              task="regression" if model.regression else "classification")
+    if not model.regression and dataset.target is None and dataset.classes != model.classes:
         unknown = sorted(set(dataset.classes) - set(model.classes))
         if unknown:
             raise DataError(f"{path}: label values {unknown} are not classes the model knows ({model.classes}).")
@@ -61,14 +62,16 @@ def evaluate_artifact(model: artifacts.ModelArtifact, path: Path, delimiter: str
     if same_file and not trained_on.get("feedback"):
         training = manifest["training"]
         splits = dict(zip(("train", "validation", "test"), stratified_split(
-            dataset.y, training["validation_fraction"], training["test_fraction"], training["seed"]), strict=True))
+            dataset.strata, training["validation_fraction"], training["test_fraction"], training["seed"]), strict=True))
         rows = rows if split == "all" else splits[split]
         seen = len(splits["train"]) if split in ("all", "train") else 0
     elif same_file:
         seen = None  # some of them, with feedback rows besides: not known from the file alone
     features = model.preprocessor.transform_table(dataset.table, rows)
-    proba = model.predict_proba(features)
-    report = classification_report(dataset.y[rows], proba, len(model.classes))
+    if model.regression:
+        report = regression_report(dataset.y[rows], model.predict_values(features))
+    else:
+        report = classification_report(dataset.y[rows], model.predict_proba(features), len(model.classes))
     report |= {"split": split, "rows_seen_in_training": seen}
     if importance_repeats:
         report["importance"] = permutation_importance(model, features, dataset.y[rows], importance_repeats, seed)
@@ -77,33 +80,39 @@ def evaluate_artifact(model: artifacts.ModelArtifact, path: Path, delimiter: str
 
 def permutation_importance(model: artifacts.ModelArtifact, features: np.ndarray, y: np.ndarray, repeats: int = 5,
                            seed: int = 0) -> list[dict]:
-    """Per raw feature column: how much accuracy drops when its values are shuffled across the rows
-    (its one-hot block moved as one), mean and std over `repeats` shuffles; largest first."""
+    """Per raw feature column: how much accuracy (a regressor: R²) drops when its values are shuffled
+    across the rows (its one-hot block moved as one), mean and std over `repeats` shuffles; largest first."""
     rng = np.random.default_rng(seed)
-    baseline = float(np.mean(model.predict_proba(features).argmax(axis=1) == y))
+
+    def score(x: np.ndarray) -> float:
+        if model.regression:
+            return regression_report(y, model.predict_values(x))["r2"]
+        return float(np.mean(model.predict_proba(x).argmax(axis=1) == y))
+
+    baseline = score(features)
     shuffled = features.copy()
     result = []
     for name, columns in model.preprocessor.column_slices().items():
         drops = []
         for _ in range(repeats):
             shuffled[:, columns] = features[rng.permutation(len(features)), columns]
-            drops.append(baseline - float(np.mean(model.predict_proba(shuffled).argmax(axis=1) == y)))
+            drops.append(baseline - score(shuffled))
         shuffled[:, columns] = features[:, columns]
         result.append({"feature": name, "mean": float(np.mean(drops)), "std": float(np.std(drops))})
     return sorted(result, key=lambda item: -item["mean"])
 
 
 def predict_table(model: artifacts.ModelArtifact, table: Table) -> list[dict]:
-    """{label, probabilities} per row, through the model's own preprocessing."""
+    """{label, probabilities} per row (a regressor: {value}), through the model's own preprocessing."""
     return score_table(model, table).predictions
 
 
 @dataclass
 class Scored:
-    predictions: list[dict]  # {label, probabilities} per row
+    predictions: list[dict]  # {label, probabilities} per row; a regressor's: {value}
     features: np.ndarray  # the model's feature matrix of the rows (what drift is measured on)
-    predicted: np.ndarray  # the predicted class index per row
-    probabilities: np.ndarray  # (rows, classes), what `predictions` holds as dicts
+    predicted: np.ndarray | None  # the predicted class index per row; None for a regressor
+    probabilities: np.ndarray  # (rows, classes), what `predictions` holds as dicts; a regressor's values (rows, 1)
 
 
 def score_table(model: artifacts.ModelArtifact, table: Table) -> Scored:
@@ -117,19 +126,28 @@ def score_table(model: artifacts.ModelArtifact, table: Table) -> Scored:
             row, column = np.argwhere(~finite)[0]
             name = model.preprocessor.feature_names[column].split("=")[0]
             raise DataError(f"{table.source}: {table.row_name(int(row))}: feature '{name}' is out of the range the model can represent.")
-        proba = model.predict_proba(features)
-    if not np.isfinite(proba).all():
-        row = int(np.argwhere(~np.isfinite(proba))[0][0])
+        out = outputs(model, features)
+    if not np.isfinite(out).all():
+        row = int(np.argwhere(~np.isfinite(out))[0][0])
         raise DataError(f"{table.source}: {table.row_name(row)}: values are too extreme for the model to score.")
-    return scored(model.classes, features, proba)
+    return scored(model, features, out)
 
 
-def scored(classes: list[str], features: np.ndarray, proba: np.ndarray) -> Scored:
-    """The answer for each row from the class probabilities: the most probable class and all of them."""
-    predicted = proba.argmax(axis=1)
+def outputs(model: artifacts.ModelArtifact, features: np.ndarray) -> np.ndarray:
+    """The model's answer for each row: class probabilities (rows, classes), or a regressor's values (rows, 1)."""
+    return model.predict_values(features)[:, None] if model.regression else model.predict_proba(features)
+
+
+def scored(model: artifacts.ModelArtifact, features: np.ndarray, out: np.ndarray) -> Scored:
+    """The answer for each row from `outputs`: the most probable class and all the probabilities,
+    or a regressor's value."""
+    if model.regression:
+        return Scored([{"value": value} for value in out[:, 0].tolist()], features, None, out)
+    classes = model.classes
+    predicted = out.argmax(axis=1)
     predictions = [{"label": classes[i], "probabilities": dict(zip(classes, p, strict=True))}
-                   for i, p in zip(predicted.tolist(), proba.tolist(), strict=True)]
-    return Scored(predictions, features, predicted, proba)
+                   for i, p in zip(predicted.tolist(), out.tolist(), strict=True)]
+    return Scored(predictions, features, predicted, out)
 
 
 def predict_records(model: artifacts.ModelArtifact, columns: dict[str, list], source: str) -> list[dict]:
@@ -154,7 +172,7 @@ def score_csv(model: artifacts.ModelArtifact, path: Path, out: Path, keep: tuple
         raise DataError(f"{path}: --keep column(s) {unknown_keep} are not in it; its columns: {header}.")
     contract.columns(header, str(path), keep)
     kept = [header.index(c) for c in keep]
-    columns = [*keep, "predicted", *(f"probability_{c}" for c in model.classes)]
+    columns = [*keep, "predicted", *(f"probability_{c}" for c in model.classes)] if not model.regression else [*keep, "predicted"]
     partial = out.with_name(f".{out.name}.partial")
     rows = 0
     try:
@@ -163,9 +181,13 @@ def score_csv(model: artifacts.ModelArtifact, path: Path, out: Path, keep: tuple
             writer.writerow(columns)
             for table, raw in chunks:
                 result = score_table(model, table)
-                labels = [model.classes[i] for i in result.predicted.tolist()]
-                for cells, label, probabilities in zip(raw, labels, result.probabilities.tolist(), strict=True):
-                    writer.writerow([*(cells[i] for i in kept), label, *(f"{p:.6g}" for p in probabilities)])
+                if model.regression:
+                    for cells, (value,) in zip(raw, result.probabilities.tolist(), strict=True):
+                        writer.writerow([*(cells[i] for i in kept), f"{value:.8g}"])
+                else:
+                    labels = [model.classes[i] for i in result.predicted.tolist()]
+                    for cells, label, probabilities in zip(raw, labels, result.probabilities.tolist(), strict=True):
+                        writer.writerow([*(cells[i] for i in kept), label, *(f"{p:.6g}" for p in probabilities)])
                 rows += len(raw)
                 if on_rows is not None:
                     on_rows(len(raw))

@@ -18,7 +18,7 @@ from toolkit.ml import artifacts
 from toolkit.ml.data import Dataset, prepare_dataset, stratified_kfold, stratified_split
 from toolkit.ml.data_report import REPORT, data_report
 from toolkit.ml.nn import losses, optimizers
-from toolkit.ml.nn.metrics import classification_report, summarize_folds
+from toolkit.ml.nn.metrics import classification_report, regression_report, summarize_folds
 from toolkit.ml.nn.model import Sequential, class_probabilities, mlp_spec
 from toolkit.ml.nn.training import History, fit
 from toolkit.ml.preprocess import Preprocessor
@@ -41,6 +41,7 @@ class DatasetChoice:
     drop_columns: list[str] = field(default_factory=list)
     delimiter: str | None = None
     max_categories: int = 1000
+    task: str = "auto"  # TrainingConfig.dataset_task()
 
     @classmethod
     def from_config(cls, settings: TrainingConfig, root: Path | None = None, **overrides) -> DatasetChoice:
@@ -53,16 +54,17 @@ class DatasetChoice:
         base = dict(
             label=settings.label, target=settings.target, categorical=list(settings.categorical),
             drop_columns=list(settings.drop_columns), delimiter=settings.delimiter, max_categories=settings.max_categories,
+            task=settings.dataset_task(),
         )
         if "label" in overrides and overrides["label"] != settings.label:
             base = dict(label=overrides["label"], target=None, categorical=[], drop_columns=[], delimiter=None,
-                        max_categories=settings.max_categories)
+                        max_categories=settings.max_categories, task=settings.dataset_task())
         base.update({k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()})
         return cls(path=path, **base)
 
     def load(self) -> Dataset:
         table = read_csv(self.path, self.delimiter)
-        return prepare_dataset(table, self.label, self.target, self.categorical, self.drop_columns, self.max_categories)
+        return prepare_dataset(table, self.label, self.target, self.categorical, self.drop_columns, self.max_categories, self.task)
 
 
 @dataclass
@@ -70,10 +72,31 @@ class FittedModel:
     model: Sequential
     preprocessor: Preprocessor
     history: History
-    output: str  # "sigmoid" or "softmax"
+    output: str  # "sigmoid" or "softmax"; "identity" for regression
+    target_scaling: tuple[float, float] | None = None  # regression: the label's (mean, std) on the training rows
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (rows, classes), or for regression the values in the label's units (rows,)."""
+        if self.target_scaling is None:
+            return class_probabilities(self.model, x, self.output)
+        return unscale(self.model.predict_logits(x), self.target_scaling)
 
 
-def resolve_loss(name: str, n_classes: int, env: str = "ENV") -> str:
+def unscale(outputs: np.ndarray, scaling: tuple[float, float]) -> np.ndarray:
+    """The network's standardized outputs (rows, 1) as values in the label's units, in float64."""
+    mean, std = scaling
+    return outputs[:, 0].astype(np.float64) * std + mean
+
+
+def resolve_loss(name: str, n_classes: int, env: str = "ENV", regression: bool = False) -> str:
+    if regression:
+        if name not in ("auto", "mse"):
+            raise DataError(f"loss {name} is a classification loss, and the label is a quantity to predict (regression); "
+                            f"pass --loss auto (or mse), or set training.loss: auto in environments/{env}.yaml.")
+        return "mse"
+    if name == "mse":
+        raise DataError(f"loss mse is for regression, and the label's {n_classes} values are classes; pass --task regression "
+                        "to predict it as a number, or --loss auto.")
     if name == "auto":
         return "binary_cross_entropy" if n_classes == 2 else "categorical_cross_entropy"
     if name == "binary_cross_entropy" and n_classes != 2:
@@ -85,8 +108,8 @@ def resolve_loss(name: str, n_classes: int, env: str = "ENV") -> str:
 
 
 def _targets(y: np.ndarray, loss_name: str, dtype) -> np.ndarray:
-    """BCE wants (n, 1) floats; softmax cross-entropy wants class indices."""
-    return y.astype(dtype)[:, None] if loss_name == "binary_cross_entropy" else y
+    """BCE and MSE want (n, 1) floats; softmax cross-entropy wants class indices."""
+    return y.astype(dtype)[:, None] if loss_name in ("binary_cross_entropy", "mse") else y
 
 
 def fit_model(
@@ -97,30 +120,41 @@ def fit_model(
     seed: int,
     on_epoch: EpochCallback | None = None,
 ) -> FittedModel:
-    """Fit preprocessing on `train_rows` only, then train with early stopping on `val_rows`."""
+    """Fit preprocessing on `train_rows` only, then train with early stopping on `val_rows`. A
+    regressor learns the label standardized with the training rows' mean and std (so the
+    learning rate means the same whatever the label's units) and answers in the label's units."""
     n_classes = len(dataset.classes)
-    loss_name = resolve_loss(settings.loss, n_classes)
+    loss_name = resolve_loss(settings.loss, n_classes, regression=dataset.regression)
     preprocessor = Preprocessor.fit(dataset, train_rows)
     x_train = preprocessor.transform_table(dataset.table, train_rows)
     x_val = preprocessor.transform_table(dataset.table, val_rows)
-    output_dim = 1 if loss_name == "binary_cross_entropy" else n_classes
+    output_dim = 1 if loss_name in ("binary_cross_entropy", "mse") else n_classes
     rng = np.random.default_rng(seed)
     model = Sequential(x_train.shape[1], mlp_spec(settings.hidden_layers, output_dim, settings.activation))
     model.initialize(rng)
-    weights = losses.balanced_class_weights(dataset.y[train_rows], n_classes) if settings.class_weight == "balanced" else None
+    weights = None
+    if settings.class_weight == "balanced" and not dataset.regression:
+        weights = losses.balanced_class_weights(dataset.y[train_rows], n_classes)
     loss = losses.get(loss_name, weights)
     optimizer = optimizers.get(settings.optimizer, settings.learning_rate, settings.l2, settings.momentum)
-    fitted = FittedModel(model, preprocessor, History(), loss.output_activation)
-    y_val = dataset.y[val_rows]
+    y_train, y_val = dataset.y[train_rows], dataset.y[val_rows]
+    scaling = (float(y_train.mean()), float(y_train.std()) or 1.0) if dataset.regression else None
+    fitted = FittedModel(model, preprocessor, History(), loss.output_activation, scaling)
 
     def evaluate(m: Sequential) -> dict:
+        if scaling is not None:
+            report = regression_report(y_val, unscale(m.predict_logits(x_val), scaling))
+            return {"val_r2": report["r2"], "val_rmse": report["rmse"]}
         report = classification_report(y_val, class_probabilities(m, x_val, fitted.output), n_classes)
         return {"val_accuracy": report["accuracy"], "val_roc_auc": report["roc_auc"]}
 
+    def targets(y: np.ndarray) -> np.ndarray:
+        return _targets((y - scaling[0]) / scaling[1] if scaling else y, loss_name, model.dtype)
+
     fitted.history = fit(
-        model, loss, optimizer, x_train, _targets(dataset.y[train_rows], loss_name, model.dtype),
+        model, loss, optimizer, x_train, targets(y_train),
         epochs=settings.epochs, batch_size=settings.batch_size, rng=rng,
-        validation=(x_val, _targets(y_val, loss_name, model.dtype)),
+        validation=(x_val, targets(y_val)),
         patience=settings.patience, evaluate=evaluate, on_epoch=on_epoch,
     )
     return fitted
@@ -128,14 +162,18 @@ def fit_model(
 
 def evaluate_rows(fitted: FittedModel, dataset: Dataset, rows: np.ndarray) -> dict:
     x = fitted.preprocessor.transform_table(dataset.table, rows)
-    return classification_report(dataset.y[rows], class_probabilities(fitted.model, x, fitted.output), len(dataset.classes))
+    if dataset.regression:
+        return regression_report(dataset.y[rows], fitted.predict(x))
+    return classification_report(dataset.y[rows], fitted.predict(x), len(dataset.classes))
 
 
 def predicted_class_share(fitted: FittedModel, dataset: Dataset, rows: np.ndarray) -> dict[str, float]:
     """How often the model predicts each class on `rows` (the test split): what serving is compared
-    with to see the inputs or the model drift (the PredictedClassShareShifted alert)."""
+    with to see the inputs or the model drift (the PredictedClassShareShifted alert). Nothing for a regressor."""
+    if dataset.regression:
+        return {}
     x = fitted.preprocessor.transform_table(dataset.table, rows)
-    predicted = class_probabilities(fitted.model, x, fitted.output).argmax(axis=1)
+    predicted = fitted.predict(x).argmax(axis=1)
     counts = np.bincount(predicted, minlength=len(dataset.classes))
     return {name: round(float(count / max(len(rows), 1)), 6) for name, count in zip(dataset.classes, counts, strict=True)}
 
@@ -143,11 +181,13 @@ def predicted_class_share(fitted: FittedModel, dataset: Dataset, rows: np.ndarra
 def cross_validate(
     dataset: Dataset, settings: TrainingConfig, folds: int, on_fold: Callable[[int, dict], None] | None = None
 ) -> dict:
-    """Stratified k-fold: each fold trains on the rest (with its own stratified validation
-    split for early stopping) and is scored on its held-out rows."""
+    """K-fold, stratified for classes (plain for regression): each fold trains on the rest (with its
+    own validation split for early stopping) and is scored on its held-out rows."""
     reports = []
-    for index, (train_rows, held_out) in enumerate(stratified_kfold(dataset.y, folds, settings.seed)):
-        inner_train, inner_val, _ = stratified_split(dataset.y[train_rows], settings.validation_fraction, 0.0, settings.seed + index)
+    if dataset.regression and len(dataset.y) < folds:
+        raise DataError(f"{folds}-fold cross-validation needs at least {folds} rows; the data has {len(dataset.y)}.")
+    for index, (train_rows, held_out) in enumerate(stratified_kfold(dataset.strata, folds, settings.seed)):
+        inner_train, inner_val, _ = stratified_split(dataset.strata[train_rows], settings.validation_fraction, 0.0, settings.seed + index)
         fitted = fit_model(dataset, train_rows[inner_train], train_rows[inner_val], settings, settings.seed + index)
         report = evaluate_rows(fitted, dataset, held_out)
         reports.append(report)
@@ -165,6 +205,7 @@ class TrainResult:
     version: str
     warnings: list[str] = field(default_factory=list)  # what the data made us leave out or assume
     data_report: dict = field(default_factory=dict)  # data_report.json
+    task_note: str | None = None  # how the task was chosen, when the data chose it
 
 
 def train_and_save(
@@ -185,14 +226,15 @@ def train_and_save(
     `dataset`, `splits` and `data_info`: an already prepared dataset (the base data plus labelled
     feedback, for `toolkit retrain`), its (train, validation, test) rows and what to record of it."""
     dataset = dataset or choice.load()
-    resolve_loss(settings.loss, len(dataset.classes), env)  # before any fold trains
+    resolve_loss(settings.loss, len(dataset.classes), env, dataset.regression)  # before any fold trains
     train_rows, val_rows, test_rows = splits or stratified_split(
-        dataset.y, settings.validation_fraction, settings.test_fraction, settings.seed
+        dataset.strata, settings.validation_fraction, settings.test_fraction, settings.seed
     )
     for name, rows in (("training", train_rows), ("validation", val_rows), ("test", test_rows)):
         if len(np.unique(dataset.y[rows])) < 2:
+            what = "fewer than 2 distinct label values" if dataset.regression else "not every class"
             raise DataError(
-                f"{choice.path}: the {name} split has {len(rows)} rows and not every class; "
+                f"{choice.path}: the {name} split has {len(rows)} rows and {what}; "
                 "the dataset is too small for the configured validation/test fractions."
             )
     warnings = list(dataset.warnings)
@@ -228,21 +270,31 @@ def train_and_save(
             import matplotlib  # noqa: F401  (absent in the training image: no plot there, the history is in metrics.json)
         except ImportError:
             return
-        from toolkit.ml.plots import plot_confusion_matrix, plot_training_curves
+        from toolkit.ml.plots import plot_confusion_matrix, plot_predicted_vs_true, plot_training_curves
 
         plot_training_curves(fitted.history, directory / artifacts.CURVES, f"{env}: {choice.path.name} → {choice.label}")
-        plot_confusion_matrix(metrics["test"]["confusion_matrix"], dataset.classes, directory / artifacts.CONFUSION,
-                              f"test split ({len(test_rows)} rows)")
+        if dataset.regression:
+            x_test = fitted.preprocessor.transform_table(dataset.table, test_rows)
+            plot_predicted_vs_true(dataset.y[test_rows], fitted.predict(x_test), directory / artifacts.PREDICTED_VS_TRUE,
+                                   f"test split ({len(test_rows)} rows): R² {metrics['test']['r2']:.3f}")
+        else:
+            plot_confusion_matrix(metrics["test"]["confusion_matrix"], dataset.classes, directory / artifacts.CONFUSION,
+                                  f"test split ({len(test_rows)} rows)")
 
     from toolkit.version import code_version
 
     directory = artifacts.save_artifact(
         out_root, fitted.model, fitted.preprocessor,
         output=fitted.output, classes=dataset.classes, label=dataset.label, target=dataset.target,
-        metrics=metrics, dataset=dataset_info,
+        metrics=metrics, dataset=dataset_info, task=dataset.task, target_scaling=fitted.target_scaling,
         training=settings.model_dump(mode="json") | {"categorical": choice.categorical, "drop_columns": choice.drop_columns},
         code_version=code_version(), write_extras=write_curves, reference=reference, env=env,
     )
     curves = directory / artifacts.CURVES
+    note = None
+    if dataset.regression:
+        how = "asked for" if choice.task == "regression" else \
+            f"the label '{dataset.label}' looks continuous: {len(np.unique(dataset.y))} distinct numbers in {len(dataset.y)} rows"
+        note = f"regression ({how}); mean squared error on the standardized label; --task classification refuses it"
     return TrainResult(directory, metrics, directory / artifacts.METRICS, curves if curves.exists() else None, directory.name,
-                       warnings, report)
+                       warnings, report, note)

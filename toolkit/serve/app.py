@@ -15,6 +15,7 @@ the routes here answer everything else, and are the reference the fast path is t
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import Union
 
@@ -36,6 +37,8 @@ from toolkit.serve.middleware import REQUEST_ID_KEY, MeasureAndLimit, problem_bo
 from toolkit.serve.predictor import Predictor
 from toolkit.serving import PUBLIC_KEYS_ENV, ServingSettings
 
+log = logging.getLogger("toolkit.serve")
+
 Value = Union[StrictFloat, StrictInt, StrictStr, None]
 
 
@@ -48,8 +51,9 @@ class PredictRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    label: str
-    probabilities: dict[str, float]
+    label: str | None = Field(None, description="the most probable class (a classifier)")
+    probabilities: dict[str, float] | None = Field(None, description="each class's probability (a classifier)")
+    value: float | None = Field(None, description="the predicted value, in the label's units (a regressor)")
     prediction_id: str | None = Field(None, description="send it back with the true label to POST /v1/feedback")
 
 
@@ -119,6 +123,11 @@ def create_app(model_dir: str | Path, settings: ServingSettings | None = None, *
     model = load_signed_artifact(model_dir, trusted_keys if trusted_keys is not None else _keys_of(settings))
     metrics = ServerMetrics(model)
     loop = settings.loop
+    if loop is not None and loop.config.enabled and model.regression:
+        # The loop's labels, drift and champion/challenger gate work on classes (docs: README "Regression").
+        log.warning("model %s is a regressor: the feedback loop (prediction log, labels, drift, retraining) takes "
+                    "classifiers only for now, so this server runs without it", model.version)
+        loop = None
     feedback = FeedbackLoop(model, metrics, loop) if loop is not None and loop.config.enabled else None
     predictor = Predictor(model, metrics, feedback)
     api = _api(model, predictor, feedback, settings.max_batch_size, faults, metrics)
@@ -255,7 +264,7 @@ def _model_routes(app: FastAPI, model: ModelArtifact, metrics: ServerMetrics, ma
         categorical = {c["name"]: c["categories"] for c in pre.categorical}
         return {
             "model_version": model.version, "label": model.manifest["label"], "target": model.manifest["target"],
-            "classes": model.classes, "features": pre.columns,
+            "task": "regression" if model.regression else "classification", "classes": model.classes, "features": pre.columns,
             "categorical": categorical, "max_batch_size": max_batch_size,
         }
 

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import orjson
 
-from toolkit.ml.predict import scored
+from toolkit.ml.predict import outputs, scored
 from toolkit.ml.row_encoder import RowEncoder
 from toolkit.serve.middleware import MeasureAndLimit
 from toolkit.serve.predictor import Predictor
@@ -122,10 +122,10 @@ class PredictHandler:
         if features is None:
             return None
         with np.errstate(over="ignore", invalid="ignore"):
-            proba = self.model.predict_proba(features)
-        if not np.isfinite(proba).all():
+            out = outputs(self.model, features)
+        if not np.isfinite(out).all():
             return None  # the FastAPI route names the record
-        return 200, orjson.dumps(self.predictor.answer(rows, scored(self.classes, features, proba)))
+        return 200, orjson.dumps(self.predictor.answer(rows, scored(self.model, features, out)))
 
     def _rows(self, body: bytes) -> list | None:
         """The rows in feature order, if the body is plainly {"records": [...]} or {"instances": [...]}."""

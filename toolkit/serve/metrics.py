@@ -36,6 +36,12 @@ class ServerMetrics:
         self.unseen_categories = Counter("toolkit_unseen_categories", "Records whose categorical feature had a value the model "
                                          "never saw in training (encoded as no category)", ["feature"], registry=self.registry)
         self._by_class = [self.predictions.labels(label) for label in model.classes]  # one child per class index
+        self.predicted_values = None
+        if model.regression:  # a regressor's answers, in buckets around its training label's spread
+            scaling = model.manifest["target_scaling"]
+            edges = sorted({round(scaling["mean"] + k * scaling["std"], 6) for k in (-3, -2, -1, -0.5, 0, 0.5, 1, 2, 3)})
+            self.predicted_values = Histogram("toolkit_predicted_value", "A regressor's predicted values", buckets=edges,
+                                              registry=self.registry)
         # What prometheus_client's Info would export (toolkit_model_info{...} 1), as a gauge: Info has no multiprocess mode.
         Gauge("toolkit_model_info", "The model being served", ["version", "label", "weights_sha256"], registry=self.registry,
               multiprocess_mode="max").labels(model.version, model.manifest["label"],
@@ -79,6 +85,8 @@ class ServerMetrics:
 
     def count_predictions(self, predicted: np.ndarray) -> None:
         """`predicted`: each row's class index. One increment per class, not per row (a 64-row batch paid 64)."""
+        if not self._by_class:
+            return
         if len(predicted) == 1:
             self._by_class[int(predicted[0])].inc()
             return

@@ -34,7 +34,11 @@ class Predictor:
         """The response body for `scored` (`rows`: the request's values in feature order)."""
         if self.feedback is not None:
             self.feedback.on_predictions(rows, scored)
-        self.metrics.count_predictions(scored.predicted)
+        if scored.predicted is not None:
+            self.metrics.count_predictions(scored.predicted)
+        else:
+            for value in scored.probabilities[:, 0].tolist():
+                self.metrics.predicted_values.observe(value)
         answer = {"model_version": self.model.version, "predictions": scored.predictions}
         if self.blocks:
             unseen = self._unseen_at(scored.features)

@@ -74,10 +74,24 @@ def classification_report(y_true: np.ndarray, proba: np.ndarray, n_classes: int)
 SCALAR_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
 
+REGRESSION_METRICS = ("r2", "mae", "rmse")
+
+
+def regression_report(y: np.ndarray, predicted: np.ndarray) -> dict:
+    """R² (1 − residual / total sum of squares; 0 is predicting the mean, below 0 worse), MAE and
+    RMSE in the label's units."""
+    y, predicted = np.asarray(y, dtype=np.float64), np.asarray(predicted, dtype=np.float64).reshape(-1)
+    residual = y - predicted
+    total = float(np.sum(np.square(y - y.mean()))) if len(y) else 0.0
+    return {"n": int(len(y)), "r2": 1.0 - float(np.sum(np.square(residual))) / total if total > 0 else float("nan"),
+            "mae": float(np.mean(np.abs(residual))) if len(y) else float("nan"),
+            "rmse": float(np.sqrt(np.mean(np.square(residual)))) if len(y) else float("nan")}
+
+
 def summarize_folds(reports: list[dict]) -> dict:
     """Mean and standard deviation of each scalar metric over cross-validation folds."""
     summary = {}
-    for key in SCALAR_METRICS:
+    for key in SCALAR_METRICS if "accuracy" in reports[0] else REGRESSION_METRICS:
         values = np.array([r[key] for r in reports], dtype=float)
         summary[key] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values)), "folds": values.tolist()}
     return summary
