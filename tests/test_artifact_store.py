@@ -56,7 +56,8 @@ def test_train_reads_s3_and_uploads_the_artifact(local, bucket, repo_copy, run_c
     s3 = boto3.client("s3", region_name=local.aws.region, endpoint_url=local.aws.endpoint_url,
                       aws_access_key_id="test", aws_secret_access_key="test")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
-    assert keys == {prefix + name for name in ("manifest.json", "metrics.json", "training_curves.png", "weights.npz", "model.sig")}
+    assert keys == {prefix + name for name in ("manifest.json", "metrics.json", "training_curves.png", "confusion_matrix.png",
+                                               "data_report.json", "weights.npz", "model.sig")}
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "manifest.json")["Body"].read())
     weights = s3.head_object(Bucket=bucket, Key=prefix + "weights.npz")
     assert weights["Metadata"]["sha256"] == manifest["files"]["weights.npz"]["sha256"]

@@ -142,7 +142,7 @@ def test_training_image_trains_from_s3_and_uploads_the_artifact(engine, local, l
     assert "uploaded s3://training-image-test/models/local/" in logs, logs
     assert "matplotlib not installed" in logs
     keys = {o["Key"].rsplit("/", 1)[-1] for o in s3.list_objects_v2(Bucket=bucket, Prefix="models/local/")["Contents"]}
-    assert keys == {"manifest.json", "metrics.json", "weights.npz", "model.sig"}  # signed where it was trained
+    assert keys == {"manifest.json", "metrics.json", "data_report.json", "weights.npz", "model.sig"}  # signed where it was trained
     engine.images.remove(image.image_id, force=True)
 
 

@@ -81,8 +81,7 @@ class Architecture(_Strict):
         return self
 
 
-class NumericFeature(_Strict):
-    name: str = Field(min_length=1)
+class _MeanStd(_Strict):
     mean: float
     std: float = Field(gt=0)
 
@@ -92,6 +91,10 @@ class NumericFeature(_Strict):
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
+
+
+class NumericFeature(_MeanStd):
+    name: str = Field(min_length=1)
 
 
 class CategoricalFeature(_Strict):
@@ -116,18 +119,8 @@ class Preprocessing(_Strict):
         return self
 
 
-class TargetScaling(_Strict):
+class TargetScaling(_MeanStd):
     """A regressor's label standardization: value = output · std + mean."""
-
-    mean: float
-    std: float = Field(gt=0)
-
-    @field_validator("mean", "std")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
 
 
 class Manifest(BaseModel):
