@@ -114,11 +114,15 @@ def model_dir(path: str | None) -> str:
     latest = ROOT / "artifacts" / "local" / "latest"
     if not latest.exists():
         from toolkit.config import load_environment
+        from toolkit.ml.signing import sign_artifact
         from toolkit.ml.train import DatasetChoice, train_and_save
+        from toolkit.paths import ProjectPaths
+        from toolkit.signing_keys import local_key_files
 
         settings = load_environment("local", ROOT).training
         print("no artifacts/local/latest: training one with the local environment's settings", flush=True)
-        train_and_save(DatasetChoice.from_config(settings), settings, ROOT / "artifacts" / "local", env="local")
+        artifact = train_and_save(DatasetChoice.from_config(settings), settings, ROOT / "artifacts" / "local", env="local").artifact_dir
+        sign_artifact(artifact, local_key_files(ProjectPaths(ROOT))[0].read_bytes())  # only signed models are served
     return str(latest)
 
 
