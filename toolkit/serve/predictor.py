@@ -51,7 +51,8 @@ class Predictor:
         µs for one record, where numpy's per-call cost is several), more with one reduceat."""
         if len(features) <= 4:
             return [(r, k) for r, row in enumerate(features.tolist()) for k, block in enumerate(self.blocks) if not any(row[block])]
-        return [tuple(pair) for pair in np.argwhere(np.add.reduceat(features, self.block_starts, axis=1) == 0).tolist()]
+        hits = np.add.reduceat(features, self.block_starts, axis=1)
+        return [] if hits.all() else [tuple(pair) for pair in np.argwhere(hits == 0).tolist()]
 
     def _unseen(self, rows: list, hits: list[tuple[int, int]]) -> dict[str, list]:
         """feature → its unseen values (each once), counting one per record and feature."""
