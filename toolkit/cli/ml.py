@@ -348,7 +348,7 @@ def export(model, format_: str, out: Path, as_json: bool) -> None:
     from toolkit.ml.onnx_export import export_onnx
     from toolkit.ml.signing import sign_file
 
-    env = click.get_current_context().params.get("trust_env")
+    env = click.get_current_context().params.get("trust_env")  # --env of signed_model: it also names the key that signs
     if not env:
         raise BadInputError("give --env ENV: the exported file is signed with ENV's model-signing key.")
     from toolkit.signing_keys import private_key
