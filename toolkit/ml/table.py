@@ -293,7 +293,11 @@ def iter_csv(path: str | Path, delimiter: str | None = None,
         handle = open(path, encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise DataError(f"{path}: cannot read it ({exc.strerror}).") from None
-    header, delimiter, chunks = _chunks(handle, str(path), delimiter, chunk_rows)
+    try:
+        header, delimiter, chunks = _chunks(handle, str(path), delimiter, chunk_rows)
+    except BaseException:
+        handle.close()  # a bad header: the rows are never asked for, and the file would stay open
+        raise
 
     def tables() -> Iterator[tuple[Table, list[list[str]]]]:
         with handle:
