@@ -93,3 +93,19 @@ def test_the_evaluator_follows_the_api_semantics():
     assert not cluster.ingress_allowed(web, other, "TCP", 8080)  # podSelector alone: the policy's own namespace
     assert not cluster.egress_allowed(front, web, "TCP", 8080)  # front is isolated for egress by "deny", with no rule
     assert Cluster([]).allowed(front, External("1.1.1.1"), "TCP", 443)  # no policy: nothing isolated
+
+
+def test_the_dns_only_serving_policy_of_before_blocked_shipping():
+    """The serving policy before issue 26 (egress to kube-dns only), as it was rendered: the evaluator
+    refuses the prediction log's HTTPS to S3 and the IRSA call to STS, which the current policy allows."""
+    config = load_environment("prod")
+    current = [o for o in serving_manifests(config, {}, RELEASE) if o["kind"] == "NetworkPolicy"]
+    serving_policy = next(o for o in current if o["metadata"]["name"] == SERVING)
+    before = {**serving_policy, "spec": {**serving_policy["spec"], "egress": [
+        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}}
+    pod = _workloads(config)[SERVING][0]
+    old = Cluster([before if o is serving_policy else o for o in current])
+    assert not old.allowed(pod, S3, "TCP", 443) and not old.allowed(pod, STS, "TCP", 443)
+    assert old.allowed(pod, _kube_dns(config), "UDP", 53)
+    assert Cluster(current).allowed(pod, S3, "TCP", 443) and Cluster(current).allowed(pod, STS, "TCP", 443)
