@@ -128,3 +128,16 @@ def test_an_unseen_category_is_flagged_in_the_answer_and_counted(client):
     assert answer.status_code == 200 and answer.json()["unseen_categories"] == {"region": ["east"]}
     metrics = client.get("/metrics").text
     assert 'toolkit_unseen_categories_total{feature="region"} 2.0' in metrics
+
+
+def test_batch_scoring_never_overwrites_its_input_and_names_an_unwritable_output(trained, run_cli, tmp_path):
+    artifact, data = trained
+    copy = tmp_path / "clinic.csv"
+    copy.write_bytes(data.read_bytes())
+    args = ("predict", "--model", artifact, "--public-key", str(SIGNING_KEY.with_suffix(".pub")), "--input", copy)
+    same = run_cli(*args, "--output", tmp_path / "." / "clinic.csv")
+    assert same.exit_code == 2 and "would overwrite its input" in same.stderr
+    assert copy.read_bytes() == data.read_bytes()
+    nowhere = run_cli(*args, "--output", tmp_path / "missing" / "scored.csv")
+    assert nowhere.exit_code == 2 and "cannot write it (No such file or directory)" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr

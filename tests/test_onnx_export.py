@@ -92,3 +92,5 @@ def test_the_exported_file_is_signed_and_model_signing_says_so(repo_copy, run_cl
     assert refused.returncode != 0 and "mismatch" in (refused.stdout + refused.stderr).lower()
     no_env = run_cli("export", "--model", summary["artifact"], "--public-key", public, "--out", tmp_path / "x.onnx")
     assert no_env.exit_code == 2 and "give --env ENV" in no_env.stderr
+    nowhere = run_cli("export", "--model", summary["artifact"], "--env", "local", "--out", tmp_path / "missing" / "x.onnx")
+    assert nowhere.exit_code == 2 and "cannot write it" in nowhere.stderr and "Traceback" not in nowhere.stderr

@@ -164,3 +164,6 @@ def test_importance_ranks_the_informative_columns_and_the_artifact_has_a_confusi
     assert set(ranking) == {"x1", "x2", "x3", "x4", "noise"}
     assert max(ranking.values()) > 0.1 and abs(ranking["noise"]) < 0.03
     assert report["importance_png"] == str(png) and png.read_bytes()[:4] == b"\x89PNG"
+    nowhere = run_cli("evaluate", "--model", summary["artifact"], "--env", "local", "--data", data, "--importance",
+                      tmp_path / "missing" / "i.png")
+    assert nowhere.exit_code == 2 and "cannot write the plot" in nowhere.stderr

@@ -225,6 +225,10 @@ def evaluate(model, data: Path, delimiter: str | None, split: str, importance_pn
                                                            f"{model.version} on {data.name} ({report['split']} rows)"))
         except ImportError:  # the training image has no matplotlib: the ranking is printed all the same
             report["importance_png"] = None
+        except OSError as exc:
+            from toolkit.errors import BadInputError
+
+            raise BadInputError(f"{importance_png}: cannot write the plot ({exc.strerror}).") from None
     if as_json:
         emit_json({"version": model.version, "data": str(data), **report})
         return

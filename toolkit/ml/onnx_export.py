@@ -18,11 +18,12 @@ network, double output), so the runtimes agree to float rounding (the tests hold
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import BadInputError, ToolkitError
 from toolkit.ml.artifacts import ModelArtifact
 from toolkit.ml.table import MISSING_TOKENS
 
@@ -108,7 +109,13 @@ def export_onnx(model: ModelArtifact, out: Path) -> dict:
                        ("toolkit.label", model.manifest["label"])):
         document.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     onnx.checker.check_model(document, full_check=True)
-    out.write_bytes(document.SerializeToString())
+    partial = out.with_name(f".{out.name}.partial")  # a failed write leaves no half a model under the name
+    try:
+        partial.write_bytes(document.SerializeToString())
+        os.replace(partial, out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise BadInputError(f"{out}: cannot write it ({exc.strerror}).") from None
     return {"opset": OPSET, "inputs": [f"{i.name}: {'double' if i.type.tensor_type.elem_type == TensorProto.DOUBLE else 'string'}"
                                        for i in inputs],
             "outputs": [o.name for o in outputs], "bytes": out.stat().st_size}

@@ -165,6 +165,8 @@ def score_csv(model: artifacts.ModelArtifact, path: Path, out: Path, keep: tuple
     chunk, not the file), `out` written with the `keep` columns as they were, the predicted label and
     one probability column per class. Written beside `out` and moved into place at the end, so a
     failure leaves no half-written file. Returns {rows, columns, ignored}."""
+    if Path(out).resolve() == Path(path).resolve():
+        raise DataError(f"{out}: the output would overwrite its input; write the predictions to another file.")
     contract = InputContract.of(model)
     header, chunks = iter_csv(path, delimiter, chunk_rows)
     unknown_keep = [c for c in keep if c not in header]
@@ -176,7 +178,11 @@ def score_csv(model: artifacts.ModelArtifact, path: Path, out: Path, keep: tuple
     partial = out.with_name(f".{out.name}.partial")
     rows = 0
     try:
-        with open(partial, "w", newline="", encoding="utf-8") as handle:
+        handle = open(partial, "w", newline="", encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{out}: cannot write it ({exc.strerror}).") from None
+    try:
+        with handle:
             writer = csv.writer(handle)
             writer.writerow(columns)
             for table, raw in chunks:
