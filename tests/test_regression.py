@@ -149,3 +149,33 @@ def test_auto_keeps_a_few_numeric_classes_as_classes(tmp_path):
     path.write_text("a,b,digit\n" + "\n".join(f"{rng.normal():.3f},{rng.normal():.3f},{i % 10}" for i in range(300)))
     dataset = prepare_dataset(read_csv(path), "digit", task="auto")
     assert dataset.task == "classification" and len(dataset.classes) == 10
+
+
+def test_retraining_a_regressor_is_gated_on_rmse(tmp_path):
+    """`toolkit retrain`'s judge for a regressor: R² above the floor, and RMSE no worse than the
+    champion's beyond the tolerance; a weak challenger is kept out, a better one released."""
+    from toolkit.context import Context
+    from toolkit.loop.retrain import gate, judge, train_challenger, training_data
+    from toolkit.paths import ProjectPaths
+
+    paths = ProjectPaths(tmp_path / "project")
+    paths.root.mkdir()
+    data = _houses(paths.root / "houses.csv")
+    base = load_environment("local")
+    training = base.training.model_copy(update={"dataset": "houses.csv", "label": "price", "target": None, "categorical": ["district"],
+                                                "drop_columns": ["house"], "loss": "auto", "task": "auto", "epochs": 150})
+    ctx = Context(base.model_copy(update={"training": training}), paths)
+    choice = DatasetChoice.from_config(training, root=paths.root)
+    assert choice.path == data
+    prepared = training_data(ctx, choice, [])
+    good = train_challenger(ctx, prepared, tmp_path / "good")
+    weak_ctx = ctx.with_config(ctx.config.model_copy(update={"training": training.model_copy(update={"epochs": 8, "patience": None})}))
+    weak = train_challenger(weak_ctx, prepared, tmp_path / "weak")
+    kept = judge(ctx, prepared, good, weak)
+    assert not kept.release and "RMSE" in kept.reason and "worse than the champion on the test split" in kept.reason
+    released = judge(ctx, prepared, weak, good)
+    assert released.release and "RMSE" in released.reason, released.reason
+    assert set(released.record["challenger"]["test_split"]) == {"r2", "rmse", "mae", "n"}
+    floor = gate(ctx, None, {"test_split": {"r2": -0.2, "rmse": 9.0, "mae": 7.0, "n": 60}})
+    assert floor == (False, "the challenger's R² on the test split, -0.200, is not above the floor 0.0 "
+                            "(feedback.retrain.r2_floor; 0 is predicting the mean)")

@@ -392,6 +392,9 @@ class RetrainConfig(_Section):
 
     tolerance: float = Field(0.01, ge=0, lt=1, description="a challenger may score this much below the champion and still win")
     quality_floor: float = Field(0.75, gt=0, le=1, description="a challenger below this accuracy on the test split is never released")
+    r2_floor: float = Field(0.0, ge=-1, lt=1, description="a regressor: a challenger at or below this R² on the test split is never "
+                                                          "released (0: no better than predicting the mean); it must also not be "
+                                                          "more than `tolerance` (a share) worse than the champion's RMSE")
     holdout_fraction: float = Field(0.3, gt=0, lt=1, description="share of the trusted labellers' feedback (the newest) kept out of "
                                                                  "training to judge both")
     max_labeller_share: float = Field(0.2, gt=0, le=1, description="a labeller's rows are at most this share of the rows a challenger "

@@ -26,7 +26,7 @@ class LabelledRow:
     prediction_id: str
     time: float
     features: dict
-    label: str
+    label: str | float  # a class; a regressor's: a number
     labeller: str | None = None  # None: feedback logged before labellers had names
 
 
@@ -61,6 +61,8 @@ def with_feedback(base: Dataset, rows: list[LabelledRow]) -> Dataset:
     """The base dataset with the labelled rows appended (features by column name, labels as classes)."""
     if not rows:
         return base
+    if base.regression:
+        return _with_numeric_feedback(base, rows)
     unknown = sorted({r.label for r in rows} - set(base.classes))
     if unknown:
         raise ToolkitError(f"feedback labels {unknown} are not classes of the dataset ({base.classes}).")
@@ -69,6 +71,18 @@ def with_feedback(base: Dataset, rows: list[LabelledRow]) -> Dataset:
     y = np.concatenate([base.y, np.array([base.classes.index(r.label) for r in rows], dtype=np.int64)])
     return Dataset(table, base.numeric, base.categorical, y, base.classes, base.label, base.target, base.dropped_rows,
                    list(base.warnings))
+
+
+def _with_numeric_feedback(base: Dataset, rows: list[LabelledRow]) -> Dataset:
+    """A regressor's base dataset with labelled rows whose labels are numbers."""
+    bad = sorted({repr(r.label) for r in rows if r.label.__class__ not in (int, float) or not np.isfinite(r.label)})
+    if bad:
+        raise ToolkitError(f"feedback labels {bad[:5]} are not numbers; a regressor's labels are.")
+    columns = {name: [r.features.get(name) for r in rows] for name in base.features}
+    table = base.table.append(Table.from_columns(columns, "feedback"))
+    y = np.concatenate([base.y, np.array([float(r.label) for r in rows])])
+    return Dataset(table, base.numeric, base.categorical, y, [], base.label, None, base.dropped_rows, list(base.warnings),
+                   task="regression")
 
 
 def snapshot_bytes(rows: list[LabelledRow]) -> bytes:

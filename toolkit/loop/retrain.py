@@ -33,7 +33,7 @@ from toolkit.lines import silent
 from toolkit.loop.feedback_data import LabelledRow, labelled_rows, rows_digest, with_feedback
 from toolkit.ml.artifacts import ModelArtifact
 from toolkit.ml.data import Dataset, stratified_split
-from toolkit.ml.nn.metrics import classification_report
+from toolkit.ml.nn.metrics import REGRESSION_METRICS, classification_report, regression_report
 from toolkit.ml.signing import load_signed_artifact, sign_artifact
 from toolkit.ml.table import sha256_file
 from toolkit.ml.train import DatasetChoice, train_and_save
@@ -53,10 +53,13 @@ class Decision:
 
 
 def evaluate(model: ModelArtifact, dataset: Dataset, rows: np.ndarray) -> dict | None:
-    """accuracy, ROC AUC, F1 of `model` on `rows` of `dataset` (None for no rows)."""
+    """accuracy, ROC AUC, F1 of `model` on `rows` of `dataset` (a regressor: R², RMSE, MAE; None for no rows)."""
     if len(rows) == 0:
         return None
     x = model.preprocessor.transform_table(dataset.table, rows)
+    if model.regression:
+        report = regression_report(dataset.y[rows], model.predict_values(x))
+        return {k: round(float(report[k]), 6) for k in REGRESSION_METRICS} | {"n": int(len(rows))}
     remap = np.array([model.classes.index(c) if c in model.classes else -1 for c in dataset.classes])
     report = classification_report(remap[dataset.y[rows]], model.predict_proba(x), len(model.classes))
     return {k: round(float(report[k]), 4) for k in METRICS} | {"n": int(len(rows))}
@@ -66,17 +69,15 @@ def gate(ctx: Context, champion: dict | None, challenger: dict, labellers: dict 
     """(release?, why) from the metrics of both on the test split and the trusted held-out feedback;
     `labellers`: whose feedback the challenger trained on (TrainingData.labellers)."""
     rules = ctx.config.feedback.retrain
+    if "rmse" in challenger["test_split"]:
+        return regression_gate(ctx, champion, challenger, labellers)
     test = challenger["test_split"]["accuracy"]
     if test < rules.quality_floor:
         return False, f"the challenger's accuracy on the test split, {test:.3f}, is below the quality floor {rules.quality_floor}"
     recent = challenger.get("feedback_holdout")
-    untrusted = sorted(name for name, info in (labellers or {}).items() if info["trained"] and not info["trusted"])
-    if untrusted and (recent or {}).get("n", 0) < ctx.config.feedback.min_labelled:
-        # Labels anyone with a token can send must not steer a release on their own: only the trusted
-        # labellers' held-out feedback can show that what the challenger learned from them is right.
-        return False, (f"the challenger learned from feedback of untrusted labellers ({', '.join(untrusted)}) and there are "
-                       f"{(recent or {}).get('n', 0)} held-out rows of trusted labellers' feedback to judge it on (at least "
-                       f"feedback.min_labelled = {ctx.config.feedback.min_labelled} needed; feedback.trusted_labellers)")
+    refused = _untrusted_refusal(ctx, recent, labellers)
+    if refused:
+        return False, refused
     if recent and recent["n"] >= ctx.config.feedback.min_labelled and recent["accuracy"] < rules.quality_floor:
         # labels the challenger cannot learn (contradicting the base data, e.g. flipped) or a world it cannot fit
         return False, (f"the challenger's accuracy on the held-out feedback, {recent['accuracy']:.3f} (n={recent['n']}), is below "
@@ -95,6 +96,41 @@ def gate(ctx: Context, champion: dict | None, challenger: dict, labellers: dict 
                   f"({challenger['test_split']['accuracy']:.3f} vs {champion['test_split']['accuracy']:.3f})"
                   + (f" and on the held-out feedback ({challenger['feedback_holdout']['accuracy']:.3f} vs "
                      f"{champion['feedback_holdout']['accuracy']:.3f})" if challenger.get("feedback_holdout") and champion.get("feedback_holdout") else ""))
+
+
+def _untrusted_refusal(ctx: Context, recent: dict | None, labellers: dict | None) -> str | None:
+    """Labels anyone with a token can send must not steer a release on their own: only the trusted
+    labellers' held-out feedback can show that what the challenger learned from them is right."""
+    untrusted = sorted(name for name, info in (labellers or {}).items() if info["trained"] and not info["trusted"])
+    if untrusted and (recent or {}).get("n", 0) < ctx.config.feedback.min_labelled:
+        return (f"the challenger learned from feedback of untrusted labellers ({', '.join(untrusted)}) and there are "
+                f"{(recent or {}).get('n', 0)} held-out rows of trusted labellers' feedback to judge it on (at least "
+                f"feedback.min_labelled = {ctx.config.feedback.min_labelled} needed; feedback.trusted_labellers)")
+    return None
+
+
+def regression_gate(ctx: Context, champion: dict | None, challenger: dict, labellers: dict | None = None) -> tuple[bool, str]:
+    """The gate for a regressor: R² on the test split above `r2_floor`, and RMSE no more than
+    `tolerance` (a share) above the champion's on the test split and on the trusted held-out feedback."""
+    rules = ctx.config.feedback.retrain
+    test = challenger["test_split"]
+    if test["r2"] <= rules.r2_floor:
+        return False, (f"the challenger's R² on the test split, {test['r2']:.3f}, is not above the floor {rules.r2_floor} "
+                       "(feedback.retrain.r2_floor; 0 is predicting the mean)")
+    refused = _untrusted_refusal(ctx, challenger.get("feedback_holdout"), labellers)
+    if refused:
+        return False, refused
+    if champion is None:
+        return True, f"nothing is served yet; the challenger clears the R² floor ({test['r2']:.3f} > {rules.r2_floor})"
+    for part, name in (("test_split", "the test split"), ("feedback_holdout", "the held-out feedback")):
+        ours, theirs = challenger.get(part), champion.get(part)
+        if ours is None or theirs is None:
+            continue
+        if ours["rmse"] > theirs["rmse"] * (1 + rules.tolerance):
+            return False, (f"the challenger is worse than the champion on {name}: RMSE {ours['rmse']:.4g} against "
+                           f"{theirs['rmse']:.4g} (tolerance {rules.tolerance:.0%})")
+    return True, (f"the challenger's RMSE is within {rules.tolerance:.0%} of the champion's or better on the test split "
+                  f"({test['rmse']:.4g} vs {champion['test_split']['rmse']:.4g})")
 
 
 @dataclass
@@ -125,7 +161,7 @@ def training_data(ctx: Context, choice: DatasetChoice, feedback: list[LabelledRo
     settings, rules = ctx.config.training, ctx.config.feedback.retrain
     trusted = set(ctx.config.feedback.trusted_labellers)
     base = choice.load()
-    train, val, test = stratified_split(base.y, settings.validation_fraction, settings.test_fraction, settings.seed)
+    train, val, test = stratified_split(base.strata, settings.validation_fraction, settings.test_fraction, settings.seed)
     n_base = len(base.y)
     by_labeller: dict[str, list[int]] = {}
     for i, row in enumerate(feedback):  # oldest first
