@@ -6,7 +6,6 @@ the server (both paths) and its ONNX export alike."""
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 import onnxruntime
@@ -14,7 +13,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import SIGNING_KEY, feedback_credentials
+from conftest import SIGNING_KEY, bearer, feedback_credentials
 from toolkit.config import load_environment
 from toolkit.ml.artifacts import load_artifact
 from toolkit.ml.data import prepare_dataset
@@ -132,14 +131,37 @@ def test_the_onnx_export_gives_the_same_values(trained, tmp_path):
     np.testing.assert_allclose(values, score_table(model, table).probabilities, rtol=1e-5)
 
 
-def test_a_regressor_is_served_without_the_feedback_loop_and_says_why(trained, caplog):
+def test_the_feedback_loop_takes_a_regressors_numeric_labels(trained):
+    """Ids carry the predicted value (MAC'd), labels are numbers, each label's absolute error is
+    observed (the online MAE), a second different label is a conflict, a text label is refused,
+    and the drift of the predictions is measured against the test split's distribution."""
     result, _ = trained
-    secret, _ = feedback_credentials("tester")
-    with caplog.at_level(logging.WARNING, logger="toolkit.serve"):
-        app = create_app(result.artifact_dir, trusted_keys=_keys(), env="local", feedback=load_environment("local").feedback,
-                         prediction_log_bucket=None, feedback_secret=secret)
-    assert app.state.feedback is None
-    assert "is a regressor: the feedback loop (prediction log, labels, drift, retraining) takes classifiers only" in caplog.text
+    secret, tokens = feedback_credentials("tester")
+    app = create_app(result.artifact_dir, trusted_keys=_keys(), env="local", feedback=load_environment("local").feedback,
+                     prediction_log_bucket=None, feedback_secret=secret)
+    with TestClient(app, headers=bearer(tokens["tester"])) as client:
+        record = {"area": 100.0, "rooms": 3, "district": "harbour"}
+        answer = client.post("/v1/predict", json={"records": [record, {**record, "area": 150.0}]}).json()["predictions"]
+        first, second = answer
+        assert ".v" in first["prediction_id"]
+        labelled = client.post("/v1/feedback", json={"feedback": [
+            {"prediction_id": first["prediction_id"], "label": first["value"] + 10.0},
+            {"prediction_id": second["prediction_id"], "label": int(second["value"]) - 20}]})
+        assert labelled.status_code == 200, labelled.text
+        body = labelled.json()
+        assert body["accepted"] == 2 and body["correct"] is None
+        assert body["mean_abs_error"] == pytest.approx((10.0 + (second["value"] - int(second["value"]) + 20)) / 2)
+        again = client.post("/v1/feedback", json={"prediction_id": first["prediction_id"], "label": first["value"] + 10.0})
+        assert again.status_code == 200  # the same label again: idempotent
+        conflict = client.post("/v1/feedback", json={"prediction_id": first["prediction_id"], "label": 1.0})
+        assert conflict.status_code == 409
+        text = client.post("/v1/feedback", json={"prediction_id": second["prediction_id"], "label": "cheap"})
+        assert text.status_code == 422 and "is not a number" in text.text
+        forged = first["prediction_id"].replace(".v", ".v0", 1)[:len(first["prediction_id"])]
+        assert client.post("/v1/feedback", json={"prediction_id": forged, "label": 1.0}).status_code == 422
+        metrics = client.get("/metrics").text
+        assert "toolkit_feedback_abs_error_count 2.0" in metrics and 'toolkit_feedback_total{outcome="scored"} 2.0' in metrics
+        assert "toolkit_prediction_psi" in metrics
 
 
 def test_auto_keeps_a_few_numeric_classes_as_classes(tmp_path):
@@ -179,3 +201,24 @@ def test_retraining_a_regressor_is_gated_on_rmse(tmp_path):
     floor = gate(ctx, None, {"test_split": {"r2": -0.2, "rmse": 9.0, "mae": 7.0, "n": 60}})
     assert floor == (False, "the challenger's R² on the test split, -0.200, is not above the floor 0.0 "
                             "(feedback.retrain.r2_floor; 0 is predicting the mean)")
+
+
+def test_a_regressors_prediction_log_and_feedback_round_trip_into_its_training_data(trained):
+    """The prediction log line of a regressor holds values, its records read back, and labelled rows
+    (numbers) join the base data as regression rows; a text label is refused there too."""
+    from toolkit.loop.feedback_data import LabelledRow, with_feedback
+    from toolkit.serve.log_format import prediction_line, records
+
+    result, data = trained
+    values = np.array([[101.5], [222.25]])
+    line = prediction_line("v1", [], ["area", "rooms", "district"], [(1.0, ["a", "b"], [(100.0, 2, "hills"), (150.0, 3, "centre")],
+                                                                       values, None)])
+    assert line["values"] == [101.5, 222.25] and "labels" not in line
+    back = records(json.loads(json.dumps(line)))
+    assert [r["value"] for r in back] == [101.5, 222.25] and back[1]["features"] == {"area": 150.0, "rooms": 3, "district": "centre"}
+    settings = load_environment("local").training.model_copy(update={"loss": "auto", "task": "auto"})
+    base = DatasetChoice.from_config(settings, path=data, label="price", categorical=["district"], drop_columns=["house"]).load()
+    merged = with_feedback(base, [LabelledRow("a", 1.0, back[0]["features"], 130.0, "tester")])
+    assert merged.regression and len(merged.y) == len(base.y) + 1 and merged.y[-1] == 130.0
+    with pytest.raises(Exception, match="not numbers"):
+        with_feedback(base, [LabelledRow("a", 1.0, back[0]["features"], "cheap", "tester")])

@@ -68,3 +68,11 @@ def psi(live_counts: np.ndarray, reference_shares: np.ndarray) -> float:
 
 def _shares(counts: np.ndarray) -> list[float]:
     return [round(float(c), 6) for c in counts / max(counts.sum(), 1)]
+
+
+def value_distribution(values: np.ndarray, bins: int = 10) -> dict:
+    """A regressor's predictions on the test split as {"edges", "shares"}: what serving compares the
+    distribution of its answers with (the drift of the predictions, as class shares are for a classifier)."""
+    edges = numeric_edges(values, bins)
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    return {"edges": edges, "shares": [round(float(c / max(len(values), 1)), 6) for c in counts]}

@@ -22,7 +22,7 @@ from toolkit.ml.nn.metrics import classification_report, regression_report, summ
 from toolkit.ml.nn.model import Sequential, class_probabilities, mlp_spec
 from toolkit.ml.nn.training import History, fit
 from toolkit.ml.preprocess import Preprocessor
-from toolkit.ml.reference import reference_distributions
+from toolkit.ml.reference import reference_distributions, value_distribution
 from toolkit.ml.table import read_csv, sha256_file
 from toolkit.paths import project_root
 
@@ -246,7 +246,11 @@ def train_and_save(
         metrics["cv"] = cross_validate(dataset, settings, cv_folds, on_fold)
     fitted = fit_model(dataset, train_rows, val_rows, settings, settings.seed, on_epoch)
     metrics["test"] = evaluate_rows(fitted, dataset, test_rows)
-    reference = {"predicted_class_share": predicted_class_share(fitted, dataset, test_rows),
+    if dataset.regression:
+        predictions = {"predicted_value": value_distribution(fitted.predict(fitted.preprocessor.transform_table(dataset.table, test_rows)))}
+    else:
+        predictions = {"predicted_class_share": predicted_class_share(fitted, dataset, test_rows)}
+    reference = {**predictions,
                  "inputs": reference_distributions(fitted.preprocessor.transform_table(dataset.table, train_rows),
                                                    fitted.preprocessor.feature_names, dataset.numeric)}
     metrics["validation"] = evaluate_rows(fitted, dataset, val_rows)

@@ -15,7 +15,6 @@ the routes here answer everything else, and are the reference the fast path is t
 from __future__ import annotations
 
 import contextlib
-import logging
 from pathlib import Path
 from typing import Union
 
@@ -36,8 +35,6 @@ from toolkit.serve.metrics import ServerMetrics
 from toolkit.serve.middleware import REQUEST_ID_KEY, MeasureAndLimit, problem_body
 from toolkit.serve.predictor import Predictor
 from toolkit.serving import PUBLIC_KEYS_ENV, ServingSettings
-
-log = logging.getLogger("toolkit.serve")
 
 Value = Union[StrictFloat, StrictInt, StrictStr, None]
 
@@ -60,7 +57,7 @@ class Prediction(BaseModel):
 class LabelledPrediction(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prediction_id: StrictStr = Field(description="the prediction_id /v1/predict answered with")
-    label: StrictStr | StrictInt = Field(description="the true class")
+    label: StrictStr | StrictInt | StrictFloat = Field(description="the true class (a regressor: the true value, a number)")
 
 
 class FeedbackRequest(BaseModel):
@@ -69,12 +66,13 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     feedback: list[LabelledPrediction] | None = Field(None, min_length=1)
     prediction_id: StrictStr | None = None
-    label: StrictStr | StrictInt | None = None
+    label: StrictStr | StrictInt | StrictFloat | None = None
 
 
 class FeedbackResponse(BaseModel):
     accepted: int = Field(description="labels taken (a label given again is answered as the first time, and counted once)")
-    correct: int = Field(description="labels that match the prediction")
+    correct: int | None = Field(description="labels that match the prediction (a regressor: null)")
+    mean_abs_error: float | None = Field(None, description="a regressor: the labels' mean absolute error against the predictions")
 
 
 class PredictResponse(BaseModel):
@@ -123,11 +121,6 @@ def create_app(model_dir: str | Path, settings: ServingSettings | None = None, *
     model = load_signed_artifact(model_dir, trusted_keys if trusted_keys is not None else _keys_of(settings))
     metrics = ServerMetrics(model)
     loop = settings.loop
-    if loop is not None and loop.config.enabled and model.regression:
-        # The loop's labels, drift and champion/challenger gate work on classes (docs: README "Regression").
-        log.warning("model %s is a regressor: the feedback loop (prediction log, labels, drift, retraining) takes "
-                    "classifiers only for now, so this server runs without it", model.version)
-        loop = None
     feedback = FeedbackLoop(model, metrics, loop) if loop is not None and loop.config.enabled else None
     predictor = Predictor(model, metrics, feedback)
     api = _api(model, predictor, feedback, settings.max_batch_size, faults, metrics)
@@ -244,8 +237,9 @@ def _prediction_routes(app: FastAPI, predictor: Predictor, feedback: FeedbackLoo
             raise Problem(422, ["body"], "give one {prediction_id, label} or a list of them under 'feedback'")
         if len(items) > max_batch_size:
             raise Problem(422, ["body", "feedback"], f"{len(items)} labels are over the limit of {max_batch_size}")
-        for item in items:
-            item["label"] = str(item["label"])
+        if not model.regression:  # a class is its name: 1 and "1" are the same class
+            for item in items:
+                item["label"] = str(item["label"])
         problems = feedback.check_feedback(items)
         if problems:
             return _problem_response(422, [{"loc": loc, "msg": message, "type": "value_error"} for loc, message in problems])

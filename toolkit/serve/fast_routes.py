@@ -174,11 +174,12 @@ class FeedbackHandler:
         items = payload.get("feedback") if len(payload) == 1 else [payload]
         if items.__class__ is not list or not 0 < len(items) <= self.max_batch_size:
             return None
+        regression = self.feedback.model.regression
         for item in items:
             if item.__class__ is not dict or item.keys() != self.KEYS or item["prediction_id"].__class__ is not str \
-                    or item["label"].__class__ not in (str, int):
+                    or item["label"].__class__ not in ((int, float) if regression else (str, int)):
                 return None
-        checked = [{"prediction_id": i["prediction_id"], "label": str(i["label"])} for i in items]
+        checked = [{"prediction_id": i["prediction_id"], "label": i["label"] if regression else str(i["label"])} for i in items]
         if self.feedback.check_feedback(checked):
             return None
         status, answer = self.feedback.on_feedback([(i["prediction_id"], i["label"]) for i in checked], labeller)

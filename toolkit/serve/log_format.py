@@ -4,10 +4,12 @@ faster to encode than a line per record), read back record by record.
     predictions (v2, one line per batch of requests, serve/prediction_log.py):
                  {"v": 2, "model_version": V, "request_times": [T per request], "request_sizes": [records per request],
                   "prediction_ids": [...], "features": {name: [...]}, "labels": [...], "probabilities": {class: [...]}}
+                 (a regressor's: "values": [...] in place of labels and probabilities)
     predictions (v1, one line per request, written before the log was batched): the same with "time": T instead of
                  the request times and sizes
     feedback:    {"v": 1, "time": T, "model_version": V, "prediction_ids": [...],
-                  "labels": [...], "predicted": [...], "labeller": NAME}  (lines before labellers had none)
+                  "labels": [...], "predicted": [...], "labeller": NAME}  (lines before labellers had none; a
+                 regressor's labels and predicted values are numbers)
 """
 
 from __future__ import annotations
@@ -25,14 +27,15 @@ def prediction_line(model_version: str, classes: list[str], features: list[str],
     prediction ids, their values in `features` order, their class probabilities (an array of rows ×
     classes) and predicted class indices (an array), as the answers gave them."""
     rows = list(chain.from_iterable(rows for _, _, rows, _, _ in batch))
-    probabilities = np.concatenate([p for _, _, _, p, _ in batch]).T.tolist()
-    predicted = np.concatenate([p for _, _, _, _, p in batch]).tolist()
-    return {"v": PREDICTIONS_VERSION, "model_version": model_version,
+    line = {"v": PREDICTIONS_VERSION, "model_version": model_version,
             "request_times": [time for time, *_ in batch], "request_sizes": [len(ids) for _, ids, *_ in batch],
             "prediction_ids": list(chain.from_iterable(ids for _, ids, *_ in batch)),
-            "features": dict(zip(features, map(list, zip(*rows, strict=True)), strict=True)),
-            "labels": [classes[i] for i in predicted],
-            "probabilities": dict(zip(classes, probabilities, strict=True))}
+            "features": dict(zip(features, map(list, zip(*rows, strict=True)), strict=True))}
+    if not classes:  # a regressor: its values
+        return line | {"values": np.concatenate([p[:, 0] for _, _, _, p, _ in batch]).tolist()}
+    probabilities = np.concatenate([p for _, _, _, p, _ in batch]).T.tolist()
+    predicted = np.concatenate([p for _, _, _, _, p in batch]).tolist()
+    return line | {"labels": [classes[i] for i in predicted], "probabilities": dict(zip(classes, probabilities, strict=True))}
 
 
 def feedback_line(time: float, model_version: str, ids: list[str], labels: list[str], predicted: list[str], labeller: str) -> dict:
@@ -50,11 +53,15 @@ def records(line: dict) -> list[dict]:
         times = [line["time"]] * len(ids)
     out = []
     for i, prediction_id in enumerate(ids):
-        record = {"prediction_id": prediction_id, "time": times[i], "model_version": line["model_version"],
-                  "label": line["labels"][i]}
+        record = {"prediction_id": prediction_id, "time": times[i], "model_version": line["model_version"]}
+        if "values" in line:  # a regressor's predictions
+            record["value"] = line["values"][i]
+        else:
+            record["label"] = line["labels"][i]
         if "features" in line:
             record["features"] = {name: values[i] for name, values in line["features"].items()}
-            record["probabilities"] = {c: values[i] for c, values in line["probabilities"].items()}
+            if "probabilities" in line:
+                record["probabilities"] = {c: values[i] for c, values in line["probabilities"].items()}
         else:
             record["predicted"] = line["predicted"][i]
             record["labeller"] = line.get("labeller")

@@ -42,6 +42,9 @@ class ServerMetrics:
             edges = sorted({round(scaling["mean"] + k * scaling["std"], 6) for k in (-3, -2, -1, -0.5, 0, 0.5, 1, 2, 3)})
             self.predicted_values = Histogram("toolkit_predicted_value", "A regressor's predicted values", buckets=edges,
                                               registry=self.registry)
+            self.feedback_abs_error = Histogram(
+                "toolkit_feedback_abs_error", "A regressor's absolute error on each label that came back (sum/count: the online MAE)",
+                buckets=sorted({round(k * scaling["std"], 6) for k in (0.05, 0.1, 0.25, 0.5, 1, 2, 3)}), registry=self.registry)
         # What prometheus_client's Info would export (toolkit_model_info{...} 1), as a gauge: Info has no multiprocess mode.
         Gauge("toolkit_model_info", "The model being served", ["version", "label", "weights_sha256"], registry=self.registry,
               multiprocess_mode="max").labels(model.version, model.manifest["label"],
@@ -68,7 +71,7 @@ class ServerMetrics:
                                 ["outcome"], registry=self.registry)
         for kind, outcome in (("predictions", "shipped"), ("predictions", "dropped"), ("feedback", "shipped"), ("feedback", "dropped")):
             self.log_records.labels(kind, outcome)  # present from the start: rate() and alerts need the zero
-        for outcome in ("correct", "wrong", "conflict"):
+        for outcome in ("scored", "conflict") if model.regression else ("correct", "wrong", "conflict"):
             self.feedback.labels(outcome)
 
     def watch_drift(self, drift) -> None:

@@ -42,7 +42,7 @@ class PredictionLog:
             if not sampled:
                 return
             ids, rows = [ids[i] for i in sampled], [rows[i] for i in sampled]
-            probabilities, predicted = probabilities[sampled], predicted[sampled]
+            probabilities, predicted = probabilities[sampled], None if predicted is None else predicted[sampled]
         self.pending.append((time.time(), ids, rows, probabilities, predicted))
         self.pending_records += len(ids)
         if self.pending_records >= self.line_records:
