@@ -85,10 +85,7 @@ def gate(ctx: Context, champion: dict | None, challenger: dict, labellers: dict 
                        "of this shape fits them")
     if champion is None:
         return True, f"nothing is served yet; the challenger clears the quality floor ({test:.3f} ≥ {rules.quality_floor})"
-    for part, name in (("test_split", "the test split"), ("feedback_holdout", "the held-out feedback")):
-        ours, theirs = challenger.get(part), champion.get(part)
-        if ours is None or theirs is None:
-            continue
+    for name, ours, theirs in _judged_on_both(champion, challenger):
         if ours["accuracy"] < theirs["accuracy"] - rules.tolerance:
             return False, (f"the challenger is worse than the champion on {name}: accuracy {ours['accuracy']:.3f} against "
                            f"{theirs['accuracy']:.3f} (tolerance {rules.tolerance})")
@@ -96,6 +93,13 @@ def gate(ctx: Context, champion: dict | None, challenger: dict, labellers: dict 
                   f"({challenger['test_split']['accuracy']:.3f} vs {champion['test_split']['accuracy']:.3f})"
                   + (f" and on the held-out feedback ({challenger['feedback_holdout']['accuracy']:.3f} vs "
                      f"{champion['feedback_holdout']['accuracy']:.3f})" if challenger.get("feedback_holdout") and champion.get("feedback_holdout") else ""))
+
+
+def _judged_on_both(champion: dict, challenger: dict):
+    """(what, the challenger's metrics, the champion's) for each set of rows both were judged on."""
+    for part, name in (("test_split", "the test split"), ("feedback_holdout", "the held-out feedback")):
+        if challenger.get(part) is not None and champion.get(part) is not None:
+            yield name, challenger[part], champion[part]
 
 
 def _untrusted_refusal(ctx: Context, recent: dict | None, labellers: dict | None) -> str | None:
@@ -122,10 +126,7 @@ def regression_gate(ctx: Context, champion: dict | None, challenger: dict, label
         return False, refused
     if champion is None:
         return True, f"nothing is served yet; the challenger clears the R² floor ({test['r2']:.3f} > {rules.r2_floor})"
-    for part, name in (("test_split", "the test split"), ("feedback_holdout", "the held-out feedback")):
-        ours, theirs = challenger.get(part), champion.get(part)
-        if ours is None or theirs is None:
-            continue
+    for name, ours, theirs in _judged_on_both(champion, challenger):
         if ours["rmse"] > theirs["rmse"] * (1 + rules.tolerance):
             return False, (f"the challenger is worse than the champion on {name}: RMSE {ours['rmse']:.4g} against "
                            f"{theirs['rmse']:.4g} (tolerance {rules.tolerance:.0%})")
