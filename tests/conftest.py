@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -125,6 +126,38 @@ class HttpConnection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+@contextlib.contextmanager
+def uvicorn_in_thread(app, keep_alive: float = 5.0):
+    """`app` under uvicorn with the config `toolkit serve` runs (serve/server.py's uvicorn_config), on a
+    real socket in a thread of the test process; yields (port, server, the paths of the POST requests
+    that reached its ASGI app, i.e. were not answered directly)."""
+    import threading
+
+    import uvicorn
+
+    from toolkit.serve.server import uvicorn_config
+
+    reached: list[str] = []
+    inner = app.asgi
+
+    async def watched(scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            reached.append(scope["path"])
+        await inner(scope, receive, send)
+
+    app.asgi = watched
+    port = free_port()
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, keep_alive=keep_alive))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until("uvicorn started", lambda: server.started, timeout=20, interval=0.05)
+    try:
+        yield port, server, reached
+    finally:
+        server.should_exit = True
+        thread.join(15)
 
 
 def metric_sum(url: str, prefix: str) -> float:

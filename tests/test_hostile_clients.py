@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import REPO, HttpConnection, bearer, feedback_credentials, free_port, metric_sum, wait_ready, wait_until
+from conftest import REPO, HttpConnection, bearer, feedback_credentials, free_port, metric_sum, uvicorn_in_thread, wait_ready, wait_until
 from toolkit.config import load_environment
 from toolkit.ml.artifacts import load_artifact
 
@@ -208,10 +207,7 @@ def in_process(model_dir):
     request, and the paths of the POST requests that reached the ASGI app."""
     import asyncio
 
-    import uvicorn
-
     from toolkit.serve.app import create_app
-    from toolkit.serve.server import uvicorn_config
 
     app = create_app(model_dir)
 
@@ -220,24 +216,8 @@ def in_process(model_dir):
         await asyncio.sleep(3)
         return {"slow": True}
 
-    reached, inner = [], app.asgi
-
-    async def watched(scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST":
-            reached.append(scope["path"])
-        await inner(scope, receive, send)
-
-    app.asgi = watched
-    port = free_port()
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, keep_alive=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until("uvicorn started", lambda: server.started, timeout=20, interval=0.05)
-    try:
+    with uvicorn_in_thread(app, keep_alive=1) as (port, _, reached):
         yield SimpleNamespace(port=port, reached=reached, model=app.state.model)
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 def _post(body: bytes, extra: str = "") -> bytes:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from types import SimpleNamespace
 
 import pytest
 
-from conftest import HttpConnection, free_port, metric_sum, wait_until
+from conftest import HttpConnection, metric_sum, uvicorn_in_thread, wait_until
 
 MAX_BODY = 8 * 1024
 
@@ -21,33 +20,13 @@ MAX_BODY = 8 * 1024
 def served(model_dir):
     """The app under uvicorn (serve/server.py's uvicorn_config), and the paths of the POST requests
     that reached its ASGI app."""
-    import uvicorn
-
     from toolkit.serve.app import create_app
-    from toolkit.serve.server import uvicorn_config
 
     app = create_app(model_dir, max_body_bytes=MAX_BODY)
-    reached_asgi: list[str] = []
-    inner = app.asgi
-
-    async def watched(scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST":
-            reached_asgi.append(scope["path"])
-        await inner(scope, receive, send)
-
-    app.asgi = watched
-    port = free_port()
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until("uvicorn started", lambda: server.started, timeout=20, interval=0.05)
     features = app.state.model.preprocessor.columns
-    try:
+    with uvicorn_in_thread(app) as (port, server, reached_asgi):
         yield SimpleNamespace(port=port, server=server, reached_asgi=reached_asgi,
                               valid=json.dumps({"records": [{name: 1.0 for name in features}]}).encode())
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 def post(body: bytes, path: str = "/v1/predict", extra: str = "", version: str = "1.1") -> bytes:
