@@ -28,7 +28,7 @@ import numpy as np
 
 from toolkit.errors import ArtifactError
 from toolkit.ml.manifest import FORMAT_VERSION, MANIFEST, WEIGHTS, check_manifest
-from toolkit.ml.nn.model import Sequential, class_probabilities
+from toolkit.ml.nn.model import Sequential, class_probabilities, regression_values
 from toolkit.ml.preprocess import Preprocessor
 from toolkit.ml.table import sha256_file
 
@@ -110,7 +110,7 @@ class ModelArtifact:
     def predict_values(self, features: np.ndarray) -> np.ndarray:
         """A regressor's predictions in the label's units (rows,), float64."""
         scaling = self.manifest["target_scaling"]
-        return self.model.predict_logits(features)[:, 0].astype(np.float64) * scaling["std"] + scaling["mean"]
+        return regression_values(self.model, features, scaling["mean"], scaling["std"])
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """(n, n_classes) class probabilities for preprocessed features."""

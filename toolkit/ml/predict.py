@@ -22,8 +22,6 @@ from toolkit.ml.input_contract import InputContract, RecordError
 from toolkit.ml.nn.metrics import classification_report, regression_report
 from toolkit.ml.table import Table, iter_csv, parse_csv, read_csv, sha256_file
 
-SPLITS = ("auto", "test", "validation", "train", "all")
-
 
 def evaluate_artifact(model: artifacts.ModelArtifact, path: Path, delimiter: str | None = None, split: str = "auto",
                       importance_repeats: int = 0, seed: int = 0) -> dict:

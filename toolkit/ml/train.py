@@ -19,7 +19,7 @@ from toolkit.ml.data import Dataset, prepare_dataset, stratified_kfold, stratifi
 from toolkit.ml.data_report import REPORT, data_report
 from toolkit.ml.nn import losses, optimizers
 from toolkit.ml.nn.metrics import classification_report, regression_report, summarize_folds
-from toolkit.ml.nn.model import Sequential, class_probabilities, mlp_spec
+from toolkit.ml.nn.model import Sequential, class_probabilities, mlp_spec, regression_values
 from toolkit.ml.nn.training import History, fit
 from toolkit.ml.preprocess import Preprocessor
 from toolkit.ml.reference import reference_distributions, value_distribution
@@ -75,17 +75,13 @@ class FittedModel:
     output: str  # "sigmoid" or "softmax"; "identity" for regression
     target_scaling: tuple[float, float] | None = None  # regression: the label's (mean, std) on the training rows
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities (rows, classes), or for regression the values in the label's units (rows,)."""
+    def predict(self, x: np.ndarray, model: Sequential | None = None) -> np.ndarray:
+        """Class probabilities (rows, classes), or for regression the values in the label's units
+        (rows,); of `model` (the same network, e.g. while it trains) when given."""
+        model = model or self.model
         if self.target_scaling is None:
-            return class_probabilities(self.model, x, self.output)
-        return unscale(self.model.predict_logits(x), self.target_scaling)
-
-
-def unscale(outputs: np.ndarray, scaling: tuple[float, float]) -> np.ndarray:
-    """The network's standardized outputs (rows, 1) as values in the label's units, in float64."""
-    mean, std = scaling
-    return outputs[:, 0].astype(np.float64) * std + mean
+            return class_probabilities(model, x, self.output)
+        return regression_values(model, x, *self.target_scaling)
 
 
 def resolve_loss(name: str, n_classes: int, env: str = "ENV", regression: bool = False) -> str:
@@ -142,10 +138,9 @@ def fit_model(
     fitted = FittedModel(model, preprocessor, History(), loss.output_activation, scaling)
 
     def evaluate(m: Sequential) -> dict:
+        report = score_report(dataset, val_rows, fitted.predict(x_val, m))
         if scaling is not None:
-            report = regression_report(y_val, unscale(m.predict_logits(x_val), scaling))
             return {"val_r2": report["r2"], "val_rmse": report["rmse"]}
-        report = classification_report(y_val, class_probabilities(m, x_val, fitted.output), n_classes)
         return {"val_accuracy": report["accuracy"], "val_roc_auc": report["roc_auc"]}
 
     def targets(y: np.ndarray) -> np.ndarray:
@@ -161,21 +156,25 @@ def fit_model(
 
 
 def evaluate_rows(fitted: FittedModel, dataset: Dataset, rows: np.ndarray) -> dict:
-    x = fitted.preprocessor.transform_table(dataset.table, rows)
-    if dataset.regression:
-        return regression_report(dataset.y[rows], fitted.predict(x))
-    return classification_report(dataset.y[rows], fitted.predict(x), len(dataset.classes))
+    return score_report(dataset, rows, fitted.predict(fitted.preprocessor.transform_table(dataset.table, rows)))
 
 
-def predicted_class_share(fitted: FittedModel, dataset: Dataset, rows: np.ndarray) -> dict[str, float]:
-    """How often the model predicts each class on `rows` (the test split): what serving is compared
-    with to see the inputs or the model drift (the PredictedClassShareShifted alert). Nothing for a regressor."""
+def score_report(dataset: Dataset, rows: np.ndarray, out: np.ndarray) -> dict:
+    """The metrics of `out` (FittedModel.predict of `rows`) against the rows' labels."""
     if dataset.regression:
-        return {}
-    x = fitted.preprocessor.transform_table(dataset.table, rows)
-    predicted = fitted.predict(x).argmax(axis=1)
-    counts = np.bincount(predicted, minlength=len(dataset.classes))
-    return {name: round(float(count / max(len(rows), 1)), 6) for name, count in zip(dataset.classes, counts, strict=True)}
+        return regression_report(dataset.y[rows], out)
+    return classification_report(dataset.y[rows], out, len(dataset.classes))
+
+
+def predictions_reference(dataset: Dataset, out: np.ndarray) -> dict:
+    """What serving compares its answers with to see the inputs or the model drift, from `out` on
+    the test split: how often each class is predicted (the PredictedClassShareShifted alert), or a
+    regressor's distribution of values."""
+    if dataset.regression:
+        return {"predicted_value": value_distribution(out)}
+    counts = np.bincount(out.argmax(axis=1), minlength=len(dataset.classes))
+    return {"predicted_class_share": {name: round(float(count / max(len(out), 1)), 6)
+                                      for name, count in zip(dataset.classes, counts, strict=True)}}
 
 
 def cross_validate(
@@ -245,12 +244,9 @@ def train_and_save(
     if cv_folds:
         metrics["cv"] = cross_validate(dataset, settings, cv_folds, on_fold)
     fitted = fit_model(dataset, train_rows, val_rows, settings, settings.seed, on_epoch)
-    metrics["test"] = evaluate_rows(fitted, dataset, test_rows)
-    if dataset.regression:
-        predictions = {"predicted_value": value_distribution(fitted.predict(fitted.preprocessor.transform_table(dataset.table, test_rows)))}
-    else:
-        predictions = {"predicted_class_share": predicted_class_share(fitted, dataset, test_rows)}
-    reference = {**predictions,
+    test_out = fitted.predict(fitted.preprocessor.transform_table(dataset.table, test_rows))  # scored once: metrics, reference, plot
+    metrics["test"] = score_report(dataset, test_rows, test_out)
+    reference = {**predictions_reference(dataset, test_out),
                  "inputs": reference_distributions(fitted.preprocessor.transform_table(dataset.table, train_rows),
                                                    fitted.preprocessor.feature_names, dataset.numeric)}
     metrics["validation"] = evaluate_rows(fitted, dataset, val_rows)
@@ -278,8 +274,7 @@ def train_and_save(
 
         plot_training_curves(fitted.history, directory / artifacts.CURVES, f"{env}: {choice.path.name} → {choice.label}")
         if dataset.regression:
-            x_test = fitted.preprocessor.transform_table(dataset.table, test_rows)
-            plot_predicted_vs_true(dataset.y[test_rows], fitted.predict(x_test), directory / artifacts.PREDICTED_VS_TRUE,
+            plot_predicted_vs_true(dataset.y[test_rows], test_out, directory / artifacts.PREDICTED_VS_TRUE,
                                    f"test split ({len(test_rows)} rows): R² {metrics['test']['r2']:.3f}")
         else:
             plot_confusion_matrix(metrics["test"]["confusion_matrix"], dataset.classes, directory / artifacts.CONFUSION,

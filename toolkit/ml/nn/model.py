@@ -108,6 +108,12 @@ class Sequential:
         return int(self.params.size)
 
 
+def regression_values(model: Sequential, x: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """(n,) a regressor's values in the label's units, float64: the network learns the label
+    standardized with the training rows' `mean` and `std` and answers it so."""
+    return model.predict_logits(x)[:, 0].astype(np.float64) * std + mean
+
+
 def class_probabilities(model: Sequential, x: np.ndarray, output: str) -> np.ndarray:
     """(n, n_classes) probabilities from the logits; `output` is the loss's output activation.
     A sigmoid output (one logit) becomes two columns: [P(class 0), P(class 1)]."""
