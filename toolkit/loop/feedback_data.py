@@ -8,7 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,31 +58,23 @@ def rows_digest(rows: list[LabelledRow]) -> str:
 
 
 def with_feedback(base: Dataset, rows: list[LabelledRow]) -> Dataset:
-    """The base dataset with the labelled rows appended (features by column name, labels as classes)."""
+    """The base dataset with the labelled rows appended (features by column name; labels as classes,
+    a regressor's as numbers)."""
     if not rows:
         return base
     if base.regression:
-        return _with_numeric_feedback(base, rows)
-    unknown = sorted({r.label for r in rows} - set(base.classes))
-    if unknown:
-        raise ToolkitError(f"feedback labels {unknown} are not classes of the dataset ({base.classes}).")
+        bad = sorted({repr(r.label) for r in rows if r.label.__class__ not in (int, float) or not np.isfinite(r.label)})
+        if bad:
+            raise ToolkitError(f"feedback labels {bad[:5]} are not numbers; a regressor's labels are.")
+        labels = np.array([float(r.label) for r in rows])
+    else:
+        unknown = sorted({r.label for r in rows} - set(base.classes))
+        if unknown:
+            raise ToolkitError(f"feedback labels {unknown} are not classes of the dataset ({base.classes}).")
+        labels = np.array([base.classes.index(r.label) for r in rows], dtype=np.int64)
     columns = {name: [r.features.get(name) for r in rows] for name in base.features}
     table = base.table.append(Table.from_columns(columns, "feedback"))
-    y = np.concatenate([base.y, np.array([base.classes.index(r.label) for r in rows], dtype=np.int64)])
-    return Dataset(table, base.numeric, base.categorical, y, base.classes, base.label, base.target, base.dropped_rows,
-                   list(base.warnings))
-
-
-def _with_numeric_feedback(base: Dataset, rows: list[LabelledRow]) -> Dataset:
-    """A regressor's base dataset with labelled rows whose labels are numbers."""
-    bad = sorted({repr(r.label) for r in rows if r.label.__class__ not in (int, float) or not np.isfinite(r.label)})
-    if bad:
-        raise ToolkitError(f"feedback labels {bad[:5]} are not numbers; a regressor's labels are.")
-    columns = {name: [r.features.get(name) for r in rows] for name in base.features}
-    table = base.table.append(Table.from_columns(columns, "feedback"))
-    y = np.concatenate([base.y, np.array([float(r.label) for r in rows])])
-    return Dataset(table, base.numeric, base.categorical, y, [], base.label, None, base.dropped_rows, list(base.warnings),
-                   task="regression")
+    return replace(base, table=table, y=np.concatenate([base.y, labels]), warnings=list(base.warnings))
 
 
 def snapshot_bytes(rows: list[LabelledRow]) -> bytes:

@@ -23,10 +23,12 @@ from toolkit.ml.reference import feature_bins, psi
 
 
 class DriftMonitor:
-    def __init__(self, reference: dict, class_shares: dict[str, float], classes: list[str], window: int) -> None:
+    def __init__(self, reference: dict, prediction_shares: list[float], window: int) -> None:
+        """`prediction_shares`: on the test split, the share of each predicted class (in class order),
+        or of each bin of a regressor's values; what `observe`'s `predicted` indexes."""
         self.reference = reference
         self.names = [f["name"] for f in reference.get("features", [])]
-        self.class_shares = np.array([class_shares.get(c, 0.0) for c in classes])
+        self.class_shares = np.asarray(prediction_shares, dtype=np.float64)
         self.window = window
         self.bins = np.zeros((window, len(self.names)), dtype=np.int16)
         self.predicted = np.zeros(window, dtype=np.int16)

@@ -34,13 +34,10 @@ class FeedbackLoop:
         reference = model.manifest.get("reference") or {}
         if model.regression:  # the predictions' drift: their distribution over the test split's bins, as class shares are
             values = reference.get("predicted_value") or {"edges": [], "shares": [1.0]}
-            self.value_edges = np.asarray(values["edges"], dtype=np.float64)
-            bins = [str(i) for i in range(len(values["shares"]))]
-            self.drift = DriftMonitor(reference.get("inputs", {}), dict(zip(bins, values["shares"], strict=True)), bins,
-                                      config.drift_window)
+            self.value_edges, shares = np.asarray(values["edges"], dtype=np.float64), values["shares"]
         else:
-            self.drift = DriftMonitor(reference.get("inputs", {}), reference.get("predicted_class_share", {}), model.classes,
-                                      config.drift_window)
+            shares = [reference.get("predicted_class_share", {}).get(c, 0.0) for c in model.classes]
+        self.drift = DriftMonitor(reference.get("inputs", {}), shares, config.drift_window)
         metrics.watch_drift(self.drift)
         put = put or (object_writer(settings.bucket) if settings.bucket else None)
         layout = StoreLayout(settings.bucket or "", settings.env)

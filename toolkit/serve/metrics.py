@@ -36,7 +36,7 @@ class ServerMetrics:
         self.unseen_categories = Counter("toolkit_unseen_categories", "Records whose categorical feature had a value the model "
                                          "never saw in training (encoded as no category)", ["feature"], registry=self.registry)
         self._by_class = [self.predictions.labels(label) for label in model.classes]  # one child per class index
-        self.predicted_values = None
+        self.predicted_values = self.feedback_abs_error = None  # a regressor's only
         if model.regression:  # a regressor's answers, in buckets around its training label's spread
             scaling = model.manifest["target_scaling"]
             edges = sorted({round(scaling["mean"] + k * scaling["std"], 6) for k in (-3, -2, -1, -0.5, 0, 0.5, 1, 2, 3)})

@@ -16,7 +16,7 @@ log = logging.getLogger("toolkit.serve")
 
 
 def run(app, host: str, port: int, header_timeout: float = 10.0, keep_alive: float = 5.0, workers: int = 1,
-        body_timeout: float = 30.0, feedback_port: int | None = None, announce: Callable[[], None] | None = None) -> None:
+        body_timeout: float = 30.0, feedback_port: int | None = None, announce: Callable[[], None] = lambda: None) -> None:
     """Serve `app` (uvicorn_config) on `port`, and on `feedback_port` too when given (the app serves
     POST /v1/feedback there only: middleware.port_serves); `workers` > 1: that many forked processes,
     each with its own sockets on the ports (supervise). `announce` is called once every port is
@@ -31,14 +31,10 @@ def run(app, host: str, port: int, header_timeout: float = 10.0, keep_alive: flo
         sockets = [_bound(config.host, p, reuse_port=False) for p in ports]
         for sock in sockets:
             sock.listen(config.backlog)
-        (announce or _nothing)()
+        announce()
         uvicorn.Server(config).run(sockets=sockets)
     else:
         supervise(config, workers, ports, announce)
-
-
-def _nothing() -> None:
-    pass
 
 
 def uvicorn_config(app, host: str, port: int, header_timeout: float = 10.0, keep_alive: float = 5.0, body_timeout: float = 30.0):
@@ -82,7 +78,7 @@ def _bound(host: str, port: int, reuse_port: bool):
     return sock
 
 
-def supervise(config, workers: int, ports: list[int] | None = None, announce: Callable[[], None] | None = None) -> None:
+def supervise(config, workers: int, ports: list[int] | None = None, announce: Callable[[], None] = lambda: None) -> None:
     """Fork `workers` uvicorn servers and keep them running: a worker that dies is replaced and its
     metrics marked dead; SIGTERM/SIGINT stop them all gracefully. Forked after the model is loaded
     and verified, so the workers share its pages and start at once. uvicorn's own --workers would
@@ -106,7 +102,7 @@ def supervise(config, workers: int, ports: list[int] | None = None, announce: Ca
     sockets = [[_bound(config.host, port, reuse_port=True) for port in ports] for _ in range(workers)]
     for sock in (s for slot in sockets for s in slot):
         sock.listen(config.backlog)
-    (announce or _nothing)()
+    announce()
     children: dict[int, tuple[int, float]] = {}  # pid: (its socket, when it started)
     supervisor = os.getpid()
     stopping = False
