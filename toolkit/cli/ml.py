@@ -292,8 +292,7 @@ def predict(model, input_path: Path, output_path: Path | None, keep: tuple[str, 
     if as_json:
         emit_json({"model_version": model.version, "predictions": predictions, **({"ignored": ignored} if ignored else {})})
         return
-    if ignored:
-        echo_err(f"ignored column(s) {ignored}: the model does not take them (its label, or dropped at training)")
+    _say_ignored(ignored)
     if model.regression:
         click.echo(f"{'row':>8}  {model.manifest['label']:>12}")
         for i, p in enumerate(predictions, start=1):
@@ -304,6 +303,11 @@ def predict(model, input_path: Path, output_path: Path | None, keep: tuple[str, 
     for i, p in enumerate(predictions, start=1):
         cells = [str(i), p["label"]] + [f"{p['probabilities'][c]:.4f}" for c in model.classes]
         click.echo("  ".join(f"{c:>8}" for c in cells))
+
+
+def _say_ignored(ignored: list[str]) -> None:
+    if ignored:
+        echo_err(f"ignored column(s) {ignored}: the model does not take them (its label, or dropped at training)")
 
 
 def _score_csv(model, input_path: Path, output_path: Path, keep: tuple[str, ...], as_json: bool) -> None:
@@ -318,7 +322,7 @@ def _score_csv(model, input_path: Path, output_path: Path, keep: tuple[str, ...]
     if str(input_path) == "-":
         raise BadInputError("--output scores a CSV file: give it with --input FILE.")
     started = time.perf_counter()
-    with tqdm(desc="score", unit=" rows", unit_scale=True, file=sys.stderr, leave=False, disable=None if not as_json else True) as bar:
+    with tqdm(desc="score", unit=" rows", unit_scale=True, file=sys.stderr, leave=False, disable=True if as_json else None) as bar:
         result = score_csv(model, input_path, output_path, keep, on_rows=bar.update)
     seconds = time.perf_counter() - started
     summary = {"model_version": model.version, "input": str(input_path), "output": str(output_path), "seconds": round(seconds, 3),
@@ -326,8 +330,7 @@ def _score_csv(model, input_path: Path, output_path: Path, keep: tuple[str, ...]
     if as_json:
         emit_json(summary)
         return
-    if result["ignored"]:
-        echo_err(f"ignored column(s) {result['ignored']}: the model does not take them (its label, or dropped at training)")
+    _say_ignored(result["ignored"])
     click.echo(f"scored {result['rows']} rows of {input_path} into {output_path} in {seconds:.1f} s "
                f"({', '.join(result['columns'])})")
 

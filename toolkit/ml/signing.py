@@ -71,32 +71,28 @@ def _pem_file(directory: str, name: str, data: bytes) -> str:
 
 def sign_artifact(directory: Path, private_key_pem: bytes) -> Path:
     """Sign every file of `directory` (but the signature); returns the signature's path."""
-    from model_signing import signing
-
     directory = Path(directory).resolve()  # a link to the artifact (artifacts/ENV/latest) signs what it points to
-    signature = directory / SIGNATURE
-    with tempfile.TemporaryDirectory() as tmp:
-        key = _pem_file(tmp, "signing.key", private_key_pem)
-        try:
-            signing.Config().use_elliptic_key_signer(private_key=key).set_hashing_config(_config()).sign(directory, signature)
-        except ValueError as exc:
-            raise SignatureError(f"cannot sign {directory}: {exc}") from None
-    return signature
+    return _sign(directory, directory / SIGNATURE, private_key_pem, _config())
 
 
 def sign_file(path: Path, private_key_pem: bytes) -> Path:
     """Sign one file (an exported model) the same way, into `<file>.sig`; returns that path.
     Anyone verifies it with model-signing's own CLI: `model_signing verify key --signature F.sig
     --public_key keys/ENV.pub F`."""
-    from model_signing import hashing, signing
+    from model_signing import hashing
 
-    signature = path.with_name(path.name + ".sig")
+    return _sign(path, path.with_name(path.name + ".sig"), private_key_pem, hashing.Config())
+
+
+def _sign(target: Path, signature: Path, private_key_pem: bytes, hashing_config) -> Path:
+    from model_signing import signing
+
     with tempfile.TemporaryDirectory() as tmp:
         key = _pem_file(tmp, "signing.key", private_key_pem)
         try:
-            signing.Config().use_elliptic_key_signer(private_key=key).set_hashing_config(hashing.Config()).sign(path, signature)
+            signing.Config().use_elliptic_key_signer(private_key=key).set_hashing_config(hashing_config).sign(target, signature)
         except ValueError as exc:
-            raise SignatureError(f"cannot sign {path}: {exc}") from None
+            raise SignatureError(f"cannot sign {target}: {exc}") from None
     return signature
 
 
