@@ -13,11 +13,8 @@ from __future__ import annotations
 import copy
 import math
 
-import numpy as np
-
 from toolkit.errors import DataError
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+from toolkit.ml.row_encoder import FLOAT32_MAX
 
 
 class RecordError(DataError):
