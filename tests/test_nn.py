@@ -1,11 +1,15 @@
 """The numpy core: every layer's and loss's gradient against central finite differences,
-optimizers against their textbook update, early stopping, determinism."""
+optimizers against their textbook update, early stopping, determinism. Each runs on NumPy and on
+the strict stand-in for CuPy (tests/strict_array_module.py), whose arrays refuse any host round
+trip: the `device` fixture."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from strict_array_module import strict_device
 
+from toolkit.ml.nn.device import CPU
 from toolkit.ml.nn.layers import Dense, ReLU, Sigmoid, Softmax, Tanh, sigmoid
 from toolkit.ml.nn.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, balanced_class_weights
 from toolkit.ml.nn.losses import get as get_loss
@@ -17,8 +21,15 @@ from toolkit.ml.nn.training import fit
 EPS = 1e-6
 
 
-def numeric_grad(f, x: np.ndarray) -> np.ndarray:
-    grad = np.zeros_like(x)
+@pytest.fixture(params=["numpy", "strict"])
+def device(request):
+    """The CPU device, or a device on the strict stand-in for CuPy."""
+    return CPU if request.param == "numpy" else strict_device()
+
+
+def numeric_grad(f, x) -> np.ndarray:
+    """Central differences of `f()` with respect to each element of `x` (a host or device array)."""
+    grad = np.zeros(x.shape)
     for i in np.ndindex(x.shape):
         saved = x[i]
         x[i] = saved + EPS
@@ -30,45 +41,46 @@ def numeric_grad(f, x: np.ndarray) -> np.ndarray:
     return grad
 
 
-def bound_dense(rng, n_in=4, n_out=3) -> Dense:
-    layer = Dense(n_in, n_out)
-    params = {"W": np.zeros((n_in, n_out)), "b": np.zeros(n_out)}
-    grads = {"W": np.zeros((n_in, n_out)), "b": np.zeros(n_out)}
+def bound_dense(rng, device, n_in=4, n_out=3) -> Dense:
+    layer = Dense(n_in, n_out, device=device)
+    xp = device.xp
+    params = {"W": xp.zeros((n_in, n_out)), "b": xp.zeros(n_out)}
+    grads = {"W": xp.zeros((n_in, n_out)), "b": xp.zeros(n_out)}
     layer.bind(params, grads)
-    layer.init_params(rng)
-    layer.b[...] = rng.standard_normal(n_out)
+    layer.W[...] = device.to_device(layer.initial_params(rng)["W"])
+    layer.b[...] = device.to_device(rng.standard_normal(n_out))
     return layer
 
 
 @pytest.mark.parametrize("make_layer", [ReLU, Tanh, Sigmoid, Softmax, "dense"])
-def test_layer_input_gradient(make_layer):
+def test_layer_input_gradient(make_layer, device):
     rng = np.random.default_rng(0)
-    layer = bound_dense(rng) if make_layer == "dense" else make_layer()
+    up, down = device.to_device, device.to_host
+    layer = bound_dense(rng, device) if make_layer == "dense" else make_layer(device)
     x = rng.standard_normal((5, 4))
     x[np.abs(x) < 0.05] = 0.3  # keep ReLU away from its kink
-    upstream = rng.standard_normal(layer.forward(x.copy()).shape)
+    upstream = rng.standard_normal(layer.forward(up(x.copy())).shape)
 
     def f():
-        return float(np.sum(layer.forward(x.copy()) * upstream))
+        return float(down((layer.forward(up(x.copy())) * up(upstream)).sum()))
 
     f()
-    analytic = layer.backward(upstream.copy())
+    analytic = down(layer.backward(up(upstream.copy())))
     np.testing.assert_allclose(analytic, numeric_grad(f, x), rtol=1e-5, atol=1e-7)
 
 
-def test_dense_parameter_gradients():
+def test_dense_parameter_gradients(device):
     rng = np.random.default_rng(1)
-    layer = bound_dense(rng)
-    x = rng.standard_normal((6, 4))
-    upstream = rng.standard_normal((6, 3))
+    layer = bound_dense(rng, device)
+    x, upstream = device.to_device(rng.standard_normal((6, 4))), device.to_device(rng.standard_normal((6, 3)))
 
     def f():
-        return float(np.sum(layer.forward(x) * upstream))
+        return float(device.to_host((layer.forward(x) * upstream).sum()))
 
     f()
     layer.backward(upstream.copy())
-    np.testing.assert_allclose(layer.dW, numeric_grad(f, layer.W), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(layer.db, numeric_grad(f, layer.b), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(device.to_host(layer.dW), numeric_grad(f, layer.W), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(device.to_host(layer.db), numeric_grad(f, layer.b), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -81,13 +93,15 @@ def test_dense_parameter_gradients():
         (SoftmaxCrossEntropy(np.array([0.5, 3.0, 1.2])), lambda rng: np.array([0, 1, 2, 0, 0, 2])),
     ],
 )
-def test_loss_gradients(loss, targets):
+def test_loss_gradients(loss, targets, device):
     rng = np.random.default_rng(2)
-    y = targets(rng)
+    up, down = device.to_device, device.to_host
+    loss.attach(device)
+    y = up(targets(rng))
     z = rng.standard_normal((6, 1 if isinstance(loss, BinaryCrossEntropy) else 3)) * 3
-    loss.forward(z.copy(), y)
-    analytic = loss.backward().copy()
-    np.testing.assert_allclose(analytic, numeric_grad(lambda: loss.forward(z.copy(), y), z), rtol=1e-5, atol=1e-8)
+    loss.forward(up(z.copy()), y)
+    analytic = down(loss.backward().copy())
+    np.testing.assert_allclose(analytic, numeric_grad(lambda: float(down(loss.forward(up(z.copy()), y))), z), rtol=1e-5, atol=1e-8)
 
 
 def test_class_weights_scale_each_sample_by_its_class():
@@ -118,56 +132,61 @@ def test_cross_entropies_are_stable_for_huge_logits():
 
 
 @pytest.mark.parametrize("activation, loss, out", [("relu", SoftmaxCrossEntropy(), 3), ("tanh", BinaryCrossEntropy(), 1), ("sigmoid", MeanSquaredError(), 2)])
-def test_model_parameter_gradients_with_l2(activation, loss, out):
+def test_model_parameter_gradients_with_l2(activation, loss, out, device):
     """Whole-network backprop, including the L2 term the optimizer adds, against finite differences."""
     rng = np.random.default_rng(3)
-    model = Sequential(4, mlp_spec([5, 4], out, activation), dtype="float64").initialize(rng)
+    up, down = device.to_device, device.to_host
+    model = Sequential(4, mlp_spec([5, 4], out, activation), dtype="float64", device=device).initialize(rng)
+    loss.attach(device)
     x = rng.standard_normal((7, 4))
-    y = {3: rng.integers(0, 3, 7), 1: rng.integers(0, 2, (7, 1)).astype(float), 2: rng.standard_normal((7, 2))}[out]
+    y = up({3: rng.integers(0, 3, 7), 1: rng.integers(0, 2, (7, 1)).astype(float), 2: rng.standard_normal((7, 2))}[out])
     l2 = 0.1
 
     def objective():
-        return loss.forward(model.forward(x.copy()), y) + 0.5 * l2 * float(np.sum(model.decay_mask * model.params**2))
+        value = loss.forward(model.forward(up(x.copy())), y) + 0.5 * l2 * (model.decay_mask * model.params**2).sum()
+        return float(down(value))
 
     objective()
     model.backward(loss.backward())
     optimizer = SGD(learning_rate=0.0, momentum=0.0, l2=l2)
-    optimizer.attach(model.params, model.grads, model.decay_mask)
-    analytic = optimizer._regularized_grad().copy()
+    optimizer.attach(model.params, model.grads, model.decay_mask, device.xp)
+    analytic = down(optimizer._regularized_grad().copy())
     np.testing.assert_allclose(analytic, numeric_grad(objective, model.params), rtol=1e-4, atol=1e-7)
     # biases are not decayed
-    assert model.decay_mask.sum() == sum(v.size for k, v in model.weights().items() if k.endswith(".W"))
+    assert down(model.decay_mask).sum() == sum(v.size for k, v in model.weights().items() if k.endswith(".W"))
 
 
-def test_adam_matches_reference_update():
+def test_adam_matches_reference_update(device):
     rng = np.random.default_rng(4)
-    params = rng.standard_normal(10)
-    grads = np.zeros(10)
+    up, down = device.to_device, device.to_host
+    ref_p = rng.standard_normal(10)
+    params, grads = up(ref_p.copy()), device.xp.zeros(10)
     opt = Adam(learning_rate=0.01)
-    opt.attach(params, grads, np.ones(10))
-    ref_p, m, v = params.copy(), np.zeros(10), np.zeros(10)
+    opt.attach(params, grads, up(np.ones(10)), device.xp)
+    m, v = np.zeros(10), np.zeros(10)
     for t in range(1, 6):
         g = rng.standard_normal(10)
-        grads[...] = g
+        grads[...] = up(g)
         opt.step()
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
         ref_p -= 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
-        np.testing.assert_allclose(params, ref_p, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(down(params), ref_p, rtol=1e-6, atol=1e-9)
 
 
-def test_sgd_momentum_matches_reference_update():
-    params = np.array([1.0, -2.0])
-    grads = np.zeros(2)
+def test_sgd_momentum_matches_reference_update(device):
+    up, down = device.to_device, device.to_host
+    ref = np.array([1.0, -2.0])
+    params, grads = up(ref.copy()), device.xp.zeros(2)
     opt = SGD(learning_rate=0.1, momentum=0.5)
-    opt.attach(params, grads, np.ones(2))
-    velocity, ref = np.zeros(2), params.copy()
+    opt.attach(params, grads, up(np.ones(2)), device.xp)
+    velocity = np.zeros(2)
     for g in ([1.0, 1.0], [0.5, -1.0], [0.0, 2.0]):
-        grads[...] = g
+        grads[...] = up(np.array(g))
         opt.step()
         velocity = 0.5 * velocity - 0.1 * np.array(g)
         ref += velocity
-        np.testing.assert_allclose(params, ref)
+        np.testing.assert_allclose(down(params), ref)
 
 
 def _blobs(rng, n=400):
@@ -176,22 +195,22 @@ def _blobs(rng, n=400):
     return x, y
 
 
-def test_training_learns_and_is_float32():
+def test_training_learns_and_is_float32(device):
     rng = np.random.default_rng(5)
     x, y = _blobs(rng)
-    model = Sequential(2, mlp_spec([8], 2)).initialize(rng)
+    model = Sequential(2, mlp_spec([8], 2), device=device).initialize(rng)
     fit(model, SoftmaxCrossEntropy(), Adam(0.02), x, y, epochs=30, batch_size=32, rng=rng)
     assert model.params.dtype == np.float32
     proba = np.exp(model.predict_logits(x))
     assert classification_report(y, proba / proba.sum(1, keepdims=True), 2)["accuracy"] > 0.95
 
 
-def test_early_stopping_restores_best_weights():
+def test_early_stopping_restores_best_weights(device):
     rng = np.random.default_rng(6)
     x, y = _blobs(rng, 200)
     # Validation labels are flipped: validation loss rises as training succeeds.
     x_val, y_val = x[:50], 1 - y[:50]
-    model = Sequential(2, mlp_spec([8], 2)).initialize(rng)
+    model = Sequential(2, mlp_spec([8], 2), device=device).initialize(rng)
     snapshots = []
     history = fit(
         model, SoftmaxCrossEntropy(), Adam(0.05), x, y, epochs=100, batch_size=32, rng=rng,
@@ -201,7 +220,7 @@ def test_early_stopping_restores_best_weights():
     best = history.best_epoch
     losses = history.series("val_loss")
     assert losses[best - 1] == min(losses)
-    np.testing.assert_array_equal(model.params, snapshots[best - 1])
+    np.testing.assert_array_equal(device.to_host(model.params), device.to_host(snapshots[best - 1]))
 
 
 def test_same_seed_same_weights_different_seed_different():

@@ -229,6 +229,9 @@ class TrainingConfig(_Section):
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     max_categories: int = Field(1000, ge=2, le=100_000, description="a categorical column with more distinct values is refused")
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="auto: the GPU when CuPy finds a usable one (the GPU training image), else the CPU; "
+                            "gpu: refuse to train without one")
 
     @field_validator("target")
     @classmethod

@@ -78,7 +78,8 @@ def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_fol
             raise BadInputError(f"{', '.join(given)}: a remote training Job trains with the environment file's settings; "
                                 f"set them under `training` in environments/{env}.yaml, or train here without --remote.")
         return _train_remote(ctx, kubeconfig, context, timeout, as_json)
-    from toolkit.ml.train import DatasetChoice, train_and_save
+    from toolkit.ml.nn.device import summary as device_summary
+    from toolkit.ml.train import DatasetChoice, train_and_save, training_device
 
     if data is not None and data.startswith("s3://"):
         from toolkit.store.s3 import download_file
@@ -94,11 +95,13 @@ def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_fol
     from toolkit.signing_keys import private_key
 
     signing_key = private_key(ctx)  # before training: a missing key fails now, not after the last epoch
+    device = training_device(settings.device, env)
     progress = EpochProgress(settings.epochs, enabled=not as_json)
     on_fold = None if as_json else _report_fold
     try:
         result = train_and_save(choice, settings, out or ctx.paths.artifacts(env), env=env, cv_folds=cv_folds,
-                                on_epoch=progress.update, on_fold=on_fold)
+                                on_epoch=progress.update, on_fold=on_fold, device=device,
+                                on_start=None if as_json else (lambda: echo_err(device_summary(device))))
     finally:
         progress.close()
     sign_artifact(result.artifact_dir, signing_key)
@@ -115,6 +118,7 @@ def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_fol
         "best_epoch": result.metrics["training"]["best_epoch"],
         "warnings": result.warnings,
         "data_report": result.data_report,
+        "trained_on": result.trained_on,
     }
     if upload:
         from toolkit.store.artifacts import upload_artifact

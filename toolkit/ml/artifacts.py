@@ -140,10 +140,12 @@ def save_artifact(
     env: str | None = None,
     task: str = "classification",
     target_scaling: tuple[float, float] | None = None,
+    trained_on: dict | None = None,
 ) -> Path:
     """Write a new artifact under `root/<version>/` atomically and point `root/latest` at it.
 
     `write_extras(directory)` may add report files (e.g. the curves PNG) before hashing.
+    `trained_on`: the device that trained it (`Device.describe()`).
     """
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(root / f".staging-{os.getpid()}")
@@ -178,6 +180,7 @@ def save_artifact(
             "reference": reference or {},
             "dataset": dataset,
             "training": training,
+            "trained_on": trained_on or {"kind": "cpu"},
             "files": files,
         }
         if target_scaling is not None:  # regression: the network answers the standardized label

@@ -13,13 +13,21 @@ from typing import Callable
 import numpy as np
 
 from toolkit.config import TrainingConfig
-from toolkit.errors import DataError
+from toolkit.errors import ConfigError, DataError
 from toolkit.ml import artifacts
 from toolkit.ml.data import Dataset, prepare_dataset, stratified_kfold, stratified_split
 from toolkit.ml.data_report import REPORT, data_report
+from toolkit.ml.nn import device as devices
 from toolkit.ml.nn import losses, optimizers
 from toolkit.ml.nn.metrics import classification_report, regression_report, summarize_folds
-from toolkit.ml.nn.model import Sequential, class_probabilities, mlp_spec, regression_values
+from toolkit.ml.nn.model import (
+    Sequential,
+    class_probabilities,
+    mlp_spec,
+    probabilities_from_logits,
+    regression_values,
+    values_from_logits,
+)
 from toolkit.ml.nn.training import History, fit
 from toolkit.ml.preprocess import Preprocessor
 from toolkit.ml.reference import reference_distributions, value_distribution
@@ -83,6 +91,21 @@ class FittedModel:
             return class_probabilities(model, x, self.output)
         return regression_values(model, x, *self.target_scaling)
 
+    def from_logits(self, logits: np.ndarray) -> np.ndarray:
+        """What `predict` answers, from the network's (host) logits."""
+        if self.target_scaling is None:
+            return probabilities_from_logits(logits, self.output)
+        return values_from_logits(logits, *self.target_scaling)
+
+
+def training_device(wanted: str, env: str = "ENV") -> devices.Device:
+    """The device for `training.device` (auto, cpu or gpu); gpu without a usable one is exit 2."""
+    try:
+        return devices.select(wanted)
+    except devices.DeviceUnavailable as missing:
+        raise ConfigError(f"training.device is gpu (environments/{env}.yaml) and {missing}. Set training.device: auto "
+                          "to fall back to the CPU, or train on a GPU node with the GPU training image.") from None
+
 
 def resolve_loss(name: str, n_classes: int, env: str = "ENV", regression: bool = False) -> str:
     if regression:
@@ -115,10 +138,12 @@ def fit_model(
     settings: TrainingConfig,
     seed: int,
     on_epoch: EpochCallback | None = None,
+    device: devices.Device = devices.CPU,
 ) -> FittedModel:
-    """Fit preprocessing on `train_rows` only, then train with early stopping on `val_rows`. A
-    regressor learns the label standardized with the training rows' mean and std (so the
-    learning rate means the same whatever the label's units) and answers in the label's units."""
+    """Fit preprocessing on `train_rows` only, then train with early stopping on `val_rows` on
+    `device`; the fitted model comes back to the CPU. A regressor learns the label standardized
+    with the training rows' mean and std (so the learning rate means the same whatever the
+    label's units) and answers in the label's units."""
     n_classes = len(dataset.classes)
     loss_name = resolve_loss(settings.loss, n_classes, regression=dataset.regression)
     preprocessor = Preprocessor.fit(dataset, train_rows)
@@ -126,7 +151,7 @@ def fit_model(
     x_val = preprocessor.transform_table(dataset.table, val_rows)
     output_dim = 1 if loss_name in ("binary_cross_entropy", "mse") else n_classes
     rng = np.random.default_rng(seed)
-    model = Sequential(x_train.shape[1], mlp_spec(settings.hidden_layers, output_dim, settings.activation))
+    model = Sequential(x_train.shape[1], mlp_spec(settings.hidden_layers, output_dim, settings.activation), device=device)
     model.initialize(rng)
     weights = None
     if settings.class_weight == "balanced" and not dataset.regression:
@@ -137,8 +162,8 @@ def fit_model(
     scaling = (float(y_train.mean()), float(y_train.std()) or 1.0) if dataset.regression else None
     fitted = FittedModel(model, preprocessor, History(), loss.output_activation, scaling)
 
-    def evaluate(m: Sequential) -> dict:
-        report = score_report(dataset, val_rows, fitted.predict(x_val, m))
+    def evaluate(val_logits: np.ndarray) -> dict:
+        report = score_report(dataset, val_rows, fitted.from_logits(val_logits))
         if scaling is not None:
             return {"val_r2": report["r2"], "val_rmse": report["rmse"]}
         return {"val_accuracy": report["accuracy"], "val_roc_auc": report["roc_auc"]}
@@ -152,6 +177,7 @@ def fit_model(
         validation=(x_val, targets(y_val)),
         patience=settings.patience, evaluate=evaluate, on_epoch=on_epoch,
     )
+    fitted.model = model.to(devices.CPU)  # the weights' one trip back: scoring, saving and serving run on the CPU
     return fitted
 
 
@@ -178,7 +204,8 @@ def predictions_reference(dataset: Dataset, out: np.ndarray) -> dict:
 
 
 def cross_validate(
-    dataset: Dataset, settings: TrainingConfig, folds: int, on_fold: Callable[[int, dict], None] | None = None
+    dataset: Dataset, settings: TrainingConfig, folds: int, on_fold: Callable[[int, dict], None] | None = None,
+    device: devices.Device = devices.CPU,
 ) -> dict:
     """K-fold, stratified for classes (plain for regression): each fold trains on the rest (with its
     own validation split for early stopping) and is scored on its held-out rows."""
@@ -187,7 +214,7 @@ def cross_validate(
         raise DataError(f"{folds}-fold cross-validation needs at least {folds} rows; the data has {len(dataset.y)}.")
     for index, (train_rows, held_out) in enumerate(stratified_kfold(dataset.strata, folds, settings.seed)):
         inner_train, inner_val, _ = stratified_split(dataset.strata[train_rows], settings.validation_fraction, 0.0, settings.seed + index)
-        fitted = fit_model(dataset, train_rows[inner_train], train_rows[inner_val], settings, settings.seed + index)
+        fitted = fit_model(dataset, train_rows[inner_train], train_rows[inner_val], settings, settings.seed + index, device=device)
         report = evaluate_rows(fitted, dataset, held_out)
         reports.append(report)
         if on_fold is not None:
@@ -205,6 +232,7 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)  # what the data made us leave out or assume
     data_report: dict = field(default_factory=dict)  # data_report.json
     task_note: str | None = None  # how the task was chosen, when the data chose it
+    trained_on: dict = field(default_factory=dict)  # the device (Device.describe())
 
 
 def train_and_save(
@@ -219,11 +247,16 @@ def train_and_save(
     dataset: Dataset | None = None,
     splits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     data_info: dict | None = None,
+    device: devices.Device | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Split, train, evaluate on the held-out test split, optionally cross-validate, save.
 
     `dataset`, `splits` and `data_info`: an already prepared dataset (the base data plus labelled
-    feedback, for `toolkit retrain`), its (train, validation, test) rows and what to record of it."""
+    feedback, for `toolkit retrain`), its (train, validation, test) rows and what to record of it.
+    `device`: where to train (default: `training.device` of the settings); the manifest records it.
+    `on_start()` is called once the data is checked, before the first fold or epoch."""
+    device = device or training_device(settings.device, env)
     dataset = dataset or choice.load()
     resolve_loss(settings.loss, len(dataset.classes), env, dataset.regression)  # before any fold trains
     train_rows, val_rows, test_rows = splits or stratified_split(
@@ -241,9 +274,11 @@ def train_and_save(
         warnings.append(f"the test split has {len(test_rows)} rows (under {MIN_TEST_ROWS}): its metrics say little; "
                         "use --cv K, or more data.")
     metrics: dict = {}
+    if on_start is not None:
+        on_start()
     if cv_folds:
-        metrics["cv"] = cross_validate(dataset, settings, cv_folds, on_fold)
-    fitted = fit_model(dataset, train_rows, val_rows, settings, settings.seed, on_epoch)
+        metrics["cv"] = cross_validate(dataset, settings, cv_folds, on_fold, device)
+    fitted = fit_model(dataset, train_rows, val_rows, settings, settings.seed, on_epoch, device)
     test_out = fitted.predict(fitted.preprocessor.transform_table(dataset.table, test_rows))  # scored once: metrics, reference, plot
     metrics["test"] = score_report(dataset, test_rows, test_out)
     reference = {**predictions_reference(dataset, test_out),
@@ -288,6 +323,7 @@ def train_and_save(
         metrics=metrics, dataset=dataset_info, task=dataset.task, target_scaling=fitted.target_scaling,
         training=settings.model_dump(mode="json") | {"categorical": choice.categorical, "drop_columns": choice.drop_columns},
         code_version=code_version(), write_extras=write_curves, reference=reference, env=env,
+        trained_on=device.describe(),
     )
     curves = directory / artifacts.CURVES
     note = None
@@ -296,4 +332,4 @@ def train_and_save(
             f"the label '{dataset.label}' looks continuous: {len(np.unique(dataset.y))} distinct numbers in {len(dataset.y)} rows"
         note = f"regression ({how}); mean squared error on the standardized label; --task classification refuses it"
     return TrainResult(directory, metrics, directory / artifacts.METRICS, curves if curves.exists() else None, directory.name,
-                       warnings, report, note)
+                       warnings, report, note, device.describe())

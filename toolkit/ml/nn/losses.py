@@ -6,12 +6,16 @@ the loss keeps them finite for any logit and makes the gradient a plain `p - y`.
 `class_weights` (one per class index), each sample's loss and gradient are scaled by its class's
 weight and the mean is still over samples (balanced weights average 1, so the learning rate keeps
 its meaning).
+
+The mean loss is a 0-d array on the loss's device (`attach`), not a Python float: the training
+loop sums it there and reads it once per epoch. `float()` it outside the loop.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from toolkit.ml.nn.device import CPU, Device
 from toolkit.ml.nn.layers import Buffers, sigmoid
 
 
@@ -20,11 +24,25 @@ class Loss:
     # What the model's output means and which layer turns it into probabilities.
     output_activation = "identity"
 
-    def forward(self, output: np.ndarray, y: np.ndarray) -> float:
+    def __init__(self, class_weights: np.ndarray | None = None) -> None:
+        self.class_weights = class_weights  # host array; `attach` puts a copy on the device
+        self.attach(CPU)
+
+    def attach(self, device: Device) -> Loss:
+        """Compute on `device` from now on (the model's)."""
+        self.xp = device.xp
+        self._weights = None if self.class_weights is None else device.to_device(np.asarray(self.class_weights))
+        return self
+
+    def forward(self, output: np.ndarray, y: np.ndarray):
         raise NotImplementedError
 
     def backward(self) -> np.ndarray:
         raise NotImplementedError
+
+    def _sample_weights(self, y, dtype):
+        """Each sample's class weight, or None without class weights."""
+        return None if self._weights is None else self._weights.astype(dtype)[y.astype(np.intp)]
 
 
 class MeanSquaredError(Loss):
@@ -34,7 +52,7 @@ class MeanSquaredError(Loss):
 
     def forward(self, output, y):
         self._diff = output - y.reshape(output.shape)
-        return float(np.mean(np.square(self._diff)))
+        return self.xp.square(self._diff).mean()
 
     def backward(self):
         return self._diff * (2.0 / self._diff.size)
@@ -46,21 +64,18 @@ class BinaryCrossEntropy(Loss):
     name = "binary_cross_entropy"
     output_activation = "sigmoid"
 
-    def __init__(self, class_weights: np.ndarray | None = None) -> None:
-        self.class_weights = class_weights
-
     def forward(self, output, y):
-        z = output
+        xp, z = self.xp, output
         y = y.reshape(z.shape).astype(z.dtype, copy=False)
         self._z, self._y = z, y
-        per_sample = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-        self._w = None if self.class_weights is None else self.class_weights.astype(z.dtype)[y.astype(np.intp)]
+        per_sample = xp.maximum(z, 0) - z * y + xp.log1p(xp.exp(-xp.abs(z)))
+        self._w = self._sample_weights(y, z.dtype)
         if self._w is not None:
             per_sample *= self._w
-        return float(np.mean(per_sample))
+        return per_sample.mean()
 
     def backward(self):
-        grad = sigmoid(self._z)
+        grad = sigmoid(self._z, xp=self.xp)
         grad -= self._y
         if self._w is not None:
             grad *= self._w
@@ -74,25 +89,25 @@ class SoftmaxCrossEntropy(Loss):
     name = "categorical_cross_entropy"
     output_activation = "softmax"
 
-    def __init__(self, class_weights: np.ndarray | None = None) -> None:
-        self._buffers = Buffers()
-        self.class_weights = class_weights
+    def attach(self, device: Device) -> Loss:
+        self._buffers = Buffers(device.xp)
+        return super().attach(device)
 
     def forward(self, output, y):
-        n = output.shape[0]
+        xp, n = self.xp, output.shape[0]
         p = self._buffers.get("p", output.shape, output.dtype)
-        np.subtract(output, output.max(axis=1, keepdims=True), out=p)
-        rows = np.arange(n)
+        xp.subtract(output, output.max(axis=1, keepdims=True), out=p)
+        rows = xp.arange(n)
         shifted_true = p[rows, y]
-        np.exp(p, out=p)
+        xp.exp(p, out=p)
         total = p.sum(axis=1, keepdims=True)
         p /= total
         self._p, self._rows, self._y = p, rows, y
-        per_sample = np.log(total[:, 0]) - shifted_true
-        self._w = None if self.class_weights is None else self.class_weights.astype(output.dtype)[y]
+        per_sample = xp.log(total[:, 0]) - shifted_true
+        self._w = self._sample_weights(y, output.dtype)
         if self._w is not None:
             per_sample *= self._w
-        return float(np.mean(per_sample))
+        return per_sample.mean()
 
     def backward(self):
         grad = self._p  # softmax - onehot, scaled: reuse the probability buffer
@@ -116,9 +131,7 @@ def get(name: str, class_weights: np.ndarray | None = None) -> Loss:
         kind = LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown loss '{name}'; known: {', '.join(LOSSES)}") from None
-    if class_weights is None:
-        return kind()
-    if kind is MeanSquaredError:
+    if class_weights is not None and kind is MeanSquaredError:
         raise ValueError("class weights apply to a classification loss only")
     return kind(class_weights)
 

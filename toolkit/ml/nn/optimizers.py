@@ -4,6 +4,9 @@ Because every parameter lives in one contiguous array, one step is a handful of 
 numpy calls with preallocated scratch, whatever the number of layers.
 L2 weight decay adds `l2 * w` to the gradient of weights (not biases), as in classic
 "coupled" L2 regularization.
+
+The step runs on the model's device with its array module (`attach`); the step count and step
+size are host numbers passed as scalars, never read back from the device.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ class Optimizer:
         self.learning_rate, self.l2 = learning_rate, l2
         self.params: np.ndarray | None = None
 
-    def attach(self, params: np.ndarray, grads: np.ndarray, decay_mask: np.ndarray) -> None:
-        """Bind to the model's flat arrays; `decay_mask` is 1 where L2 applies, 0 elsewhere."""
+    def attach(self, params: np.ndarray, grads: np.ndarray, decay_mask: np.ndarray, xp=np) -> None:
+        """Bind to the model's flat arrays (on the device of `xp`); `decay_mask` is 1 where L2
+        applies, 0 elsewhere."""
+        self.xp = xp
         self.params, self.grads = params, grads
         self._decay = (decay_mask * self.l2).astype(params.dtype) if self.l2 else None
-        self._scratch = np.empty_like(params)
+        self._scratch = xp.empty_like(params)
         self._init_state()
 
     def _init_state(self) -> None:
@@ -30,7 +35,7 @@ class Optimizer:
 
     def _regularized_grad(self) -> np.ndarray:
         if self._decay is not None:
-            np.multiply(self.params, self._decay, out=self._scratch)
+            self.xp.multiply(self.params, self._decay, out=self._scratch)
             self.grads += self._scratch
         return self.grads
 
@@ -46,12 +51,12 @@ class SGD(Optimizer):
         self.momentum = momentum
 
     def _init_state(self) -> None:
-        self.velocity = np.zeros_like(self.params)
+        self.velocity = self.xp.zeros_like(self.params)
 
     def step(self) -> None:
         grad = self._regularized_grad()
         self.velocity *= self.momentum
-        np.multiply(grad, self.learning_rate, out=self._scratch)
+        self.xp.multiply(grad, self.learning_rate, out=self._scratch)
         self.velocity -= self._scratch
         self.params += self.velocity
 
@@ -66,19 +71,19 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def _init_state(self) -> None:
-        self.m = np.zeros_like(self.params)
-        self.v = np.zeros_like(self.params)
+        self.m = self.xp.zeros_like(self.params)
+        self.v = self.xp.zeros_like(self.params)
         self.t = 0
 
     def step(self) -> None:
         grad = self._regularized_grad()
         self.t += 1
-        b1, b2, scratch = self.beta1, self.beta2, self._scratch
+        xp, b1, b2, scratch = self.xp, self.beta1, self.beta2, self._scratch
         # m += (1 - b1) * (g - m);  v += (1 - b2) * (g^2 - v)
-        np.subtract(grad, self.m, out=scratch)
+        xp.subtract(grad, self.m, out=scratch)
         scratch *= 1 - b1
         self.m += scratch
-        np.square(grad, out=scratch)
+        xp.square(grad, out=scratch)
         scratch -= self.v
         scratch *= 1 - b2
         self.v += scratch
@@ -86,9 +91,9 @@ class Adam(Optimizer):
         correction1, correction2 = 1 - b1**self.t, 1 - b2**self.t
         # Python floats (math, not np) keep float32 arrays in float32 loops under NEP 50.
         step_size = self.learning_rate * math.sqrt(correction2) / correction1
-        np.sqrt(self.v, out=scratch)
+        xp.sqrt(self.v, out=scratch)
         scratch += self.eps * math.sqrt(correction2)
-        np.divide(self.m, scratch, out=scratch)
+        xp.divide(self.m, scratch, out=scratch)
         scratch *= step_size
         self.params -= scratch
 
