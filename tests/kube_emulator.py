@@ -142,8 +142,8 @@ def _matches_fields(obj: dict, selector: str) -> bool:
 class PlatformEmulator(kmock.KubernetesEmulator):
     """Set `behaviour[image]` to 'crash', 'pull-error' or 'stall' (default: roll out fine);
     `job_behaviour[job name prefix]` to 'fail' (default: complete); `pod_logs[pod]` to a log text;
-    `job_runner` to a function that really runs a Job (its object in, (succeeded, log) out), in a
-    thread while the pod shows Running."""
+    `job_runner` to a function that really runs a Job (its object in, (succeeded, log, termination
+    message) out; `run_toolkit_job` is one), in a thread while the pod shows Running."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -381,9 +381,11 @@ class PlatformEmulator(kmock.KubernetesEmulator):
             "involvedObject": {"kind": kind, "name": name, "namespace": namespace},
             "type": type_, "reason": reason, "message": message, "lastTimestamp": _now(), "count": 1})
 
-    def _pod(self, namespace: str, name: str, labels: dict, image: str, phase: str, ready: bool, waiting: dict | None) -> None:
+    def _pod(self, namespace: str, name: str, labels: dict, image: str, phase: str, ready: bool, waiting: dict | None,
+             message: str | None = None) -> None:
         state = {"waiting": waiting} if waiting else {"running": {"startedAt": _now()}} if phase == "Running" else \
-            {"terminated": {"exitCode": 0 if phase == "Succeeded" else 1, "reason": "Completed" if phase == "Succeeded" else "Error"}}
+            {"terminated": {"exitCode": 0 if phase == "Succeeded" else 1, "reason": "Completed" if phase == "Succeeded" else "Error",
+                            **({"message": message} if message else {})}}
         self._store(self._key(references.resource("", "v1", "pods"), namespace, name), {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "labels": labels, "uid": str(uuid.uuid4()), "creationTimestamp": _now()},
@@ -464,13 +466,15 @@ class PlatformEmulator(kmock.KubernetesEmulator):
             self._store(key, job)
         await asyncio.sleep(self.delay * 2)
         fail = any(name.startswith(prefix) and mode == "fail" for prefix, mode in self.job_behaviour.items())
+        message = None
         if self.job_runner is not None:
-            succeeded, self.pod_logs[pod] = await asyncio.to_thread(self.job_runner, job)
+            succeeded, self.pod_logs[pod], message = await asyncio.to_thread(self.job_runner, job)
             fail = not succeeded
         async with self._lock:
             job = self._live(key)
             self._remove(self._key(resource_pods, namespace, pod))
-            self._pod(namespace, pod, labels, image, "Failed" if fail else "Succeeded", False, None)
+            # the kubelet keeps the last 4096 bytes of the termination message file
+            self._pod(namespace, pod, labels, image, "Failed" if fail else "Succeeded", False, None, message and message[-4096:])
             if fail:
                 job["status"] = {"failed": job["spec"].get("backoffLimit", 0) + 1, "startTime": job["status"]["startTime"],
                                  "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
@@ -541,3 +545,30 @@ def write_kubeconfig(directory, server: str):
         "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
         "users": [{"name": "emu", "user": {"token": "t"}}]}))
     return kubeconfig
+
+
+def run_toolkit_job(job: dict, environments: dict[str, str], root, env: dict) -> tuple[bool, str, str]:
+    """What a kubelet does with a toolkit Job's pod, on this machine: the environment ConfigMap's
+    files mounted (under `root`/environments), the container's env over `env`, its command run from
+    the project's venv, and the file TOOLKIT_RESULT_FILE names (the container's termination-message
+    path) returned as the termination message: (succeeded, log, message)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    root = Path(root)
+    (root / "environments").mkdir(parents=True, exist_ok=True)
+    for name, text in environments.items():
+        (root / "environments" / name).write_text(text)
+    message_file = root / f"termination-log-{job['metadata']['name']}"
+    message_file.unlink(missing_ok=True)
+    job_env = {e["name"]: e["value"] for e in container.get("env", [])}
+    if "TOOLKIT_RESULT_FILE" in job_env:
+        job_env["TOOLKIT_RESULT_FILE"] = str(message_file)  # the kubelet's bind mount of terminationMessagePath
+    run_env = {**os.environ, **env, **job_env, "TOOLKIT_ROOT": str(root)}
+    venv = Path(__file__).resolve().parent.parent / ".venv" / "bin"
+    command = container["command"]
+    result = subprocess.run([str(venv / command[0]), *command[1:]], env=run_env, capture_output=True, text=True, timeout=300)
+    message = message_file.read_text() if message_file.exists() else ""
+    return result.returncode == 0, result.stdout + result.stderr, message

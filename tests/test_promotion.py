@@ -58,8 +58,8 @@ def stage_and_prod(engine, local_ctx):
 
 def test_the_target_runs_the_digest_smoke_tested_in_the_source_and_nothing_else(stage_and_prod, model_dir, tmp_path):
     source, target = stage_and_prod
-    image, training = build_release_images(source, model_dir, on_line=QUIET)
-    release, training_image = push_release(source, [image.reference, training.reference], on_line=QUIET)
+    image, trainings = build_release_images(source, model_dir, on_line=QUIET)
+    release, training_image = push_release(source, [image.reference, trainings[-1].reference], on_line=QUIET)
 
     # Not deployed and smoke-tested in the source yet: nothing to promote.
     with pytest.raises(BadInputError, match="no successful deploy and smoke test recorded in promo-stage"):

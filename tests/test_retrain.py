@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import HEART, REPO, SERVICES, bearer, feedback_credentials, free_port, train_small_model, wait_ready
-from kube_emulator import EmulatorThread, write_kubeconfig
+from kube_emulator import EmulatorThread, run_toolkit_job, write_kubeconfig
 from toolkit.context import Context
 from toolkit.loop.retrain import record_decision, retrain
 from toolkit.ml.table import read_csv
@@ -158,21 +158,11 @@ def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snap
                                                  training_image="registry.test/ml@sha256:" + "b" * 64)
     commands = []
 
-    def run_job(job: dict) -> tuple[bool, str]:
-        container = job["spec"]["template"]["spec"]["containers"][0]
-        namespace = job["metadata"]["namespace"]
-        root = tmp_path / "job-root"
-        (root / "environments").mkdir(parents=True, exist_ok=True)
-        configmap = kube.get("ConfigMap", "toolkit-environment", namespace)
-        for name, text in configmap["data"].items():  # what the pod mounts at /etc/toolkit/environments
-            (root / "environments" / name).write_text(text)
-        env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env", [])}, "TOOLKIT_ROOT": str(root),
-               # the emulated environment's signing key, as a pod would have it mounted (a cloud one reads its secret)
-               PRIVATE_KEY_FILE_ENV: str(local_key_files(ctx.paths)[0])}
-        commands.append(container["command"])
-        result = subprocess.run([str(REPO / ".venv" / "bin" / container["command"][0]), *container["command"][1:]],
-                                env=env, capture_output=True, text=True, timeout=300)
-        return result.returncode == 0, result.stdout + result.stderr
+    def run_job(job: dict) -> tuple[bool, str, str]:
+        commands.append(job["spec"]["template"]["spec"]["containers"][0]["command"])
+        configmap = kube.get("ConfigMap", "toolkit-environment", job["metadata"]["namespace"])
+        # the emulated environment's signing key, as a pod would have it mounted (a cloud one reads its secret)
+        return run_toolkit_job(job, configmap["data"], tmp_path / "job-root", {PRIVATE_KEY_FILE_ENV: str(local_key_files(ctx.paths)[0])})
 
     lines = []
     with EmulatorThread() as emulator:

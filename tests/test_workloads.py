@@ -15,11 +15,12 @@ import pytest
 from kubernetes import client
 
 from conftest import REPO, free_port, wait_ready
-from kube_emulator import EmulatorThread, write_kubeconfig
+from kube_emulator import EmulatorThread, run_toolkit_job, write_kubeconfig
 from toolkit.config import load_all_environments, load_environment
 from toolkit.errors import BadInputError, RolloutError, ToolkitError
 from toolkit.images.release import Release, ReleaseRecords
 from toolkit.paths import ProjectPaths
+from toolkit.signing_keys import PRIVATE_KEY_FILE_ENV, local_key_files
 from toolkit.workloads import jobs, rollout
 from toolkit.workloads.kube import Kube
 from toolkit.workloads.manifests import serving_manifests, to_yaml, training_manifests
@@ -345,13 +346,21 @@ def test_cli_train_remote_uploads_the_dataset_and_streams_the_job(emulator, kube
     aws_client("s3", local).create_bucket(Bucket=bucket)
     ReleaseRecords(ProjectPaths(repo_copy), "local").save_push(V1, training_image=V2.image)
     kubeconfig = _kubeconfig(tmp_path, emulator)
-    emulator.call(emulator.emulator.pod_logs.__setitem__, "train-local-x7k2p", "epoch 1/300 loss 0.69")
+    key = local_key_files(ProjectPaths(repo_copy))[0]  # mounted in an emulated environment's pod
+
+    def run_job(job: dict) -> tuple[bool, str, str]:  # the pod really runs the Job's `toolkit train`
+        environments = kube.get("ConfigMap", "toolkit-environment", job["metadata"]["namespace"])["data"]
+        return run_toolkit_job(job, environments, tmp_path / "pod", {PRIVATE_KEY_FILE_ENV: str(key)})
+
+    emulator.emulator.job_runner = run_job
     monkeypatch.setattr("toolkit.workloads.jobs.job_name", lambda env: f"train-{env}")
-    result = run_cli("train", "--env", "local", "--remote", "--kubeconfig", kubeconfig, "--timeout", "20")
+    result = run_cli("train", "--env", "local", "--remote", "--kubeconfig", kubeconfig, "--timeout", "120")
     assert result.exit_code == 0, result.output
     assert f"uploaded heart-cleveland.csv to s3://{bucket}/datasets/heart-cleveland.csv" in result.stderr
-    assert "[train-local-x7k2p] epoch 1/300 loss 0.69" in result.stderr
-    assert "training Job train-local completed" in result.stdout
+    # the pod's log, streamed, and its result from the termination message: where it trained, what it uploaded
+    assert "[train-local-x7k2p] training on the CPU: CuPy is not installed" in result.stderr
+    assert re.search(rf"training Job train-local completed in [\d.]+ s on the CPU: CuPy is not installed .*; "
+                     rf"artifact s3://{bucket}/models/local/\d{{8}}-\d{{6}}-[0-9a-f]{{8}}/", result.stdout), result.stdout
     job = kube.get("Job", "train-local", "ml-platform")
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == V2.image  # the training image
     keys = aws_client("s3", local).list_objects_v2(Bucket=bucket)["Contents"]
@@ -467,3 +476,17 @@ def test_a_deploy_leaves_an_up_to_date_namespace_alone_and_fixes_a_changed_one(e
     _deploy(kube, dev, V1)
     assert "Namespace" in kube.applied
     assert kube.get("Namespace", "ml-platform")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_jobs_on_a_gpu_pool_run_the_cuda_training_image_and_local_builds_none(run_cli):
+    """`toolkit build` makes training-gpu-<sha> where the Jobs run on a GPU pool of a real cloud
+    (the local environment's pool is emulated: its build stays as it was), with CuPy and CUDA pinned."""
+    from toolkit.delivery.publish import jobs_training_target
+    from toolkit.images.wheelhouse import GPU_TRAINING_REQUIREMENTS, _pinned, _pins
+
+    targets = {env: jobs_training_target(config) for env, config in load_all_environments().items()}
+    assert targets == {"local": "training", "dev": "training-gpu", "staging": "training-gpu", "prod": "training-gpu"}
+    assert _pinned(GPU_TRAINING_REQUIREMENTS, _pins(REPO)).split() == ["cupy-cuda12x==14.2.0", "cuda-toolkit[cublas,cudart,nvrtc]==12.9.2.0"]
+    # Before a push, render says which image the Job will run.
+    result = run_cli("render", "--env", "prod", "--image", V1.image)
+    assert "it runs training-gpu-<sha> by digest after `toolkit build` and `toolkit push`" in result.stderr

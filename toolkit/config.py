@@ -329,6 +329,9 @@ class RemoteTrainingConfig(_Section):
     backoff_limit: int = Field(1, ge=0, le=10, description="pod retries before the Job fails")
     active_deadline_seconds: int = Field(3600, ge=60, description="the Job is stopped after this long")
     ttl_seconds_after_finished: int = Field(86400, ge=0, description="finished Jobs are garbage-collected after this")
+    cuda_image: bool | None = Field(
+        None, description="build the CUDA training image (training-gpu-<sha>: CuPy and the CUDA runtime libraries) and run the "
+                          "GPU pool's Jobs in it; unset: yes where there is a GPU pool and AWS is not emulated")
 
 
 class WorkloadsConfig(_Section):
@@ -468,6 +471,11 @@ class EnvironmentConfig(_Section):
 
     def gpu_pools(self) -> list[NodePoolConfig]:
         return [p for p in self.node_pools if p.gpu]
+
+    def cuda_training_image(self) -> bool:
+        """Whether `toolkit build` makes the CUDA training image and the training Jobs run it."""
+        wanted = self.workloads.remote_training.cuda_image
+        return bool(self.gpu_pools()) and (wanted if wanted is not None else self.aws.endpoint_url is None)
 
     def ci_role_arn(self, kind: str) -> str:
         """The ARN of the CI role `kind` ("plan" or "deploy"; modules/ci_identity.py), known before it exists:

@@ -15,21 +15,28 @@ from toolkit.cli.progress import PushProgress
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), help="Model artifact (default: artifacts/ENV/latest).")
 @JSON_OPTION
 def build(ctx, model_dir: Path | None, as_json: bool) -> None:
-    """Build ENV's serving image with the model baked in (docker SDK, streamed output).
+    """Build ENV's serving image with the model baked in, and its training images (docker SDK,
+    streamed output).
 
-    The model's checksums are verified first. Tag: <model version>-<git short sha>."""
+    The model's checksums are verified first. Tags: <model version>-<git short sha> (serving),
+    training-<sha>, and training-gpu-<sha> (CuPy and CUDA 12 libraries) where the environment's
+    training Jobs run on a GPU pool (workloads.remote_training.cuda_image). `toolkit push` pushes the
+    serving image and the image the Jobs run."""
     from toolkit.delivery.publish import build_release_images
     from toolkit.local.services import ensure_emulated_services
 
     ensure_emulated_services(ctx, on_line=echo_err)
-    image, training = build_release_images(ctx, model_dir or ctx.paths.artifacts(ctx.env) / "latest", quiet if as_json else echo_err)
+    image, trainings = build_release_images(ctx, model_dir or ctx.paths.artifacts(ctx.env) / "latest", quiet if as_json else echo_err)
     result = {"image": image.reference, "id": image.image_id, "size_mb": round(image.size_bytes / 1e6, 1),
-              "training_image": training.reference, "training_size_mb": round(training.size_bytes / 1e6, 1)}
+              "training_image": trainings[-1].reference,
+              "training_images": [{"image": t.reference, "size_mb": round(t.size_bytes / 1e6, 1)} for t in trainings]}
     if as_json:
         emit_json(result)
         return
     click.echo(f"built {image.reference} ({result['size_mb']} MB)")
-    click.echo(f"built {training.reference} ({result['training_size_mb']} MB, for training Jobs)")
+    for built in result["training_images"]:
+        jobs = ", what training Jobs run" if built["image"] == result["training_image"] else ""
+        click.echo(f"built {built['image']} ({built['size_mb']} MB{jobs})")
 
 
 @click.command()

@@ -124,6 +124,9 @@ def train(ctx, data, label, target, categorical, drop_columns, delimiter, cv_fol
         from toolkit.store.artifacts import upload_artifact
 
         summary["uploaded"] = upload_artifact(ctx.config, result.artifact_dir, upload)
+    from toolkit.workloads.job_result import write_job_result
+
+    write_job_result({key: summary.get(key) for key in ("version", "uploaded", "trained_on")})
     if as_json:
         emit_json(summary)
         return
@@ -179,10 +182,15 @@ def _train_remote(ctx, kubeconfig, context, timeout, as_json: bool) -> None:
     """`toolkit train --remote`: the GPU training Job on ENV's cluster, logs streamed."""
     from toolkit.delivery.remote_training import train_remote
     from toolkit.delivery.runtime import open_runtime
+    from toolkit.ml.nn.device import describe_line
 
     result = train_remote(ctx, open_runtime(ctx, kubeconfig, context), timeout, on_line=quiet if as_json else echo_err)
-    emit_json(result) if as_json else click.echo(f"training Job {result['job']} completed in {result['seconds']} s; "
-                                                 f"artifact under {result['artifacts']}")
+    if as_json:
+        emit_json(result)
+        return
+    pod = result.get("result", {})
+    click.echo(f"training Job {result['job']} completed in {result['seconds']} s on {describe_line(pod.get('trained_on'))}; "
+               f"artifact {pod.get('uploaded') or 'under ' + result['artifacts']}")
 
 
 def _report_fold(index: int, report: dict) -> None:

@@ -19,11 +19,13 @@ MODEL_VERSION_OPTION = click.option("--model-version", metavar="V", help="Model 
 @IMAGE_OPTION
 @MODEL_VERSION_OPTION
 @click.option("--job/--no-job", default=True, show_default=True, help="Include the GPU training Job.")
-def render(ctx, image: str | None, model_version: str | None, job: bool) -> None:
+@click.option("--training-image", metavar="REF", help="The Job's image pinned by digest (default: the training image of the last push: "
+                                                      "training-gpu-<sha> where the Jobs run on a GPU pool).")
+def render(ctx, image: str | None, model_version: str | None, job: bool, training_image: str | None) -> None:
     """Print ENV's Kubernetes manifests as YAML (what `toolkit deploy` applies, plus the training Job).
 
     Values from the stack outputs (IRSA role ARNs, bucket) show as placeholders until the stack is deployed."""
-    from toolkit.images.release import ReleaseRecords
+    from toolkit.images.release import Release, ReleaseRecords
     from toolkit.paths import stack_name
     from toolkit.workloads.manifests import serving_manifests, to_yaml, training_manifests
     from toolkit.workloads.target import environment_yaml, outputs_for
@@ -44,9 +46,14 @@ def render(ctx, image: str | None, model_version: str | None, job: bool) -> None
     objects = serving_manifests(ctx.config, outputs, release, keys)
     if job:
         try:
-            trainer = records.training_release()
-        except BadInputError:
-            trainer = release  # nothing pushed yet: show the Job with the serving image's reference
+            trainer = Release(training_image, "training") if training_image else records.training_release()
+        except BadInputError:  # nothing pushed yet: show the Job with the serving image's reference
+            from toolkit.delivery.publish import jobs_training_target
+
+            trainer = release
+            echo_err(f"note: no training image pushed for {env} yet: the Job shows the serving image; it runs "
+                     f"{jobs_training_target(ctx.config)}-<sha> by digest after `toolkit build` and `toolkit push` "
+                     "(or pass --training-image).")
         objects += training_manifests(ctx.config, outputs, trainer, "train-" + env, environment_yaml(ctx))
     click.echo(to_yaml(objects), nl=False)
 

@@ -17,12 +17,21 @@ from toolkit.lines import silent
 Progress = Callable[[str], None]
 
 
-def build_release_images(ctx: Context, model_dir: Path, on_line: Progress = silent) -> tuple[BuiltImage, BuiltImage]:
-    """The serving image (the model baked in) and the training image; recorded as the last build."""
+def jobs_training_target(config) -> str:
+    """The image target the environment's training Jobs run: the CUDA one for a GPU pool
+    (EnvironmentConfig.cuda_training_image), else the CPU one."""
+    return "training-gpu" if config.cuda_training_image() else "training"
+
+
+def build_release_images(ctx: Context, model_dir: Path, on_line: Progress = silent) -> tuple[BuiltImage, list[BuiltImage]]:
+    """The serving image (the model baked in) and the training images: the CPU one, and the CUDA one
+    where the environment's Jobs run on a GPU pool (config.cuda_training_image()). The last is what
+    training Jobs run: recorded with the serving image as the last build."""
     image = build_image(ctx, model_dir, on_line=on_line)
-    training = build_image(ctx, model_dir, on_line=on_line, target="training")
-    ReleaseRecords(ctx.paths, ctx.env).save_build(image.reference, image.image_id, training.reference, str(model_dir.resolve()))
-    return image, training
+    targets = ["training"] + ([jobs_training_target(ctx.config)] if ctx.config.cuda_training_image() else [])
+    trainings = [build_image(ctx, model_dir, on_line=on_line, target=target) for target in targets]
+    ReleaseRecords(ctx.paths, ctx.env).save_build(image.reference, image.image_id, trainings[-1].reference, str(model_dir.resolve()))
+    return image, trainings
 
 
 def push_release(ctx: Context, refs: list[str], on_line: Progress = silent, on_event=None,

@@ -25,6 +25,6 @@ def adopt(ctx: Context, artifact: Path) -> Path:
 
 
 def release_model(ctx: Context, runtime: Runtime, model_dir: Path, on_line: Lines = silent) -> dict:
-    image, training = build_release_images(ctx, model_dir, on_line)
-    release, _ = push_release(ctx, [image.reference, training.reference], on_line=on_line, on_pushed=on_line)
+    image, trainings = build_release_images(ctx, model_dir, on_line)
+    release, _ = push_release(ctx, [image.reference, trainings[-1].reference], on_line=on_line, on_pushed=on_line)
     return deploy_release(ctx, runtime, release, ctx.config.workloads.rollout_timeout_seconds, on_line=on_line)

@@ -1,7 +1,8 @@
 """Image builds with the docker SDK: build context (Dockerfile, wheelhouse, model), build, labels.
 
-Two targets of one Dockerfile: `serving` (the inference server with the model baked in, tag
-`<model version>-<git short sha>`) and `training` (the toolkit plus boto3, tag `training-<sha>`)."""
+Targets of one Dockerfile: `serving` (the inference server with the model baked in, tag
+`<model version>-<git short sha>`), `training` (the toolkit plus boto3, tag `training-<sha>`) and
+`training-gpu` (the training image plus CuPy and CUDA libraries, tag `training-gpu-<sha>`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from toolkit.context import Context
 from toolkit.errors import ToolkitError
 from toolkit.images.base_image import ensure_base_image, is_offline_base
 from toolkit.images.docker import docker_client
-from toolkit.images.wheelhouse import build_wheelhouse, inputs_digest
+from toolkit.images.wheelhouse import build_gpu_wheelhouse, build_wheelhouse, inputs_digest
 from toolkit.lines import silent
 from toolkit.ml.artifacts import WEIGHTS, ModelArtifact, load_artifact
 from toolkit.paths import ProjectPaths
@@ -28,13 +29,16 @@ BUILD_INPUTS_LABEL = "io.toolkit.build-inputs"
 Progress = Callable[[str], None]
 
 
-def build_context(paths: ProjectPaths, model_dir: Path, wheelhouse: Path) -> Path:
-    """Dockerfile + wheelhouse/ + model/, hard-linked where possible (no copies of big wheels)."""
+def build_context(paths: ProjectPaths, model_dir: Path, wheelhouse: Path, gpu_wheelhouse: Path | None = None) -> Path:
+    """Dockerfile + wheelhouse/ + model/ (+ wheelhouse-gpu/ for the CUDA image only: the other
+    builds never send its 800 MB to Docker), hard-linked where possible (no copies of big wheels)."""
     context = paths.state / "build-context"
     shutil.rmtree(context, ignore_errors=True)
     context.mkdir(parents=True)
     shutil.copy2(DOCKERFILE, context / "Dockerfile")
-    shutil.copytree(wheelhouse, context / "wheelhouse", copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".*"))
+    wheelhouses = {"wheelhouse": wheelhouse, **({"wheelhouse-gpu": gpu_wheelhouse} if gpu_wheelhouse else {})}
+    for name, source in wheelhouses.items():
+        shutil.copytree(source, context / name, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".*"))
     shutil.copytree(model_dir.resolve(), context / "model")
     return context
 
@@ -69,7 +73,8 @@ def build_inputs(ctx: Context, model: ModelArtifact, target: str) -> str:
 
 def build_image(ctx: Context, model_dir: Path, on_line: Progress = silent, target: str = "serving",
                 no_cache: bool = False) -> BuiltImage:
-    """Build the environment's serving image for a verified model, or (target "training") its training image."""
+    """Build the environment's serving image for a verified model, or (target "training" or
+    "training-gpu") a training image."""
     model = load_artifact(model_dir)  # refuses a model whose checksums fail
     repository, base_image = ctx.config.registry.name, ctx.config.serving.base_image
     client = docker_client(ctx.paths)
@@ -77,7 +82,8 @@ def build_image(ctx: Context, model_dir: Path, on_line: Progress = silent, targe
         ensure_base_image(client, ctx.paths, base_image, on_line)
     commit = (git_short_sha(ctx.root) or "nogit").replace(".dirty", "-dirty")
     tag = f"{model.version}-{commit}" if target == "serving" else f"{target}-{commit}"
-    context = build_context(ctx.paths, model.path, build_wheelhouse(ctx.paths, on_line))
+    gpu_wheelhouse = build_gpu_wheelhouse(ctx.paths, on_line) if target == "training-gpu" else None
+    context = build_context(ctx.paths, model.path, build_wheelhouse(ctx.paths, on_line), gpu_wheelhouse)
     buildargs = {
         "BASE_IMAGE": base_image, "SOURCE": "toolkit", "REVISION": commit,
         "MODEL_VERSION": model.version, "MODEL_SHA256": model.manifest["files"][WEIGHTS]["sha256"],

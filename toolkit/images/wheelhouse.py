@@ -22,6 +22,10 @@ SERVE_REQUIREMENTS = ["numpy", "pydantic", "PyYAML", "click", "fastapi", "uvicor
                       "boto3", "orjson", "model-signing", "pyopenssl"]
 # The training image adds the progress bar (no matplotlib: curves are skipped there).
 TRAINING_REQUIREMENTS = ["tqdm"]
+# The CUDA training image adds CuPy and, from NVIDIA's PyPI wheels, only the CUDA libraries the core
+# calls: the runtime, cuBLAS (matmul) and NVRTC (CuPy compiles its elementwise kernels). The GPU
+# node's AMI brings the driver, so no CUDA base image is needed.
+GPU_TRAINING_REQUIREMENTS = ["cupy-cuda12x", "cuda-toolkit[cublas,cudart,nvrtc]"]
 
 
 def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = silent) -> Path:
@@ -29,13 +33,12 @@ def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = silen
     so Docker's layer cache holds and a model-only change rebuilds only the last layer."""
     root = paths.root
     wheelhouse = paths.state_subdir("wheelhouse")
-    pins = {line.split("==")[0].lower().replace("_", "-"): line.strip()
-            for line in (root / "constraints.txt").read_text().splitlines() if "==" in line}
+    pins = _pins(root)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     strip = shutil.which("strip")
     if strip is None:
         on_line("wheelhouse: no `strip` (Debian package binutils): shared objects keep their symbols, the images ~20 MB bigger")
-    requirements = {name: "\n".join(pins.get(n.lower(), n) for n in wanted) + "\n"
+    requirements = {name: _pinned(wanted, pins)
                     for name, wanted in (("requirements.txt", SERVE_REQUIREMENTS), ("requirements-training.txt", TRAINING_REQUIREMENTS))}
     # The stamp names the stripping rules too: wheels stripped by other rules are downloaded afresh.
     stamp = ("".join(requirements.values()) + (STRIP_RULES if strip else "")).encode()
@@ -61,6 +64,42 @@ def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = silen
     return wheelhouse
 
 
+def build_gpu_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = silent) -> Path:
+    """The CUDA training image's extra wheels (about 800 MB), in a directory of their own: only the
+    builds that need them download them or send them to Docker."""
+    wheelhouse = paths.state_subdir("wheelhouse-gpu")
+    pins = _pins(paths.root)
+    text = _pinned(GPU_TRAINING_REQUIREMENTS, pins)
+    if _changed(wheelhouse / ".requirements.sha256", text.encode()):
+        on_line("wheelhouse-gpu: CuPy and the CUDA runtime, cuBLAS and NVRTC wheels (about 800 MB)")
+        for old in wheelhouse.glob("*.whl"):
+            old.unlink()
+        (wheelhouse / "requirements.txt").write_text(text)
+        # --no-deps beyond the pins: numpy and the toolkit's own come from the training image's venv
+        _run([sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", "download", "--only-binary=:all:",
+              "--dest", str(wheelhouse), "-c", str(paths.root / "constraints.txt"), "-r", str(wheelhouse / "requirements.txt")],
+             "pip download (GPU)")
+        for wheel in wheelhouse.glob("numpy-*.whl"):  # already in the training image
+            wheel.unlink()
+        _remember(wheelhouse / ".requirements.sha256", text.encode())
+    return wheelhouse
+
+
+def _pins(root: Path) -> dict[str, str]:
+    return {line.split("==")[0].lower().replace("_", "-"): line.strip()
+            for line in (root / "constraints.txt").read_text().splitlines() if "==" in line}
+
+
+def _pinned(wanted: list[str], pins: dict[str, str]) -> str:
+    """Requirement lines at the pinned versions; `name[extra,...]` keeps its extras."""
+    lines = []
+    for requirement in wanted:
+        name, _, extras = requirement.partition("[")
+        pin = pins.get(name.lower())
+        lines.append(pin.replace("==", f"[{extras}==", 1) if pin and extras else pin or requirement)
+    return "\n".join(lines) + "\n"
+
+
 def _dependency_wheels(wheelhouse: Path) -> list[Path]:
     """The wheels pip downloaded (all but the toolkit's own)."""
     return [wheel for wheel in wheelhouse.glob("*.whl") if not wheel.name.startswith("toolkit-")]
@@ -78,7 +117,8 @@ def inputs_digest(paths: ProjectPaths) -> dict[str, str]:
     same commit: the toolkit's sources and the pinned requirements of each image."""
     root = paths.root
     pins = (root / "constraints.txt").read_bytes()
-    requirements = "\n".join(SERVE_REQUIREMENTS + ["--training--"] + TRAINING_REQUIREMENTS).encode()
+    requirements = "\n".join(SERVE_REQUIREMENTS + ["--training--"] + TRAINING_REQUIREMENTS
+                             + ["--training-gpu--"] + GPU_TRAINING_REQUIREMENTS).encode()
     return {"toolkit_sources": hashlib.sha256(_sources(paths)).hexdigest(),
             "requirements": hashlib.sha256(requirements + b"\0" + pins).hexdigest()}
 

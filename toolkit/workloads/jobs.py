@@ -9,6 +9,7 @@ from typing import Callable
 from toolkit.config import EnvironmentConfig
 from toolkit.errors import ToolkitError
 from toolkit.images.release import Release
+from toolkit.workloads.job_result import read_job_result
 from toolkit.workloads.kube import Kube
 from toolkit.workloads.manifests import training_manifests
 
@@ -60,7 +61,9 @@ def run_training_job(kube: Kube, config: EnvironmentConfig, outputs: dict, relea
         outcome, message = job_outcome(job)
         elapsed = time.monotonic() - start
         if outcome == "succeeded":
-            return {"job": name, "namespace": namespace, "outcome": outcome, "seconds": round(elapsed, 1)}
+            pods = kube.list("Pod", namespace, label_selector=f"job-name={name}")
+            return {"job": name, "namespace": namespace, "outcome": outcome, "seconds": round(elapsed, 1),
+                    "result": read_job_result(pods)}
         if outcome == "failed":
             raise JobFailed(f"training Job {namespace}/{name} failed: {message}")
         if elapsed >= timeout:

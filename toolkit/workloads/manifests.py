@@ -12,6 +12,7 @@ from toolkit.paths import Output
 from toolkit.serving import ServingSettings
 from toolkit.store.layout import Area, StoreLayout
 from toolkit.workloads import egress, observability
+from toolkit.workloads.job_result import RESULT_FILE_ENV
 from toolkit.workloads.objects import (  # noqa: F401  (the names other modules take from here)
     ADDON_NAMESPACE,
     COMPONENT_LABEL,
@@ -273,7 +274,10 @@ def training_job(config: EnvironmentConfig, outputs: dict, release: Release, nam
         "securityContext": pod_security(),
         "containers": [{
             "name": "train", "image": release.image, "imagePullPolicy": "Always", "command": command,
-            "env": [{"name": "TOOLKIT_ROOT", "value": "/etc/toolkit"}, {"name": "AWS_REGION", "value": config.aws.region}],
+            "env": [{"name": "TOOLKIT_ROOT", "value": "/etc/toolkit"}, {"name": "AWS_REGION", "value": config.aws.region},
+                    {"name": RESULT_FILE_ENV, "value": "/dev/termination-log"}],
+            # `toolkit train` writes its result (version, device) there; the API server returns it in the pod's status
+            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "FallbackToLogsOnError",
             "resources": resource_requirements(remote.resources, gpus=remote.gpus if gpu_pool else 0),
             "securityContext": restricted_container_security(),
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},

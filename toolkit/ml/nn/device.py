@@ -64,9 +64,10 @@ def select(wanted: str) -> Device:
 def gpu_device(index: int = 0) -> Device:
     try:
         import cupy
-    except ImportError as error:
-        raise DeviceUnavailable(f"CuPy is not installed ({error}); the GPU training image has it "
-                                "(toolkit build --target training-gpu)") from None
+    except ImportError:
+        raise DeviceUnavailable("CuPy is not installed (the CUDA training image, training-gpu-<sha>, has it)") from None
+    except Exception as error:  # e.g. its kernel cache directory cannot be made (CUPY_CACHE_DIR)
+        raise DeviceUnavailable(f"CuPy failed to import: {_first_line(error)}") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # CUDARuntimeError without a driver, or with a broken one
@@ -98,8 +99,14 @@ def _first_line(error: BaseException) -> str:
 
 def summary(device: Device) -> str:
     """One line for the terminal: what trains, and why the CPU when it is the CPU."""
-    info = device.info
-    if device.kind == "gpu":
-        return (f"training on the GPU: {info['name']} ({info['memory_gib']} GiB), CuPy {info['cupy']}, "
-                f"CUDA runtime {info['cuda_runtime']}, driver {info['cuda_driver']}")
-    return f"training on the CPU: {info.get('reason', 'training.device is cpu')}"
+    return "training on " + describe_line(device.describe())
+
+
+def describe_line(described: dict | None) -> str:
+    """`Device.describe()` (as a manifest or a training pod records it) in words."""
+    if not described:
+        return "an unrecorded device (an image older than the device record)"
+    if described.get("kind") == "gpu":
+        return (f"the GPU: {described['name']} ({described.get('memory_gib')} GiB), CuPy {described.get('cupy')}, "
+                f"CUDA runtime {described.get('cuda_runtime')}, driver {described.get('cuda_driver')}")
+    return f"the CPU: {described.get('reason', 'training.device is cpu')}"
