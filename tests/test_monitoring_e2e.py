@@ -143,6 +143,7 @@ def test_toolkit_monitor_reads_the_local_prometheus(stack, tmp_path, monkeypatch
     served = json.loads(urllib.request.urlopen(url + "/v1/model", timeout=5).read())["model_version"]
     assert now["model_versions"] == [served] and now["request_rate"] > 1 and now["p99_ms"] is not None
     assert now["slo_p99_ms"] == ctx.config.monitoring.slo_p99_ms and isinstance(now["firing_alerts"], list)
+    assert now["training_gpu_utilisation"] == []  # no DCGM exporter here: the query runs and finds no GPU
     assert (tmp_path / "monitor.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = run_cli("monitor", "--env", "local")
     assert text.exit_code == 0 and "latency   p50" in text.stdout and f"model     {served}" in text.stdout

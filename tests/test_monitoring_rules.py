@@ -212,3 +212,25 @@ def test_amp_queries_are_signed_with_sigv4(monkeypatch):
     assert re.match(r"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/\d{8}/eu-west-1/aps/aws4_request, SignedHeaders=host;x-amz-date, "
                     r"Signature=[0-9a-f]{64}$", seen["Authorization"]), seen["Authorization"]
     assert re.fullmatch(r"\d{8}T\d{6}Z", seen["X-Amz-Date"])
+
+
+def test_training_gpu_utilisation_query_reads_dcgm_either_way_it_was_scraped(tmp_path):
+    """promtool evaluates `toolkit monitor`'s query for the training pods' GPU utilisation: the DCGM
+    exporter's per-pod labels as a ServiceMonitor scrape renames them (exported_pod) and as they are
+    (pod); serving pods and other namespaces are left out."""
+    from toolkit.monitoring.query import training_gpu_query
+
+    series = [
+        _series("DCGM_FI_DEV_GPU_UTIL", 'exported_namespace="ml-platform",exported_pod="train-prod-20261207-1-abcde",'
+                'gpu="0",pod="dcgm-exporter-x",namespace="kube-system"', "87x5"),
+        _series("DCGM_FI_DEV_GPU_UTIL", 'namespace="ml-platform",pod="retrain-prod-20261207-2-fghij",gpu="1"', "40x5"),
+        _series("DCGM_FI_DEV_GPU_UTIL", 'exported_namespace="ml-platform",exported_pod="serving-7d9-xyz",gpu="2"', "99x5"),
+        _series("DCGM_FI_DEV_GPU_UTIL", 'exported_namespace="other",exported_pod="train-x-1",gpu="3"', "10x5"),
+    ]
+    expected = [{"labels": '{gpu="0", pod="train-prod-20261207-1-abcde"}', "value": 87},
+                {"labels": '{gpu="1", pod="retrain-prod-20261207-2-fghij"}', "value": 40}]
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({"tests": [{
+        "interval": "1m", "input_series": series,
+        "promql_expr_test": [{"expr": training_gpu_query("ml-platform"), "eval_time": "3m", "exp_samples": expected}]}]}))
+    result = subprocess.run([PROMTOOL, "test", "rules", str(tmp_path / "test.yml")], capture_output=True, text=True)
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr

@@ -16,7 +16,8 @@ from toolkit.cli.options import JSON_OPTION, echo_err, emit_json, pass_context
 @JSON_OPTION
 def monitor(ctx, png: Path | None, minutes: float, as_json: bool) -> None:
     """Show ENV's service levels now: request rate, 5xx ratio, p50/p99 latency against the SLO,
-    the model version, the predicted class shares and the firing alerts.
+    the model version, the predicted class shares, the GPU utilisation of running training pods
+    (from the DCGM exporter, where there is one) and the firing alerts.
 
     \b
     Read from ENV's Prometheus HTTP API: on the local environment the Prometheus of `toolkit local
@@ -64,6 +65,8 @@ def _print(now: dict) -> None:
     click.echo(f"model     {', '.join(now['model_versions']) or '-'}")
     shares = "  ".join(f"{label}: {share:.0%}" for label, share in sorted(now["predicted_class_share"].items()))
     click.echo(f"classes   {shares or '-'}")
+    for gpu in now.get("training_gpu_utilisation", []):
+        click.echo(f"training  {gpu['pod']} GPU {gpu['gpu']}: {gpu['percent']:.0f}% busy (DCGM)")
     if not now["firing_alerts"]:
         click.echo("alerts    none firing")
     for alert in now["firing_alerts"]:

@@ -71,6 +71,17 @@ class PrometheusClient:
         return [a for a in self._get("alerts")["alerts"] if a.get("state") == "firing"]
 
 
+def training_gpu_query(namespace: str) -> str:
+    """GPU utilisation (%) of the training pods (`train-…`, `retrain-…`) per pod and GPU, from the DCGM
+    exporter's per-pod mapping. Scraped through a ServiceMonitor, the exporter's `pod`/`namespace`
+    labels become `exported_pod`/`exported_namespace` (the target's own win); scraped otherwise they
+    stay: both are read, under `pod`."""
+    exported = (f'label_replace(DCGM_FI_DEV_GPU_UTIL{{exported_namespace="{namespace}",exported_pod=~"(re)?train-.+"}}, '
+                '"pod", "$1", "exported_pod", "(.+)")')
+    direct = f'DCGM_FI_DEV_GPU_UTIL{{namespace="{namespace}",pod=~"(re)?train-.+"}}'
+    return f"max by (pod, gpu) ({exported}) or max by (pod, gpu) ({direct})"
+
+
 def snapshot(client: PrometheusClient, config: EnvironmentConfig) -> dict:
     """The SLO figures, the model version and the firing alerts now."""
     from toolkit.monitoring.rules import JOB
@@ -89,6 +100,11 @@ def snapshot(client: PrometheusClient, config: EnvironmentConfig) -> dict:
         "slo_p99_ms": config.monitoring.slo_p99_ms,
         "model_versions": versions,
         "predicted_class_share": by_class,
+        # empty where no training pod holds a GPU (or there is no DCGM exporter, as locally)
+        "training_gpu_utilisation": sorted(({"pod": r["metric"].get("pod"), "gpu": r["metric"].get("gpu"),
+                                             "percent": float(r["value"][1])}
+                                            for r in client.query(training_gpu_query(config.workloads.namespace))),
+                                           key=lambda row: (row["pod"] or "", row["gpu"] or "")),
         "firing_alerts": [{"alertname": a["labels"].get("alertname"), "severity": a["labels"].get("severity"),
                            "summary": a.get("annotations", {}).get("summary"), "since": a.get("activeAt")}
                           for a in client.firing_alerts()],
