@@ -160,7 +160,9 @@ def test_second_apply_with_a_new_image_bumps_the_generation_and_waits(kube, emul
     _deploy(kube, dev, V1)
     seen = []
     delay = emulator.emulator.delay
-    emulator.call(setattr, emulator.emulator, "delay", 1.0)  # the rollout outlasts the first poll, however loaded the machine
+    # The rollout outlasts the first poll however loaded the machine: applying the ~20 objects took
+    # over a second once, under 3 test workers on 2 cores, and the first poll saw it done.
+    emulator.call(setattr, emulator.emulator, "delay", 3.0)
     try:
         rollout.deploy(kube, dev, OUTPUTS, V2, 10.0, on_progress=seen.append, poll=0.05)
     finally:

@@ -62,7 +62,11 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with bias correction folded into the step size."""
+    """Adam (Kingma & Ba 2015) with bias correction folded into the step size.
+
+    The moments are kept unnormalized, M = m / (1 - b1) and V = v / (1 - b2), so each update is
+    M = b1·M + g and V = b2·V + g² (two and three passes over the flat arrays instead of three and
+    four) and the constant factors move into the step size and epsilon: ten passes a step."""
 
     def __init__(
         self, learning_rate: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, l2: float = 0.0
@@ -71,30 +75,28 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def _init_state(self) -> None:
-        self.m = self.xp.zeros_like(self.params)
-        self.v = self.xp.zeros_like(self.params)
+        self.m = self.xp.zeros_like(self.params)  # M = m / (1 - b1)
+        self.v = self.xp.zeros_like(self.params)  # V = v / (1 - b2)
         self.t = 0
 
     def step(self) -> None:
         grad = self._regularized_grad()
         self.t += 1
         xp, b1, b2, scratch = self.xp, self.beta1, self.beta2, self._scratch
-        # m += (1 - b1) * (g - m);  v += (1 - b2) * (g^2 - v)
-        xp.subtract(grad, self.m, out=scratch)
-        scratch *= 1 - b1
-        self.m += scratch
+        self.m *= b1
+        self.m += grad
+        self.v *= b2
         xp.square(grad, out=scratch)
-        scratch -= self.v
-        scratch *= 1 - b2
         self.v += scratch
-        # w -= lr_t * m / (sqrt(v) + eps_t), the bias-corrected form of the paper's section 2
-        correction1, correction2 = 1 - b1**self.t, 1 - b2**self.t
+        # w -= lr * m_hat / (sqrt(v_hat) + eps), with m_hat = (1 - b1) M / c1 and v_hat = (1 - b2) V / c2:
+        # w -= step * M / (sqrt(V) + eps * r), r = sqrt(c2 / (1 - b2)), step = lr (1 - b1) r / c1.
         # Python floats (math, not np) keep float32 arrays in float32 loops under NEP 50.
-        step_size = self.learning_rate * math.sqrt(correction2) / correction1
+        correction1, correction2 = 1 - b1**self.t, 1 - b2**self.t
+        r = math.sqrt(correction2 / (1 - b2))
         xp.sqrt(self.v, out=scratch)
-        scratch += self.eps * math.sqrt(correction2)
+        scratch += self.eps * r
         xp.divide(self.m, scratch, out=scratch)
-        scratch *= step_size
+        scratch *= self.learning_rate * (1 - b1) * r / correction1
         self.params -= scratch
 
 
