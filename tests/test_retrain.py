@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import urllib.request
 
@@ -181,3 +182,6 @@ def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snap
                                                                        Prefix="retrain/local/")["Contents"]]
     assert any(k.endswith("/feedback.jsonl.gz") for k in keys) and any(k.endswith(f"/{version}/manifest.json") for k in keys)
     assert any("training a challenger on heart-cleveland.csv and" in line for line in lines)  # the Job's log, streamed
+    # the pod's termination message: where the challenger trained
+    assert any(re.search(r"training Job retrain-local-\S+ completed in [\d.]+ s on the CPU: CuPy is not installed", line)
+               for line in lines), lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -108,9 +109,14 @@ def train_challenger(ctx, data: str, snapshot: str, upload: str) -> None:
     choice = DatasetChoice.from_config(ctx.config.training, root=ctx.root, path=download_file(ctx.config, data))
     rows = read_snapshot(download_file(ctx.config, snapshot).read_bytes())
     echo_err(f"training a challenger on {choice.path.name} and {len(rows)} labelled feedback rows")
+    from toolkit.workloads.job_result import write_job_result
+
     with tempfile.TemporaryDirectory() as tmp:
         artifact = train(ctx, training_data(ctx, choice, rows), Path(tmp))
-        click.echo(f"challenger uploaded to {upload_artifact(ctx.config, artifact, upload)}")
+        url = upload_artifact(ctx.config, artifact, upload)
+        click.echo(f"challenger uploaded to {url}")
+        manifest = json.loads((artifact / "manifest.json").read_text())
+        write_job_result({"version": artifact.name, "uploaded": url, "trained_on": manifest.get("trained_on")})
 
 
 @click.command("feedback-token")

@@ -31,6 +31,7 @@ SNAPSHOT = "feedback.jsonl.gz"
 def remote_trainer(ctx: Context, runtime: Runtime, out_root: Path, timeout: float, on_line: Callable[[str], None]):
     """A `retrain(trainer=…)` that trains the challenger as a Job on the runtime's cluster."""
     from toolkit.images.release import ReleaseRecords
+    from toolkit.ml.nn.device import describe_line
     from toolkit.store.artifacts import download_artifact
     from toolkit.store.s3 import upload_bytes, upload_file
     from toolkit.workloads.jobs import job_name
@@ -52,7 +53,8 @@ def remote_trainer(ctx: Context, runtime: Runtime, out_root: Path, timeout: floa
                    "--upload", prefix]
         result = runtime.run_job(release, environment_yaml(ctx), timeout, on_line, instead=instead,
                                  name=job_name(ctx.env, kind="retrain"), command=command)
-        on_line(f"training Job {result['job']} completed in {result['seconds']} s")
+        on_line(f"training Job {result['job']} completed in {result['seconds']} s on "
+                f"{describe_line(result.get('result', {}).get('trained_on'))}")
         return download_artifact(config, challenger_url(ctx, prefix), out_root)
 
     return train
