@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
 import reprlib
 import types
@@ -201,6 +202,59 @@ class ArtifactStoreConfig(_Section):
 _TARGET_RE = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*$")
 
 
+class SweepSpace(_Section):
+    """The values a sweep tries for each hyperparameter; a key left out keeps training's value."""
+
+    hidden_layers: list[list[Annotated[int, Field(ge=1, le=4096)]]] | None = Field(None, min_length=1, description="e.g. [[16], [32, 16]]")
+    activation: list[Literal["relu", "tanh", "sigmoid"]] | None = Field(None, min_length=1)
+    learning_rate: list[Annotated[float, Field(gt=0, le=1)]] | None = Field(None, min_length=1)
+    l2: list[Annotated[float, Field(ge=0)]] | None = Field(None, min_length=1)
+    batch_size: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=1)
+    class_weight: list[Literal["none", "balanced"]] | None = Field(None, min_length=1)
+
+    def axes(self) -> dict[str, list]:
+        """The swept hyperparameters and their values, in a fixed order."""
+        return {name: list(values) for name, values in self.model_dump().items() if values is not None}
+
+    def size(self) -> int:
+        return math.prod(len(values) for values in self.axes().values())
+
+
+class SweepConfig(_Section):
+    """`toolkit sweep`: settings tried with cross-validation, locally in processes or on the cluster
+    as one Indexed Job (toolkit/ml/sweep.py)."""
+
+    method: Literal["grid", "random"] = Field("grid", description="grid: every combination; random: `trials` of them, drawn with `seed`")
+    space: SweepSpace
+    trials: int | None = Field(None, ge=1, description="random: how many settings (at most the grid's size); grid: unset")
+    seed: int = Field(0, ge=0, description="the random draw of settings")
+    folds: int = Field(3, ge=2, le=20, description="cross-validation folds per setting, over the rows outside the test split")
+    metric: Literal["auto", "accuracy", "roc_auc", "f1", "r2", "rmse"] = Field(
+        "auto", description="what ranks the settings (mean over folds); auto: accuracy for classes, r2 for regression")
+    parallelism: int = Field(2, ge=1, le=256, description="--remote: pods running at once")
+    gpu: bool = Field(True, description="--remote: run on the GPU pool; false: on the system pool, with no GPU")
+    backoff_limit_per_index: int = Field(1, ge=0, le=10, description="--remote: retries of one failing trial's pod")
+    max_failed_indexes: int = Field(2, ge=0, description="--remote: the Job fails once more trials than this have failed")
+    queue_name: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=63,
+                                   description="--remote: Kueue LocalQueue (label kueue.x-k8s.io/queue-name), on clusters running Kueue")
+
+    @model_validator(mode="after")
+    def _trials_fit_the_space(self) -> SweepConfig:
+        size = self.space.size()
+        if not self.space.axes():
+            raise ValueError("space must list values for at least one of " + ", ".join(SweepSpace.model_fields))
+        if self.method == "grid" and self.trials is not None:
+            raise ValueError(f"trials is for method random; a grid tries every combination ({size} here)")
+        if self.method == "random" and self.trials is None:
+            raise ValueError(f"method random needs trials: how many of the grid's {size} combinations to try")
+        if self.method == "random" and self.trials > size:
+            raise ValueError(f"trials {self.trials} is more than the grid holds ({size} combinations of {', '.join(self.space.axes())})")
+        return self
+
+    def trial_count(self) -> int:
+        return self.space.size() if self.method == "grid" else int(self.trials or 0)
+
+
 class TrainingConfig(_Section):
     dataset: str = Field(description="CSV path, relative to the repository root")
     label: str = Field(min_length=1, description="label column")
@@ -229,6 +283,7 @@ class TrainingConfig(_Section):
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     max_categories: int = Field(1000, ge=2, le=100_000, description="a categorical column with more distinct values is refused")
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    sweep: SweepConfig | None = Field(None, description="hyperparameters `toolkit sweep` tries (unset: no sweep)")
     device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="auto: the GPU when CuPy finds a usable one (the GPU training image), else the CPU; "
                             "gpu: refuse to train without one")

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from toolkit.cli import config, images, infra, local, loop, ml, monitoring, serve, workloads
+from toolkit.cli import config, images, infra, local, loop, ml, monitoring, serve, sweep, workloads
 from toolkit.errors import ToolkitError
 
 
@@ -47,7 +47,7 @@ def cli() -> None:
     """
 
 
-for _module in (config, ml, serve, local, images, infra, workloads, monitoring, loop):
+for _module in (config, ml, sweep, serve, local, images, infra, workloads, monitoring, loop):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

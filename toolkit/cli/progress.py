@@ -77,3 +77,27 @@ class RolloutProgress:
         if self.enabled and event["message"] != self.last:
             self.last = event["message"]
             echo_err(f"  [{event['elapsed']:5.1f}s] {event['message']}")
+
+
+class SweepProgress:
+    """Work items done, the best setting so far and an ETA (tqdm's)."""
+
+    def __init__(self, total: int, done: int, metric: str, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc="sweep", unit="fold", file=sys.stderr, leave=False,
+                            dynamic_ncols=True, disable=None)
+        self.metric = metric
+
+    def update(self, best: dict | None) -> None:
+        if self.bar is None:
+            return
+        if best is not None:
+            self.bar.set_postfix(best=f"trial {best['trial']} {self.metric} {best[self.metric]:.4f}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -210,16 +210,28 @@ def cross_validate(
     """K-fold, stratified for classes (plain for regression): each fold trains on the rest (with its
     own validation split for early stopping) and is scored on its held-out rows."""
     reports = []
-    if dataset.regression and len(dataset.y) < folds:
-        raise DataError(f"{folds}-fold cross-validation needs at least {folds} rows; the data has {len(dataset.y)}.")
-    for index, (train_rows, held_out) in enumerate(stratified_kfold(dataset.strata, folds, settings.seed)):
-        inner_train, inner_val, _ = stratified_split(dataset.strata[train_rows], settings.validation_fraction, 0.0, settings.seed + index)
-        fitted = fit_model(dataset, train_rows[inner_train], train_rows[inner_val], settings, settings.seed + index, device=device)
-        report = evaluate_rows(fitted, dataset, held_out)
+    for index, (train_rows, held_out) in enumerate(fold_rows(dataset, np.arange(len(dataset.y)), folds, settings.seed)):
+        report = fold_report(dataset, settings, train_rows, held_out, index, device)
         reports.append(report)
         if on_fold is not None:
             on_fold(index, report)
     return {"folds": folds, **summarize_folds(reports)}
+
+
+def fold_rows(dataset: Dataset, rows: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training, held-out) rows of each fold over `rows`, stratified for classes (plain for regression)."""
+    if dataset.regression and len(rows) < folds:
+        raise DataError(f"{folds}-fold cross-validation needs at least {folds} rows; the data has {len(rows)}.")
+    return [(rows[train], rows[held_out]) for train, held_out in stratified_kfold(dataset.strata[rows], folds, seed)]
+
+
+def fold_report(dataset: Dataset, settings: TrainingConfig, train_rows: np.ndarray, held_out: np.ndarray, index: int,
+                device: devices.Device = devices.CPU) -> dict:
+    """Fold `index`: train on `train_rows` (with a validation split of them for early stopping) and
+    score the held-out rows."""
+    inner_train, inner_val, _ = stratified_split(dataset.strata[train_rows], settings.validation_fraction, 0.0, settings.seed + index)
+    fitted = fit_model(dataset, train_rows[inner_train], train_rows[inner_val], settings, settings.seed + index, device=device)
+    return evaluate_rows(fitted, dataset, held_out)
 
 
 @dataclass
@@ -249,13 +261,15 @@ def train_and_save(
     data_info: dict | None = None,
     device: devices.Device | None = None,
     on_start: Callable[[], None] | None = None,
+    sweep: dict | None = None,
 ) -> TrainResult:
     """Split, train, evaluate on the held-out test split, optionally cross-validate, save.
 
     `dataset`, `splits` and `data_info`: an already prepared dataset (the base data plus labelled
     feedback, for `toolkit retrain`), its (train, validation, test) rows and what to record of it.
     `device`: where to train (default: `training.device` of the settings); the manifest records it.
-    `on_start()` is called once the data is checked, before the first fold or epoch."""
+    `on_start()` is called once the data is checked, before the first fold or epoch. `sweep`: the
+    sweep that chose the settings (id, trial, setting, metric), recorded in the manifest's training."""
     device = device or training_device(settings.device, env)
     dataset = dataset or choice.load()
     resolve_loss(settings.loss, len(dataset.classes), env, dataset.regression)  # before any fold trains
@@ -321,7 +335,8 @@ def train_and_save(
         out_root, fitted.model, fitted.preprocessor,
         output=fitted.output, classes=dataset.classes, label=dataset.label, target=dataset.target,
         metrics=metrics, dataset=dataset_info, task=dataset.task, target_scaling=fitted.target_scaling,
-        training=settings.model_dump(mode="json") | {"categorical": choice.categorical, "drop_columns": choice.drop_columns},
+        training=settings.model_dump(mode="json", exclude={"sweep"}) | {"categorical": choice.categorical, "drop_columns": choice.drop_columns}
+        | ({"sweep": sweep} if sweep else {}),
         code_version=code_version(), write_extras=write_curves, reference=reference, env=env,
         trained_on=device.describe(),
     )
