@@ -20,6 +20,12 @@ server is strict:
 - a controller simulator: Deployments roll out (succeed), crash-loop, fail to pull or stall by
   image, as the real controller reports it (status, pods, events), taking old pods down as the
   Deployment's strategy allows (maxUnavailable, maxSurge, Recreate); Jobs complete or fail;
+  Indexed Jobs as the Job controller runs them (1.31+): JOB_COMPLETION_INDEX and the
+  batch.kubernetes.io/job-completion-index annotation and label on each pod, never more than
+  `parallelism` pods running, per-index retries (backoffLimitPerIndex, the failure count
+  annotation), maxFailedIndexes, completedIndexes/failedIndexes, and the interim and final
+  conditions (SuccessCriteriaMet then Complete; FailureTarget then Failed, reason FailedIndexes or
+  MaxFailedIndexesExceeded);
   `scale()` writes replicas the way the HPA controller does (an Update by its own manager).
 It runs on 127.0.0.1 in a background thread so the synchronous `kubernetes` client can talk to it.
 """
@@ -143,14 +149,18 @@ class PlatformEmulator(kmock.KubernetesEmulator):
     """Set `behaviour[image]` to 'crash', 'pull-error' or 'stall' (default: roll out fine);
     `job_behaviour[job name prefix]` to 'fail' (default: complete); `pod_logs[pod]` to a log text;
     `job_runner` to a function that really runs a Job (its object in, (succeeded, log, termination
-    message) out; `run_toolkit_job` is one), in a thread while the pod shows Running."""
+    message) out; `run_toolkit_job` is one), in a thread while the pod shows Running; an Indexed
+    Job's pod gets the Job with JOB_COMPLETION_INDEX in its container's env. `max_running[job]` is
+    the most pods of a Job that ran at once."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.behaviour: dict[str, str] = {}
         self.job_behaviour: dict[str, str] = {}
         self.job_runner = None
+        self.max_running: dict[str, int] = {}
         self.pod_logs: dict[str, str] = {}
+        self._messages: dict[str, str] = {}  # an Indexed Job's pods' termination messages
         self.delay = 0.2
         self.deleted_pods: list[dict] = []
         self.service_backends: dict[tuple[str, str], str] = {}  # (namespace or "*", service) → http://host:port
@@ -324,7 +334,8 @@ class PlatformEmulator(kmock.KubernetesEmulator):
         if changed and applied.get("kind") == "Deployment":
             asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self._roll(key)))
         if live is None and applied.get("kind") == "Job":
-            asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self._run_job(key)))
+            run = self._run_indexed_job if applied["spec"].get("completionMode") == "Indexed" else self._run_job
+            asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(run(key)))
         return copy.deepcopy(stored)
 
     def _defaults(self, obj: dict, live: dict | None) -> None:
@@ -382,13 +393,14 @@ class PlatformEmulator(kmock.KubernetesEmulator):
             "type": type_, "reason": reason, "message": message, "lastTimestamp": _now(), "count": 1})
 
     def _pod(self, namespace: str, name: str, labels: dict, image: str, phase: str, ready: bool, waiting: dict | None,
-             message: str | None = None) -> None:
+             message: str | None = None, annotations: dict | None = None) -> None:
         state = {"waiting": waiting} if waiting else {"running": {"startedAt": _now()}} if phase == "Running" else \
             {"terminated": {"exitCode": 0 if phase == "Succeeded" else 1, "reason": "Completed" if phase == "Succeeded" else "Error",
                             **({"message": message} if message else {})}}
         self._store(self._key(references.resource("", "v1", "pods"), namespace, name), {
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels, "uid": str(uuid.uuid4()), "creationTimestamp": _now()},
+            "metadata": {"name": name, "namespace": namespace, "labels": labels, "uid": str(uuid.uuid4()), "creationTimestamp": _now(),
+                         **({"annotations": annotations} if annotations else {})},
             "spec": {"containers": [{"name": "main", "image": image}]},
             "status": {"phase": phase, "conditions": [{"type": "Ready", "status": str(ready)}],
                        "containerStatuses": [{"name": "main", "image": image, "ready": ready, "restartCount": 3 if waiting else 0,
@@ -485,6 +497,105 @@ class PlatformEmulator(kmock.KubernetesEmulator):
             self._store(key, job)
 
 
+    async def _run_indexed_job(self, key) -> None:
+        """completionMode Indexed, as the Job controller runs it (see the module docstring)."""
+        namespace, name = key[1], key[2]
+        resource_pods = references.resource("", "v1", "pods")
+        job = self._live(key)
+        spec = job["spec"]
+        completions, parallelism = spec["completions"], spec.get("parallelism", 1)
+        per_index, max_failed = spec.get("backoffLimitPerIndex"), spec.get("maxFailedIndexes")
+        template = spec["template"]
+        image = template["spec"]["containers"][0]["image"]
+        pending, failures = list(range(completions)), {}
+        completed, failed, running = set(), set(), {}
+        counts = {"succeeded": 0, "failed": 0}
+        started = _now()
+
+        def store_status(conditions: list[dict] | None = None, done: bool = False) -> None:
+            live = self._live(key)
+            status = {"startTime": started, "active": len(running), "succeeded": counts["succeeded"], "failed": counts["failed"],
+                      "completedIndexes": _ranges(completed), "failedIndexes": _ranges(failed), "uncountedTerminatedPods": {}}
+            status = {k: v for k, v in status.items() if v not in ("", 0) or k in ("startTime", "uncountedTerminatedPods")}
+            if conditions:
+                status["conditions"] = conditions
+            if done and not failed:
+                status["completionTime"] = _now()
+            live["status"] = status
+            self._store(key, live)
+
+        async def run_pod(index: int, pod: str) -> tuple[int, str, bool]:
+            await asyncio.sleep(self.delay)
+            if self.job_runner is None:
+                return index, pod, not any(name.startswith(p) and m == "fail" for p, m in self.job_behaviour.items())
+            pod_job = copy.deepcopy(job)
+            container = pod_job["spec"]["template"]["spec"]["containers"][0]
+            container["env"] = [*container.get("env", []), {"name": "JOB_COMPLETION_INDEX", "value": str(index)}]
+            succeeded, self.pod_logs[pod], message = await asyncio.to_thread(self.job_runner, pod_job)
+            self._messages[pod] = message
+            return index, pod, succeeded
+
+        while pending or running:
+            async with self._lock:
+                while pending and len(running) < parallelism:
+                    index = pending.pop(0)
+                    pod = f"{name}-{index}-{uuid.uuid4().hex[:5]}"
+                    labels = {**template["metadata"].get("labels", {}), "job-name": name,
+                              "batch.kubernetes.io/job-completion-index": str(index)}
+                    annotations = {"batch.kubernetes.io/job-completion-index": str(index),
+                                   "batch.kubernetes.io/job-index-failure-count": str(failures.get(index, 0))}
+                    self._pod(namespace, pod, labels, image, "Running", True, None, annotations=annotations)
+                    running[index] = (asyncio.ensure_future(run_pod(index, pod)), labels, annotations)
+                self.max_running[name] = max(self.max_running.get(name, 0), len(running))
+                store_status()
+            finished, _ = await asyncio.wait([task for task, _, _ in running.values()], return_when=asyncio.FIRST_COMPLETED)
+            async with self._lock:
+                for task in finished:
+                    index, pod, succeeded = task.result()
+                    _, labels, annotations = running.pop(index)
+                    self._remove(self._key(resource_pods, namespace, pod))
+                    self._pod(namespace, pod, labels, image, "Succeeded" if succeeded else "Failed", False, None,
+                              self._messages.get(pod) or None, annotations)
+                    counts["succeeded" if succeeded else "failed"] += 1
+                    if succeeded:
+                        completed.add(index)
+                    else:
+                        failures[index] = failures.get(index, 0) + 1
+                        if per_index is not None and failures[index] > per_index:
+                            failed.add(index)
+                        else:
+                            pending.insert(0, index)  # the index is retried with a new pod
+                if max_failed is not None and len(failed) > max_failed:
+                    for task, _, _ in running.values():
+                        task.cancel()
+                    for index in list(running):
+                        running.pop(index)
+                    reason, message = "MaxFailedIndexesExceeded", "Job has exceeded the specified maximal number of failed indexes"
+                    store_status([_condition("FailureTarget", reason, message), _condition("Failed", reason, message)], done=True)
+                    return
+                store_status()
+        async with self._lock:
+            if failed:
+                reason, message = "FailedIndexes", "Job has failed indexes"
+                store_status([_condition("FailureTarget", reason, message), _condition("Failed", reason, message)], done=True)
+            else:
+                reason, message = "CompletionsReached", "Reached expected number of succeeded pods"
+                store_status([_condition("SuccessCriteriaMet", reason, message), _condition("Complete", reason, message)], done=True)
+
+
+def _condition(kind: str, reason: str, message: str) -> dict:
+    return {"type": kind, "status": "True", "reason": reason, "message": message, "lastProbeTime": _now(), "lastTransitionTime": _now()}
+
+
+def _ranges(indexes: set[int]) -> str:
+    """"0-2,4": how the Job controller writes completedIndexes and failedIndexes."""
+    parts, ordered = [], sorted(indexes)
+    for _, run in itertools.groupby(enumerate(ordered), lambda pair: pair[1] - pair[0]):
+        values = [value for _, value in run]
+        parts.append(str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}")
+    return ",".join(parts)
+
+
 class EmulatorThread:
     """Runs a PlatformEmulator on 127.0.0.1 in its own event loop thread."""
 
@@ -531,6 +642,7 @@ class EmulatorThread:
             self.emulator.job_behaviour.clear()
             self.emulator.job_runner = None
             self.emulator.pod_logs.clear()
+            self.emulator.max_running.clear()
             self.emulator.deleted_pods.clear()
             self.emulator.service_backends.clear()
         self.call(clear)

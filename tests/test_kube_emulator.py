@@ -138,3 +138,88 @@ def _wait(kube, done, timeout=5.0):
 ])
 def test_a_failing_rollout_takes_down_what_the_strategy_allows(kube, emulator, strategy, taken_down):
     assert len(_fail_rollout(kube, emulator, strategy)) == taken_down
+
+
+# ---------------------------------------------------------------- Indexed Jobs (issue 29)
+
+
+def _indexed_job(name: str, completions: int, parallelism: int, per_index: int = 0, max_failed: int | None = None) -> dict:
+    spec = {"completionMode": "Indexed", "completions": completions, "parallelism": parallelism,
+            "backoffLimitPerIndex": per_index,
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "registry/t@sha256:" + "b" * 64}]}}}
+    if max_failed is not None:
+        spec["maxFailedIndexes"] = max_failed
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": NS}, "spec": spec}
+
+
+def _run_indexed(kube, emulator, job: dict, fails) -> tuple[dict, list[int]]:
+    """Apply `job` with a runner that records each pod's JOB_COMPLETION_INDEX and fails where
+    `fails(index, attempt)`; wait for a final condition."""
+    import threading
+    import time
+
+    seen, attempts, lock = [], {}, threading.Lock()
+
+    def runner(pod_job: dict):
+        env = {e["name"]: e["value"] for e in pod_job["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        index = int(env["JOB_COMPLETION_INDEX"])
+        with lock:
+            seen.append(index)
+            attempts[index] = attempts.get(index, 0) + 1
+            attempt = attempts[index]
+        time.sleep(0.05)
+        return not fails(index, attempt), f"index {index}", ""
+
+    emulator.emulator.job_runner = runner
+    kube.apply(job)
+    name = job["metadata"]["name"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        live = kube.get("Job", name, NS)
+        if any(c["type"] in ("Complete", "Failed") for c in live.get("status", {}).get("conditions", [])):
+            return live, seen
+        time.sleep(0.05)
+    raise AssertionError(f"{name} did not finish: {live.get('status')}")
+
+
+def test_an_indexed_job_gives_each_pod_its_index_and_runs_at_most_parallelism_at_once(kube, emulator):
+    live, seen = _run_indexed(kube, emulator, _indexed_job("ix", 5, 2), lambda index, attempt: False)
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+    assert emulator.emulator.max_running["ix"] == 2  # never more than parallelism, and it did run two at once
+    pods = kube.list("Pod", NS, label_selector="job-name=ix")
+    assert sorted(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in pods) == ["0", "1", "2", "3", "4"]
+    assert all(p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] ==
+               p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in pods)
+    status = live["status"]
+    assert status["completedIndexes"] == "0-4" and status["succeeded"] == 5 and "failedIndexes" not in status
+    assert [c["type"] for c in status["conditions"]] == ["SuccessCriteriaMet", "Complete"] and status["completionTime"]
+
+
+def test_a_failing_index_is_retried_on_its_own_up_to_its_backoff_limit(kube, emulator):
+    live, seen = _run_indexed(kube, emulator, _indexed_job("retry", 4, 2, per_index=1), lambda index, attempt: index == 2 and attempt == 1)
+    assert sorted(seen) == [0, 1, 2, 2, 3]  # index 2 ran twice, no other index again
+    status = live["status"]
+    assert status["completedIndexes"] == "0-3" and status["failed"] == 1 and status["succeeded"] == 4
+    assert [c["type"] for c in status["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+    retried = [p for p in kube.list("Pod", NS, label_selector="job-name=retry")
+               if p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "2"]
+    assert sorted(p["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"] for p in retried) == ["0", "1"]
+
+
+def test_failed_indexes_within_the_maximum_let_the_others_finish_and_fail_the_job_at_the_end(kube, emulator):
+    live, seen = _run_indexed(kube, emulator, _indexed_job("some", 5, 2, per_index=0, max_failed=1), lambda index, attempt: index == 1)
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+    status = live["status"]
+    assert status["completedIndexes"] == "0,2-4" and status["failedIndexes"] == "1"
+    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [("FailureTarget", "FailedIndexes"), ("Failed", "FailedIndexes")]
+    assert "completionTime" not in status
+
+
+def test_more_failed_indexes_than_allowed_stop_the_job(kube, emulator):
+    live, seen = _run_indexed(kube, emulator, _indexed_job("many", 6, 1, per_index=0, max_failed=1), lambda index, attempt: index in (0, 1))
+    assert seen == [0, 1]  # one at a time: the second failure stops it before index 2 starts
+    status = live["status"]
+    assert status["failedIndexes"] == "0-1" and "completedIndexes" not in status
+    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [("FailureTarget", "MaxFailedIndexesExceeded"),
+                                                                       ("Failed", "MaxFailedIndexesExceeded")]

@@ -33,13 +33,14 @@ class Area(enum.StrEnum):
     DECISIONS = "decisions"
     RELEASES = "releases"
     PROMOTIONS = "promotions"
+    SWEEPS = "sweeps"  # sweeps/<env>/<sweep id>/<index>.json: one result per (setting, fold)
 
 
 # Who reads and writes what (the workload roles in infra/stack.py, the CI roles in modules/ci_identity.py).
 SERVER_LOGS = (Area.PREDICTIONS, Area.FEEDBACK)
 SERVING_READS, SERVING_WRITES = (Area.MODELS,), SERVER_LOGS
-TRAINING_READS = (Area.DATASETS, Area.MODELS, *SERVER_LOGS, Area.RETRAIN)  # a retraining Job reads the feedback
-TRAINING_WRITES = (Area.MODELS, Area.RETRAIN)
+TRAINING_READS = (Area.DATASETS, Area.MODELS, *SERVER_LOGS, Area.RETRAIN, Area.SWEEPS)  # a retraining Job reads the feedback
+TRAINING_WRITES = (Area.MODELS, Area.RETRAIN, Area.SWEEPS)  # a sweep's pods write their results
 PROMOTION_SOURCE_READS = (Area.MODELS, Area.RELEASES)  # what `toolkit promote --from ENV` reads in ENV
 # CI: the deploy role trains, pushes, deploys and retrains; it reads the promotion records it is held
 # to and cannot write them: only the promote role writes an environment's promotions (and the model

@@ -264,11 +264,52 @@ def device_plugin_daemonset(config: EnvironmentConfig) -> dict:
 def training_job(config: EnvironmentConfig, outputs: dict, release: Release, name: str, command: list[str] | None = None) -> dict:
     """A GPU training Job: `toolkit train` in the released image, its artifact uploaded to the S3 store
     (`command`: another toolkit command instead, e.g. a retraining's challenger)."""
-    remote, ns = config.workloads.remote_training, config.workloads.namespace
-    gpu_pool = config.gpu_pools()[0] if config.gpu_pools() else None
+    remote = config.workloads.remote_training
     store = StoreLayout.of(config, artifact_bucket(config, outputs))
     command = command or ["toolkit", "train", "--env", config.name, "--data", store.dataset(config.training.dataset.rsplit('/', 1)[-1]),
                           "--out", "/tmp/artifacts", "--upload", store.area_url(Area.MODELS)]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _training_meta(config, release, name, {}),
+            "spec": {"backoffLimit": remote.backoff_limit, "activeDeadlineSeconds": remote.active_deadline_seconds,
+                     "ttlSecondsAfterFinished": remote.ttl_seconds_after_finished,
+                     "template": _training_template(config, release, name, command, gpu=True)}}
+
+
+def sweep_job(config: EnvironmentConfig, outputs: dict, release: Release, name: str, sweep_id: str) -> dict:
+    """A sweep as one Indexed Job: completion index k trains (setting k // folds, fold k % folds) of
+    `training.sweep` (the pod reads it from the mounted environment file and checks it still names
+    `sweep_id`) and writes sweeps/<env>/<sweep id>/<k>.json. One failing index is retried on its own
+    (backoffLimitPerIndex) and does not fail the others (maxFailedIndexes)."""
+    spec = config.training.sweep
+    assert spec is not None, "sweep_job needs training.sweep"
+    remote = config.workloads.remote_training
+    store = StoreLayout.of(config, artifact_bucket(config, outputs))
+    command = ["toolkit", "sweep-item", "--env", config.name, "--sweep", sweep_id,
+               "--data", store.dataset(config.training.dataset.rsplit('/', 1)[-1]), "--results", store.area_url(Area.SWEEPS)]
+    labels = {KUEUE_QUEUE_LABEL: spec.queue_name} if spec.queue_name else {}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _training_meta(config, release, name, labels),
+            "spec": {"completionMode": "Indexed", "completions": spec.trial_count() * spec.folds, "parallelism": spec.parallelism,
+                     "backoffLimitPerIndex": spec.backoff_limit_per_index, "maxFailedIndexes": spec.max_failed_indexes,
+                     "activeDeadlineSeconds": remote.active_deadline_seconds,
+                     "ttlSecondsAfterFinished": remote.ttl_seconds_after_finished,
+                     "template": _training_template(config, release, name, command, gpu=spec.gpu)}}
+
+
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"  # a Job opts into Kueue's admission with its LocalQueue's name
+
+
+def _training_meta(config: EnvironmentConfig, release: Release, name: str, labels: dict) -> dict:
+    meta = object_meta(config, name, TRAINING, config.workloads.namespace,
+                       {MODEL_VERSION_ANNOTATION: release.model_version, IMAGE_ANNOTATION: release.image})
+    meta["labels"].update(labels)
+    return meta
+
+
+def _training_template(config: EnvironmentConfig, release: Release, name: str, command: list[str], gpu: bool) -> dict:
+    """The pod of a training Job: the training ServiceAccount, the environment file mounted, the
+    result in the termination message; on the first GPU pool with its GPUs when `gpu` (and there is
+    one), else on the system pool."""
+    remote = config.workloads.remote_training
+    gpu_pool = config.gpu_pools()[0] if config.gpu_pools() and gpu else None
     pod_spec = {
         "serviceAccountName": TRAINING, "automountServiceAccountToken": False, "restartPolicy": "Never",
         "securityContext": pod_security(),
@@ -289,11 +330,9 @@ def training_job(config: EnvironmentConfig, outputs: dict, release: Release, nam
     if gpu_pool:
         pod_spec["nodeSelector"] = dict(gpu_pool.labels)
         pod_spec["tolerations"] = [{"key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect} for t in gpu_pool.taints]
-    meta = object_meta(config, name, TRAINING, ns, {MODEL_VERSION_ANNOTATION: release.model_version, IMAGE_ANNOTATION: release.image})
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
-            "spec": {"backoffLimit": remote.backoff_limit, "activeDeadlineSeconds": remote.active_deadline_seconds,
-                     "ttlSecondsAfterFinished": remote.ttl_seconds_after_finished,
-                     "template": {"metadata": {"labels": object_labels(config, TRAINING, {"job-name": name})}, "spec": pod_spec}}}
+    elif _system_pool(config).labels:
+        pod_spec["nodeSelector"] = dict(_system_pool(config).labels)
+    return {"metadata": {"labels": object_labels(config, TRAINING, {"job-name": name})}, "spec": pod_spec}
 
 
 def artifact_bucket(config: EnvironmentConfig, outputs: dict) -> str:
@@ -319,13 +358,14 @@ def serving_manifests(config: EnvironmentConfig, outputs: dict, release: Release
 
 
 def training_manifests(config: EnvironmentConfig, outputs: dict, release: Release, name: str, environment_yaml: str,
-                       command: list[str] | None = None) -> list[dict]:
-    """The training Job and what it needs: its namespace and ServiceAccount (the same objects
-    `deploy` applies, so either command may run first) and the environment file."""
+                       command: list[str] | None = None, job: dict | None = None) -> list[dict]:
+    """The training Job (or `job`, e.g. a sweep's) and what it needs: its namespace and
+    ServiceAccount (the same objects `deploy` applies, so either command may run first) and the
+    environment file."""
     needed = [in_set(namespace(config), "platform"),
               in_set(service_account(config, TRAINING, outputs.get(Output.TRAINING_ROLE_ARN)), "platform")]
-    return needed + [in_set(obj, "training") for obj in (environment_config_map(config, environment_yaml),
-                                                          training_job(config, outputs, release, name, command))]
+    job = job or training_job(config, outputs, release, name, command)
+    return needed + [in_set(obj, "training") for obj in (environment_config_map(config, environment_yaml), job)]
 
 
 def to_yaml(objects: list[dict]) -> str:
