@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -492,3 +493,55 @@ def test_jobs_on_a_gpu_pool_run_the_cuda_training_image_and_local_builds_none(ru
     # Before a push, render says which image the Job will run.
     result = run_cli("render", "--env", "prod", "--image", V1.image)
     assert "it runs training-gpu-<sha> by digest after `toolkit build` and `toolkit push`" in result.stderr
+
+
+def test_sweep_remote_runs_an_indexed_job_survives_a_failing_index_and_ranks_as_the_local_run(
+        emulator, kube, local, repo_copy, run_cli, tmp_path, monkeypatch):
+    """`toolkit sweep --remote` against the emulator, whose Indexed Job pods really run `toolkit
+    sweep-item` (results to moto S3): one index killed leaves its setting unranked and the rest ranked as
+    the local run ranks them; the same sweep again runs only that index and ranks all as locally."""
+    import yaml
+
+    from toolkit.aws import client as aws_client
+
+    env_file = repo_copy / "environments" / "local.yaml"
+    document = yaml.safe_load(env_file.read_text().replace("http://127.0.0.1:4566", local.aws.endpoint_url))
+    document["training"].update({"epochs": 40, "patience": 5, "sweep": {
+        "method": "grid", "space": {"hidden_layers": [[8], [16]], "learning_rate": [0.003, 0.01]}, "folds": 2, "metric": "roc_auc",
+        "parallelism": 2, "backoff_limit_per_index": 0, "max_failed_indexes": 1, "gpu": False}})
+    env_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    bucket = load_environment("local").artifact_store.bucket
+    aws_client("s3", local).create_bucket(Bucket=bucket)
+    ReleaseRecords(ProjectPaths(repo_copy), "local").save_push(V1, training_image=V2.image)
+    kubeconfig = _kubeconfig(tmp_path, emulator)
+    here = json.loads(run_cli("sweep", "--env", "local", "--parallel", "2", "--no-train", "--json").stdout)
+
+    killed = {3}
+
+    def run_job(job: dict) -> tuple[bool, str, str]:
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        index = int({e["name"]: e["value"] for e in container["env"]}["JOB_COMPLETION_INDEX"])
+        if index in killed:
+            return False, "OOMKilled", ""
+        environments = kube.get("ConfigMap", "toolkit-environment", job["metadata"]["namespace"])["data"]
+        return run_toolkit_job(job, environments, tmp_path / f"pod-{index}", {})
+
+    emulator.emulator.job_runner = run_job
+    remote = ["sweep", "--env", "local", "--remote", "--kubeconfig", kubeconfig, "--timeout", "120", "--no-train", "--json"]
+    first = run_cli(*remote)
+    assert first.exit_code == 0, first.output
+    partial = json.loads(first.stdout)
+    assert partial["sweep"] == here["sweep"] and partial["failed_items"] == [3] and partial["unranked"] == [1]
+    assert partial["results"] == f"s3://{bucket}/sweeps/local/{here['sweep']}/"
+    without = [{k: v for k, v in row.items() if k != "rank"} for row in here["leaderboard"] if row["trial"] != 1]
+    assert [{k: v for k, v in row.items() if k != "rank"} for row in partial["leaderboard"]] == without
+    job = next(j for j in kube.list("Job", "ml-platform") if j["metadata"]["name"].startswith("sweep-local-"))
+    assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 8 and job["spec"]["parallelism"] == 2
+    assert emulator.emulator.max_running[job["metadata"]["name"]] == 2
+
+    killed.clear()
+    time.sleep(1.1)  # a new Job name (they carry the second)
+    again = json.loads(run_cli(*remote).stdout)
+    assert again["leaderboard"] == here["leaderboard"] and again["unranked"] == [] and again["failed_items"] == []
+    logs = "\n".join(emulator.emulator.pod_logs.values())
+    assert logs.count("done before, skipped") >= 7  # the second Job ran index 3 only
