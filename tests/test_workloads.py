@@ -24,7 +24,7 @@ from toolkit.paths import ProjectPaths
 from toolkit.signing_keys import PRIVATE_KEY_FILE_ENV, local_key_files
 from toolkit.workloads import jobs, rollout
 from toolkit.workloads.kube import Kube
-from toolkit.workloads.manifests import serving_manifests, to_yaml, training_manifests
+from toolkit.workloads.manifests import serving_manifests, sweep_job, to_yaml, training_manifests
 
 TOOLS = REPO / ".venv-tools" / "bin"
 OUTPUTS = {"serving_role_arn": "arn:aws:iam::111111111111:role/platform-dev-serving",
@@ -46,8 +46,29 @@ def rendered(tmp_path_factory):
     directory = tmp_path_factory.mktemp("manifests")
     for env, config in load_all_environments().items():
         objects = serving_manifests(config, OUTPUTS, V1) + training_manifests(config, OUTPUTS, V1, f"train-{env}", "name: x\n")
+        if config.training.sweep:  # what `render --sweep` adds
+            objects.append(sweep_job(config, OUTPUTS, V1, f"sweep-{env}", "sweep-0123456789ab"))
         (directory / f"{env}.yaml").write_text(to_yaml([o for o in objects if o["kind"] not in OPERATOR_KINDS]))
     return directory
+
+
+def test_every_environment_renders_its_sweep_as_an_indexed_job(rendered):
+    import yaml
+
+    for env in ("local", "dev", "staging", "prod"):
+        job = next(o for o in yaml.safe_load_all((rendered / f"{env}.yaml").read_text()) if o and o["metadata"]["name"] == f"sweep-{env}")
+        spec, config = job["spec"], load_environment(env).training.sweep
+        assert spec["completionMode"] == "Indexed" and spec["completions"] == config.trial_count() * config.folds
+        assert (spec["parallelism"], spec["backoffLimitPerIndex"], spec["maxFailedIndexes"]) == (
+            config.parallelism, config.backoff_limit_per_index, config.max_failed_indexes)
+        pod = spec["template"]["spec"]
+        gpus = pod["containers"][0]["resources"]["limits"].get("nvidia.com/gpu")
+        assert (gpus == "1") is config.gpu and pod["containers"][0]["command"][:2] == ["toolkit", "sweep-item"]
+        assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
+    prod = load_environment("prod")
+    queued = prod.model_copy(update={"training": prod.training.model_copy(update={
+        "sweep": prod.training.sweep.model_copy(update={"queue_name": "team-ml"})})})
+    assert sweep_job(queued, OUTPUTS, V1, "sweep-prod", "sweep-0123456789ab")["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-ml"
 
 
 def test_every_manifest_passes_kubernetes_validate_strict_for_1_29_to_1_32(rendered):

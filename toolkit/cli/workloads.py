@@ -21,7 +21,8 @@ MODEL_VERSION_OPTION = click.option("--model-version", metavar="V", help="Model 
 @click.option("--job/--no-job", default=True, show_default=True, help="Include the GPU training Job.")
 @click.option("--training-image", metavar="REF", help="The Job's image pinned by digest (default: the training image of the last push: "
                                                       "training-gpu-<sha> where the Jobs run on a GPU pool).")
-def render(ctx, image: str | None, model_version: str | None, job: bool, training_image: str | None) -> None:
+@click.option("--sweep", "with_sweep", is_flag=True, help="Also the Indexed Job `toolkit sweep --remote` runs (training.sweep).")
+def render(ctx, image: str | None, model_version: str | None, job: bool, training_image: str | None, with_sweep: bool) -> None:
     """Print ENV's Kubernetes manifests as YAML (what `toolkit deploy` applies, plus the training Job).
 
     Values from the stack outputs (IRSA role ARNs, bucket) show as placeholders until the stack is deployed."""
@@ -55,7 +56,21 @@ def render(ctx, image: str | None, model_version: str | None, job: bool, trainin
                      f"{jobs_training_target(ctx.config)}-<sha> by digest after `toolkit build` and `toolkit push` "
                      "(or pass --training-image).")
         objects += training_manifests(ctx.config, outputs, trainer, "train-" + env, environment_yaml(ctx))
+        if with_sweep:
+            objects.append(_sweep_job(ctx, outputs, trainer))
     click.echo(to_yaml(objects), nl=False)
+
+
+def _sweep_job(ctx, outputs: dict, trainer) -> dict:
+    from toolkit.ml.sweep import sweep_id
+    from toolkit.ml.table import sha256_file
+    from toolkit.workloads.manifests import in_set, sweep_job
+
+    spec = ctx.config.training.sweep
+    if spec is None:
+        raise BadInputError(f"--sweep: environments/{ctx.env}.yaml has no training.sweep.")
+    identity = sweep_id(spec, ctx.config.training, sha256_file(ctx.root / ctx.config.training.dataset))
+    return in_set(sweep_job(ctx.config, outputs, trainer, f"sweep-{ctx.env}", identity), "training")
 
 
 @click.command()
