@@ -119,6 +119,13 @@ def _cases(world: World) -> list[tuple[str, str, str, str, dict | None, bool]]:
          w.object("staging", "releases/staging/latest.json"), None, False),
         ("promote role writes in the source", w.role("prod", "ci-promote"), "s3:PutObject", w.object("staging", "models/staging/v/x"), None, False),
         ("deploy role writes a model", w.role("prod", "ci-deploy"), "s3:PutObject", w.object("prod", "models/prod/v/weights.npz"), None, True),
+        # sweeps: a sweep's pods (the training role) write their results, in their environment only
+        ("training role writes a sweep result", w.role("prod", "training"), "s3:PutObject",
+         w.object("prod", "sweeps/prod/sweep-0123456789ab/7.json"), None, True),
+        ("training role writes another environment's sweep prefix", w.role("prod", "training"), "s3:PutObject",
+         w.object("prod", "sweeps/staging/sweep-0123456789ab/7.json"), None, False),
+        ("serving role writes a sweep result", w.role("prod", "serving"), "s3:PutObject",
+         w.object("prod", "sweeps/prod/sweep-0123456789ab/7.json"), None, False),
         # secrets: their readers only
         ("training role reads the signing key", w.role("prod", "training"), "secretsmanager:GetSecretValue", w.secret("prod", "signing"), None, True),
         ("deploy role reads the signing key", w.role("prod", "ci-deploy"), "secretsmanager:GetSecretValue", w.secret("prod", "signing"), None, True),
