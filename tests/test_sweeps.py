@@ -62,7 +62,8 @@ def test_sweep_ranks_resumes_and_saves_the_best_setting_as_a_signed_artifact(rep
     assert summary["metric"] == "roc_auc" and summary["settings"] == 4 and [row["rank"] for row in board] == [1, 2, 3, 4]
     assert [row["roc_auc"] for row in board] == sorted((row["roc_auc"] for row in board), reverse=True)
     results = repo_copy / ".local" / "sweeps" / "local" / summary["sweep"]
-    assert sorted(p.name for p in results.glob("*.json")) == sorted(f"{k}.json" for k in range(8))
+    assert sorted(p.name for p in results.glob("[0-9]*.json")) == sorted(f"{k}.json" for k in range(8))
+    assert json.loads((results / "leaderboard.json").read_text())["leaderboard"] == board
     assert (results / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((repo_copy / "artifacts" / "local" / summary["trained"]["version"] / "manifest.json").read_text())
     recorded = manifest["training"]["sweep"]
@@ -81,6 +82,28 @@ def test_sweep_ranks_resumes_and_saves_the_best_setting_as_a_signed_artifact(rep
     assert rerun["leaderboard"] == board and "trained" not in rerun
 
 
-def test_sweep_without_a_spec_says_how_to_add_one(run_cli):
-    result = run_cli("sweep", "--env", "dev")
-    assert result.exit_code == 2 and "environments/dev.yaml has no training.sweep" in result.stderr
+def test_sweep_without_a_spec_says_how_to_add_one(repo_copy, run_cli):
+    path = repo_copy / "environments" / "local.yaml"
+    document = yaml.safe_load(path.read_text())
+    del document["training"]["sweep"]
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = run_cli("sweep", "--env", "local")
+    assert result.exit_code == 2 and "environments/local.yaml has no training.sweep" in result.stderr
+
+
+def test_retrain_takes_the_best_setting_of_a_sweep(repo_copy, run_cli):
+    from toolkit.cli.loop import _with_sweep_best
+    from toolkit.context import Context
+
+    _with_sweep(repo_copy, SMALL, epochs=20, patience=5)
+    summary = json.loads(run_cli("sweep", "--env", "local", "--no-train", "--json").stdout)
+    best = summary["leaderboard"][0]
+    lines = []
+    ctx = _with_sweep_best(Context.load("local", repo_copy), summary["sweep"], False, lines.append)
+    assert ctx.config.training.hidden_layers == best["setting"]["hidden_layers"]
+    assert ctx.config.training.learning_rate == best["setting"]["learning_rate"]
+    assert lines == [f"settings from {summary['sweep']}, trial {best['trial']}: {sweeps.markdown_setting(best['setting'])}"]
+    missing = run_cli("retrain", "--env", "local", "--sweep", "sweep-000000000000")
+    assert missing.exit_code == 2 and "no sweep sweep-000000000000 for local here" in missing.stderr
+    remote = run_cli("retrain", "--env", "local", "--sweep", summary["sweep"], "--remote")
+    assert remote.exit_code == 2 and "--sweep with --remote" in remote.stderr

@@ -16,8 +16,10 @@ from toolkit.errors import BadInputError
 @click.option("--dry-run", is_flag=True, help="Train and judge the challenger, write the decision, but release nothing.")
 @click.option("--remote", is_flag=True, help="Train the challenger as a GPU Job on ENV's cluster (the gate still runs here).")
 @timeout_option("With --remote: how long to wait for the training Job.")
+@click.option("--sweep", "sweep_id", metavar="ID", help="Train the challenger with the best setting of this `toolkit sweep` "
+                                                        "(its leaderboard under .local/sweeps/ENV/ID/) instead of the file's.")
 @JSON_OPTION
-def retrain(runtime, dry_run: bool, remote: bool, timeout, as_json: bool) -> None:
+def retrain(runtime, dry_run: bool, remote: bool, timeout, sweep_id: str | None, as_json: bool) -> None:
     """Retrain on the labelled feedback and release the challenger only if it is as good as the champion.
 
     \b
@@ -36,6 +38,8 @@ def retrain(runtime, dry_run: bool, remote: bool, timeout, as_json: bool) -> Non
 
     ctx = runtime.ctx
     on_line = quiet if as_json else echo_err
+    if sweep_id:
+        ctx = _with_sweep_best(ctx, sweep_id, remote, on_line)
     runtime.prepare(on_line)
     remote_timeout = (timeout or ctx.config.workloads.remote_training.active_deadline_seconds) if remote else None
     record = retrain_and_release(ctx, runtime, dry_run, on_line, remote_timeout)
@@ -50,6 +54,26 @@ def retrain(runtime, dry_run: bool, remote: bool, timeout, as_json: bool) -> Non
                      for part in ("test_split", "feedback_holdout") if (m := record[side].get(part))]
             click.echo(f"{side:<10} {record[side]['version']}  " + "  ".join(parts))
     click.echo(f"record   {record['url']}")
+
+
+def _with_sweep_best(ctx, sweep_id: str, remote: bool, on_line):
+    """`ctx` with the training settings of the sweep's best setting."""
+    from toolkit.ml.sweep import LEADERBOARD, markdown_setting
+
+    if remote:
+        raise BadInputError("--sweep with --remote: the training Job reads the environment file's settings; retrain here, "
+                            "or put the sweep's best setting under `training` in the file.")
+    path = ctx.paths.state_subdir("sweeps") / ctx.env / sweep_id / LEADERBOARD
+    if not path.exists():
+        raise BadInputError(f"no sweep {sweep_id} for {ctx.env} here ({path} is missing): run `toolkit sweep --env {ctx.env}` "
+                            "(it prints the id).")
+    board = json.loads(path.read_text())["leaderboard"]
+    if not board:
+        raise BadInputError(f"sweep {sweep_id} ranked no setting (none finished every fold).")
+    best = board[0]
+    on_line(f"settings from {sweep_id}, trial {best['trial']}: {markdown_setting(best['setting'])}")
+    training = ctx.config.training.model_copy(update=best["setting"])
+    return ctx.with_config(ctx.config.model_copy(update={"training": training}))
 
 
 @click.command("loop-drill")

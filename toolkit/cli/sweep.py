@@ -3,6 +3,7 @@ best one trained on the full training rows and saved as an ordinary signed artif
 
 from __future__ import annotations
 
+import json
 import os
 
 import click
@@ -94,6 +95,8 @@ def sweep(ctx, parallel: int | None, train_best: bool, remote: bool, kubeconfig,
         png = None
     summary = {"sweep": identity, "metric": metric, "folds": spec.folds, "settings": len(board), "results": where,
                "png": str(png) if png else None, "leaderboard": board, "unranked": unranked, "failed_items": failed}
+    # what `toolkit retrain --sweep ID` reads its best setting from
+    (store.directory / sweeps.LEADERBOARD).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if train_best and board:
         summary["trained"] = _train_best(ctx, choice, dataset, board[0], identity, metric, quiet=as_json)
     if as_json:

@@ -24,6 +24,7 @@ from toolkit.errors import DataError
 from toolkit.ml.data import Dataset, stratified_split
 from toolkit.ml.train import fold_report, fold_rows
 
+LEADERBOARD = "leaderboard.json"  # in the sweep's local directory: the ranking `toolkit retrain --sweep ID` reads
 HIGHER_IS_BETTER = {"accuracy": True, "roc_auc": True, "f1": True, "r2": True, "rmse": False}
 CLASSIFICATION_METRICS, REGRESSION_METRICS = ("accuracy", "roc_auc", "f1"), ("r2", "rmse")
 
