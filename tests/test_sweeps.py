@@ -71,6 +71,11 @@ def test_sweep_ranks_resumes_and_saves_the_best_setting_as_a_signed_artifact(rep
     assert manifest["training"]["hidden_layers"] == board[0]["setting"]["hidden_layers"]
     assert manifest["training"]["learning_rate"] == board[0]["setting"]["learning_rate"]
     assert run_cli("verify", "--model", repo_copy / "artifacts" / "local" / summary["trained"]["version"], "--env", "local").exit_code == 0
+    # what `toolkit status` and the verified-release record show for the model
+    from toolkit.context import Context
+    from toolkit.delivery.promotion import model_sweep
+
+    assert model_sweep(Context.load("local", repo_copy), summary["trained"]["version"]) == recorded
 
     # Interrupted half-way: two results lost. The same sweep runs only those, and ranks the same.
     (results / "3.json").unlink()

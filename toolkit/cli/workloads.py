@@ -132,9 +132,11 @@ def rollback(runtime, timeout, as_json) -> None:
 @JSON_OPTION
 def status(runtime, as_json) -> None:
     """Show what ENV serves: model version, image digest, replicas, recent events."""
+    from toolkit.delivery.promotion import model_sweep
     from toolkit.loop.retrain import last_decision
 
     info = runtime.status()
+    info["sweep"] = model_sweep(runtime.ctx, info["model_version"]) if info.get("model_version") else None
     decision = last_decision(runtime.ctx)
     info["last_retrain"] = {k: decision[k] for k in ("time", "decision", "reason", "url") if k in decision} if decision else None
     if as_json:
@@ -144,6 +146,10 @@ def status(runtime, as_json) -> None:
         click.echo(f"{runtime.ctx.env}: nothing deployed")
         return
     click.echo(f"model    {info['model_version']}")
+    if info["sweep"]:
+        sweep = info["sweep"]
+        click.echo(f"sweep    {sweep['id']}, trial {sweep['trial']} ({sweep['metric']} {sweep['cv_mean']:.4f} ± {sweep['cv_std']:.4f} "
+                   "over its folds)")
     click.echo(f"image    {info['image']}")
     for line in runtime.status_lines(info):
         click.echo(line)

@@ -42,6 +42,24 @@ def model_url(ctx: Context, model_version: str) -> str:
     return StoreLayout.of(ctx.config).model(model_version)
 
 
+def model_sweep(ctx: Context, model_version: str) -> dict | None:
+    """The sweep that chose the model's settings (its manifest's training.sweep: id, trial, setting,
+    metric), from this checkout's artifacts or the store; None when there was none or it is unknown."""
+    import json
+
+    from botocore.exceptions import BotoCoreError
+
+    from toolkit.errors import ToolkitError
+    from toolkit.store.s3 import get_json
+
+    local = ctx.paths.artifacts(ctx.env) / model_version / "manifest.json"
+    try:
+        manifest = json.loads(local.read_text()) if local.exists() else get_json(ctx.config, model_url(ctx, model_version) + "manifest.json")
+    except (ToolkitError, ValueError, OSError, BotoCoreError):  # unreadable or unreachable: unknown, never a failed status
+        return None
+    return ((manifest or {}).get("training") or {}).get("sweep")
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -52,7 +70,7 @@ def record_verified_release(ctx: Context, release: Release, smoke: dict) -> str:
 
     record = {"env": ctx.env, "image": release.image, "training_image": ReleaseRecords(ctx.paths, ctx.env).training_pushed_with(release),
               "model_version": release.model_version, "model_url": model_url(ctx, release.model_version),
-              "smoke": smoke, "time": _now()}
+              "sweep": model_sweep(ctx, release.model_version), "smoke": smoke, "time": _now()}
     url = put_json(ctx.config, _record_url(ctx, Area.RELEASES, digest_hex(release.image)), record)
     put_json(ctx.config, _record_url(ctx, Area.RELEASES, LATEST), record)
     return url

@@ -260,6 +260,7 @@ def _model_routes(app: FastAPI, model: ModelArtifact, metrics: ServerMetrics, ma
             "model_version": model.version, "label": model.manifest["label"], "target": model.manifest["target"],
             "task": "regression" if model.regression else "classification", "classes": model.classes, "features": pre.columns,
             "categorical": categorical, "max_batch_size": max_batch_size,
+            "trained_on": model.manifest.get("trained_on"), "sweep": (model.manifest.get("training") or {}).get("sweep"),
         }
 
     @app.get("/healthz")
