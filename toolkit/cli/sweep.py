@@ -116,10 +116,10 @@ def _run_remote(ctx, choice, identity: str, total: int, kubeconfig, context, tim
     from toolkit.cli.progress import SweepProgress
     from toolkit.delivery.runtime import open_runtime
     from toolkit.images.release import ReleaseRecords
-    from toolkit.ml.sweep_runner import StoreResults
     from toolkit.store.layout import Area, StoreLayout
     from toolkit.store.s3 import upload_file
-    from toolkit.workloads.jobs import run_sweep_job
+    from toolkit.store.sweep_results import StoreResults
+    from toolkit.workloads.jobs import indexes, run_sweep_job
     from toolkit.workloads.target import environment_yaml
 
     config = ctx.config
@@ -142,8 +142,6 @@ def _run_remote(ctx, choice, identity: str, total: int, kubeconfig, context, tim
             if progress.bar is not None:
                 progress.bar.n = len(indexes(status.get("completedIndexes"))) + len(indexes(status.get("failedIndexes")))
                 progress.bar.set_postfix(active=status.get("active", 0), failed=status.get("failedIndexes") or "none")
-
-        from toolkit.workloads.jobs import indexes
 
         try:
             outcome = run_sweep_job(kube, config, runtime.outputs, release, environment_yaml(ctx), identity,
@@ -189,10 +187,10 @@ def sweep_item(ctx, expected: str, data: str, results: str, index: int | None) -
     """Inside a sweep's Indexed Job: train and score work item JOB_COMPLETION_INDEX, store its result."""
     from toolkit.errors import BadInputError
     from toolkit.ml import sweep as sweeps
-    from toolkit.ml.sweep_runner import StoreResults
     from toolkit.ml.table import sha256_file
     from toolkit.ml.train import DatasetChoice
     from toolkit.store.s3 import download_file
+    from toolkit.store.sweep_results import StoreResults
     from toolkit.workloads.job_result import write_job_result
 
     if index is None:
