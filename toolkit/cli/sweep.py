@@ -88,9 +88,10 @@ def sweep(ctx, parallel: int | None, train_best: bool, remote: bool, kubeconfig,
     if unranked and not as_json:
         echo_err(f"warning: {len(unranked)} setting(s) without every fold done, not ranked: {unranked} (failed items {failed}); "
                  "running the sweep again retries only those.")
-    png = store.directory / "sweep.png"
+    png = store.directory / "sweep.png" if board else None
     try:
-        sweeps.plot(board, metric, png, f"{env}: {identity} ({len(board)} settings, {spec.folds}-fold {metric})")
+        if png:
+            sweeps.plot(board, metric, png, f"{env}: {identity} ({len(board)} settings, {spec.folds}-fold {metric})")
     except ImportError:
         png = None
     summary = {"sweep": identity, "metric": metric, "folds": spec.folds, "settings": len(board), "results": where,
