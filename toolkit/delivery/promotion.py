@@ -108,6 +108,7 @@ def require_promoted(ctx: Context, release: Release) -> dict | None:
 def promote(source: Context, target: Context, image: str | None = None, on_line: Progress = silent) -> dict:
     """Copy the verified release of `source` (its latest, or `image`) to `target`: images by digest,
     the model with its checksums and signature verified; record the promotion and the push."""
+    from toolkit.delivery.publish import jobs_training_target
     from toolkit.images.copy import copy_image
     from toolkit.images.distribution import RegistryClient
     from toolkit.images.login import registry_login
@@ -124,7 +125,7 @@ def promote(source: Context, target: Context, image: str | None = None, on_line:
     source_registry, target_registry = RegistryClient(source_login), RegistryClient(target_login)
     hex12 = digest_hex(verified["image"])[:12]
     copied = {}
-    for kind, tag in (("image", f"{verified['model_version']}-{hex12}"), ("training_image", f"training-{hex12}")):
+    for kind, tag in (("image", f"{verified['model_version']}-{hex12}"), ("training_image", f"{jobs_training_target(target.config)}-{hex12}")):
         if not verified.get(kind):
             continue
         repository, _, digest = verified[kind].partition("@")
