@@ -46,12 +46,13 @@ $(TOOLS_STAMP): tools-requirements.txt
 	@touch $@
 
 # Debian packages for the local environment: Docker engine, OCI registry, debootstrap (base image),
-# binutils (strip, for the images' wheels).
-APT_PACKAGES := docker.io docker-registry debootstrap prometheus prometheus-alertmanager binutils
-.local/apt-stamp: Makefile
-	@if ! (command -v dockerd && command -v docker-registry && command -v debootstrap && command -v prometheus && command -v prometheus-alertmanager && command -v strip) >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then $(STEP) setup-apt bash -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES)'; \
-	  else echo "install the Debian packages: sudo apt-get install $(APT_PACKAGES)"; exit 1; fi; fi
+# Prometheus and Alertmanager, binutils (strip, for the images' wheels); only those whose command is
+# missing (scripts/missing-apt-packages: a Docker engine already there, e.g. Docker CE on a hosted
+# runner, is used, not replaced).
+.local/apt-stamp: Makefile scripts/missing-apt-packages
+	@missing="$$(bash scripts/missing-apt-packages)"; if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then $(STEP) setup-apt bash -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing"; \
+	  else echo "install the Debian packages: sudo apt-get install $$missing"; exit 1; fi; fi
 	@mkdir -p .local && touch $@
 
 setup: $(STAMP) $(NODE_STAMP) $(TOOLS_STAMP) .local/apt-stamp ## Create .venv, .venv-tools, node_modules; install Debian packages (idempotent)

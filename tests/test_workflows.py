@@ -3,8 +3,10 @@ copy, offline), and the plan review never applies anything."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -117,3 +119,37 @@ def test_the_retrain_dispatch_accepts_only_known_environments(tmp_path):
                                 capture_output=True, text=True)
         assert result.returncode == code, (payload, result.stdout)
         assert output.read_text() == (f"envs={envs}\n" if envs else "")
+
+
+def _fake_path(directory, commands: list[str]):
+    directory.mkdir()
+    for command in commands:
+        (directory / command).write_text("#!/bin/sh\n")
+        (directory / command).chmod(0o755)
+    return directory
+
+
+@pytest.mark.parametrize("present, installed", [
+    ([], "docker.io docker-registry debootstrap prometheus prometheus-alertmanager binutils"),
+    # a GitHub-hosted runner: Docker CE's dockerd and binutils are there; docker.io would conflict with it
+    (["dockerd", "docker", "containerd", "strip"], "docker-registry debootstrap prometheus prometheus-alertmanager"),
+    (["dockerd", "docker-registry", "debootstrap", "prometheus", "prometheus-alertmanager", "strip"], ""),
+])
+def test_setup_installs_only_the_debian_packages_whose_command_is_missing(tmp_path, present, installed):
+    path = _fake_path(tmp_path / "bin", present)
+    result = subprocess.run(["/bin/bash", str(REPO / "scripts" / "missing-apt-packages")], env={"PATH": str(path)},
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.split() == installed.split()
+    assert "bash scripts/missing-apt-packages" in (REPO / "Makefile").read_text()  # what `make setup` installs from
+
+
+def test_workflow_steps_call_only_make_targets_that_exist():
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (REPO / "Makefile").read_text(), re.MULTILINE))
+    called = set()
+    for path in WORKFLOWS.glob("*.yml"):
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            for step in job.get("steps", []):
+                for command in re.findall(r"\bmake ((?:[a-z][a-z-]* ?)+)", step.get("run", "")):
+                    called.update(command.split())
+    assert called and called <= targets, sorted(called - targets)
+    assert {"test", "plan", "train", "release", "promote", "rollout", "retrain"} <= called
