@@ -91,6 +91,13 @@ class SweepProgress:
                             dynamic_ncols=True, disable=None)
         self.metric = metric
 
+    def show(self, done: int, **status) -> None:
+        """Items finished so far, and what else to show (e.g. a Job's active pods)."""
+        if self.bar is None:
+            return
+        self.bar.n = done
+        self.bar.set_postfix(**status)
+
     def update(self, best: dict | None) -> None:
         if self.bar is None:
             return

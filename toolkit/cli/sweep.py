@@ -140,9 +140,8 @@ def _run_remote(ctx, choice, identity: str, total: int, kubeconfig, context, tim
         progress = SweepProgress(total, 0, "", enabled=not as_json)
 
         def on_status(status: dict) -> None:
-            if progress.bar is not None:
-                progress.bar.n = len(indexes(status.get("completedIndexes"))) + len(indexes(status.get("failedIndexes")))
-                progress.bar.set_postfix(active=status.get("active", 0), failed=status.get("failedIndexes") or "none")
+            progress.show(len(indexes(status.get("completedIndexes"))) + len(indexes(status.get("failedIndexes"))),
+                          active=status.get("active", 0), failed=status.get("failedIndexes") or "none")
 
         try:
             outcome = run_sweep_job(kube, config, runtime.outputs, release, environment_yaml(ctx), identity,

@@ -34,7 +34,6 @@ def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = silen
     root = paths.root
     wheelhouse = paths.state_subdir("wheelhouse")
     pins = _pins(root)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     strip = shutil.which("strip")
     if strip is None:
         on_line("wheelhouse: no `strip` (Debian package binutils): shared objects keep their symbols, the images ~20 MB bigger")
@@ -48,8 +47,7 @@ def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = silen
             old.unlink()
         for name, text in requirements.items():
             (wheelhouse / name).write_text(text)
-            _run(pip + ["download", "--only-binary=:all:", "--dest", str(wheelhouse), "-c", str(root / "constraints.txt"),
-                        "-r", str(wheelhouse / name)], "pip download")
+            _download(root, wheelhouse, wheelhouse / name)
         if strip:
             saved = sum(strip_wheel(wheel, strip) for wheel in _dependency_wheels(wheelhouse))
             on_line(f"wheelhouse: {saved / 1e6:.1f} MB of symbols stripped from shared objects")
@@ -59,7 +57,7 @@ def build_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = silen
         on_line("wheelhouse: toolkit")
         for old in wheelhouse.glob("toolkit-*.whl"):
             old.unlink()
-        _run(pip + ["wheel", "--no-deps", "--wheel-dir", str(wheelhouse), str(root)], "pip wheel")
+        _run(PIP + ["wheel", "--no-deps", "--wheel-dir", str(wheelhouse), str(root)], "pip wheel")
         _remember(wheelhouse / ".toolkit.sha256", sources)
     return wheelhouse
 
@@ -75,14 +73,20 @@ def build_gpu_wheelhouse(paths: ProjectPaths, on_line: Callable[[str], None] = s
         for old in wheelhouse.glob("*.whl"):
             old.unlink()
         (wheelhouse / "requirements.txt").write_text(text)
-        # --no-deps beyond the pins: numpy and the toolkit's own come from the training image's venv
-        _run([sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", "download", "--only-binary=:all:",
-              "--dest", str(wheelhouse), "-c", str(paths.root / "constraints.txt"), "-r", str(wheelhouse / "requirements.txt")],
-             "pip download (GPU)")
-        for wheel in wheelhouse.glob("numpy-*.whl"):  # already in the training image
+        _download(paths.root, wheelhouse, wheelhouse / "requirements.txt")
+        for wheel in wheelhouse.glob("numpy-*.whl"):  # CuPy's dependency, already in the training image's venv
             wheel.unlink()
         _remember(wheelhouse / ".requirements.sha256", text.encode())
     return wheelhouse
+
+
+PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+
+
+def _download(root: Path, wheelhouse: Path, requirements: Path) -> None:
+    """Binary wheels of `requirements` and their dependencies, at the versions constraints.txt pins."""
+    _run(PIP + ["download", "--only-binary=:all:", "--dest", str(wheelhouse), "-c", str(root / "constraints.txt"),
+                "-r", str(requirements)], "pip download")
 
 
 def _pins(root: Path) -> dict[str, str]:

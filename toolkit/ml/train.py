@@ -22,10 +22,8 @@ from toolkit.ml.nn import losses, optimizers
 from toolkit.ml.nn.metrics import classification_report, regression_report, summarize_folds
 from toolkit.ml.nn.model import (
     Sequential,
-    class_probabilities,
     mlp_spec,
     probabilities_from_logits,
-    regression_values,
     values_from_logits,
 )
 from toolkit.ml.nn.training import History, fit
@@ -83,13 +81,9 @@ class FittedModel:
     output: str  # "sigmoid" or "softmax"; "identity" for regression
     target_scaling: tuple[float, float] | None = None  # regression: the label's (mean, std) on the training rows
 
-    def predict(self, x: np.ndarray, model: Sequential | None = None) -> np.ndarray:
-        """Class probabilities (rows, classes), or for regression the values in the label's units
-        (rows,); of `model` (the same network, e.g. while it trains) when given."""
-        model = model or self.model
-        if self.target_scaling is None:
-            return class_probabilities(model, x, self.output)
-        return regression_values(model, x, *self.target_scaling)
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (rows, classes), or for regression the values in the label's units (rows,)."""
+        return self.from_logits(self.model.predict_logits(x))
 
     def from_logits(self, logits: np.ndarray) -> np.ndarray:
         """What `predict` answers, from the network's (host) logits."""

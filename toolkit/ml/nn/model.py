@@ -69,12 +69,10 @@ class Sequential:
 
     def initialize(self, rng: np.random.Generator) -> Sequential:
         """Draw every layer's initial values from `rng` on the host, in layer order, and upload them once."""
+        values = [layer.initial_params(rng) for layer in self.layers]  # drawn in layer order
         flat = np.zeros(self.params.shape, dtype=self.dtype)
-        for i, layer in enumerate(self.layers):
-            values = layer.initial_params(rng)
-            for index, name, _, where, _ in self._layout:
-                if index == i:
-                    flat[where] = np.asarray(values[name]).reshape(-1)
+        for index, name, _, where, _ in self._layout:
+            flat[where] = np.asarray(values[index][name]).reshape(-1)
         self.params[...] = self.device.to_device(flat)
         return self
 
