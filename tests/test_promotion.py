@@ -11,6 +11,7 @@ import pytest
 
 from conftest import free_port
 from toolkit.delivery.deploy import deploy_release
+from toolkit.delivery.image_trust import require_trusted_image
 from toolkit.delivery.promotion import digest_hex, promote, verified_release
 from toolkit.delivery.publish import build_release_images, push_release
 from toolkit.errors import BadInputError
@@ -86,6 +87,10 @@ def test_the_target_runs_the_digest_smoke_tested_in_the_source_and_nothing_else(
         _, _, source_raw = registry.manifest(source.config.registry.name, source_ref.partition("@")[2])
         _, _, target_raw = registry.manifest(target.config.registry.name, target_ref.partition("@")[2])
         assert source_raw == target_raw
+    # The images' signatures and SBOM attestations came along and verify in the target.
+    for image in (record["image"], record["training_image"]):
+        trust = require_trusted_image(target, image)
+        assert (trust.signed_by, trust.sbom_signed_by) == ("promo-prod", "promo-prod")  # emulated environments share one key
     # The model arrived with its checksums and signature intact.
     promoted_model = download_artifact(target.config, record["model_url"], tmp_path)
     assert verify_signature(promoted_model, trusted_keys(target))

@@ -396,6 +396,8 @@ class WorkloadsConfig(_Section):
     device_plugin_image: str = Field("nvcr.io/nvidia/k8s-device-plugin:v0.17.0", min_length=1,
                                      description="NVIDIA device plugin image (mirror it and pin a digest for production)")
     remote_training: RemoteTrainingConfig = Field(default_factory=RemoteTrainingConfig)
+    image_admission: bool = Field(True, description="label the namespace for Sigstore's policy-controller, which then admits only "
+                                                    "images signed by a trusted key (`toolkit render --admission`; README)")
 
 
 class SnsSubscription(_Section):

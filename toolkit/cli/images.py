@@ -100,4 +100,33 @@ def promote(source_env: str, target_env: str, image: str | None, as_json: bool) 
     click.echo(f"next: toolkit deploy --env {target_env}")
 
 
-COMMANDS = [build, push, promote]
+@click.command()
+@pass_context
+@click.option("--image", metavar="REF", help="An image in ENV's registry by digest (default: the serving image of ENV's last push or promotion).")
+@JSON_OPTION
+def sbom(ctx, image: str | None, as_json: bool) -> None:
+    """Print an image's SBOM from ENV's registry: the CycloneDX document syft made of it at push
+    time (Debian packages from its dpkg database, Python packages with the versions installed and
+    the sha256 of the wheel each came from), after its signature and the attestation's are verified.
+
+    --json prints the CycloneDX JSON itself (for scanners such as grype or Dependency-Track)."""
+    from toolkit.delivery.image_trust import image_sbom, resolve_image
+    from toolkit.images.sbom import components
+    from toolkit.local.services import ensure_emulated_services
+
+    ensure_emulated_services(ctx, on_line=echo_err)
+    image = resolve_image(ctx, image)
+    trust, bom = image_sbom(ctx, image)
+    if as_json:
+        emit_json(bom)
+        return
+    rows = components(bom)
+    click.echo(f"{image}: {len(rows)} components (CycloneDX {bom.get('specVersion')}, by "
+               f"{', '.join(t.get('name', '') + ' ' + t.get('version', '') for t in bom.get('metadata', {}).get('tools', {}).get('components', []))}), "
+               f"attested by the key of {trust.sbom_signed_by}")
+    width = max((len(row["name"]) for row in rows), default=4)
+    for row in rows:
+        click.echo(f"{row['type']:<5} {row['name']:<{width}}  {row['version']:<24} {('sha256:' + row['sha256'][:16]) if row['sha256'] else ''}".rstrip())
+
+
+COMMANDS = [build, push, promote, sbom]

@@ -19,6 +19,7 @@ from toolkit.cli.options import (
     timeout_option,
 )
 from toolkit.cli.progress import EpochProgress
+from toolkit.errors import BadInputError
 
 
 @click.command()
@@ -384,18 +385,55 @@ def export(model, format_: str, out: Path, as_json: bool) -> None:
     click.echo("outputs  " + ("value (double [N, 1])" if model.regression else "probabilities (double [N, classes]), label (string [N])"))
 
 
+LAST_RELEASE = "release"
+
+
 @click.command()
-@signed_model
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), help="Model artifact directory, e.g. artifacts/local/latest.")
+@click.option("--image", metavar="REF", is_flag=False, flag_value=LAST_RELEASE,
+              help="An image in ENV's registry by digest (host/repo@sha256:…); alone, the serving image of ENV's last push "
+                   "or promotion. Needs --env.")
+@click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
+              help="Verify the model's signature against this public key only.")
+@click.option("--env", "trust_env", metavar="ENV", help="Verify against the keys ENV trusts (its own and those it promotes from).")
 @JSON_OPTION
-def verify(model, as_json: bool) -> None:
-    """Check a model artifact: its manifest, every file's checksum, and its signature against the
-    trusted public keys. Exit 0 when it can be served, 2 with the reason when not."""
+def verify(model_dir: Path | None, image: str | None, public_key: Path | None, trust_env: str | None, as_json: bool) -> None:
+    """Check a model artifact (--model) or an image (--image) before it is trusted. Exit 0 when it
+    can be served, 2 with the reason when not.
+
+    A model: its manifest, every file's checksum, and its signature against the trusted public keys.
+    An image: its cosign signature (tag sha256-<hex>.sig) and its signed SBOM attestation
+    (sha256-<hex>.att) in ENV's registry, against the keys ENV trusts: what `toolkit deploy` checks."""
+    if (model_dir is None) == (image is None):
+        raise BadInputError("give --model DIR or --image REF (one of them).")
+    if image is not None:
+        return _verify_image(image, trust_env, as_json)
+    from toolkit.ml.signing import load_signed_artifact
+    from toolkit.signing_keys import chosen_keys
+
+    model = load_signed_artifact(model_dir, chosen_keys(public_key, trust_env))
     result = {"model": str(model.path), "version": model.version, "files": len(model.manifest["files"]) + 1,
               "signed_by": model.signed_by}
     if as_json:
         emit_json(result)
         return
     click.echo(f"ok  {model.path}: model {model.version}, {result['files']} files intact, signed by the key of {model.signed_by}")
+
+
+def _verify_image(image: str, env: str | None, as_json: bool) -> None:
+    from toolkit.delivery.image_trust import require_trusted_image, resolve_image
+    from toolkit.local.services import ensure_emulated_services
+
+    if not env:
+        raise BadInputError("--image needs --env ENV: the registry the image is in and the keys it must be signed with.")
+    ctx = load_context(env)
+    ensure_emulated_services(ctx, on_line=echo_err)
+    image = resolve_image(ctx, image)
+    trust = require_trusted_image(ctx, image)
+    if as_json:
+        emit_json({"image": image, "signed_by": trust.signed_by, "sbom_signed_by": trust.sbom_signed_by})
+        return
+    click.echo(f"ok  {image}: signed by the key of {trust.signed_by}, SBOM attested by the key of {trust.sbom_signed_by}")
 
 
 @click.command("signing-key")

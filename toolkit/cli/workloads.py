@@ -22,28 +22,39 @@ MODEL_VERSION_OPTION = click.option("--model-version", metavar="V", help="Model 
 @click.option("--training-image", metavar="REF", help="The Job's image pinned by digest (default: the training image of the last push: "
                                                       "training-gpu-<sha> where the Jobs run on a GPU pool).")
 @click.option("--sweep", "with_sweep", is_flag=True, help="Also the Indexed Job `toolkit sweep --remote` runs (training.sweep).")
-def render(ctx, image: str | None, model_version: str | None, job: bool, training_image: str | None, with_sweep: bool) -> None:
-    """Print ENV's Kubernetes manifests as YAML (what `toolkit deploy` applies, plus the training Job).
+@click.option("--admission-only", is_flag=True, help="Only the admission add-on (a cluster admin applies it once policy-controller "
+                                                     "is installed; README \"Admission of signed images\").")
+def render(ctx, image: str | None, model_version: str | None, job: bool, training_image: str | None, with_sweep: bool,
+           admission_only: bool) -> None:
+    """Print ENV's Kubernetes manifests as YAML (what `toolkit deploy` applies, plus the training Job),
+    and last the admission add-on: the ClusterImagePolicy with which Sigstore's policy-controller
+    admits only images signed by a key ENV trusts (workloads.image_admission).
 
     Values from the stack outputs (IRSA role ARNs, bucket) show as placeholders until the stack is deployed."""
     from toolkit.images.release import Release, ReleaseRecords
     from toolkit.paths import stack_name
-    from toolkit.workloads.manifests import serving_manifests, to_yaml, training_manifests
+    from toolkit.signing_keys import bundle, trusted_keys
+    from toolkit.workloads.admission import image_policy
+    from toolkit.workloads.manifests import in_set, serving_manifests, to_yaml, training_manifests
     from toolkit.workloads.target import environment_yaml, outputs_for
 
+    try:
+        public_keys = trusted_keys(ctx)
+        trusted, keys = [(key.name, key.pem.decode()) for key in public_keys], bundle(public_keys)
+    except BadInputError as exc:
+        echo_err(f"note: {exc}")
+        keys = f"<the public keys {ctx.env} trusts: `toolkit signing-key --env {ctx.env}`>"
+        trusted = [(ctx.env, keys)]
+    admission = [in_set(image_policy(ctx.config, trusted), "admission")] if ctx.config.workloads.image_admission else []
+    if admission_only:
+        click.echo(to_yaml(admission), nl=False)
+        return
     env = ctx.env
     outputs = outputs_for(ctx, required=False)
     if any(str(value).startswith("<") for value in outputs.values()):
         echo_err(f"note: {stack_name(env)} is not deployed; values from its stack outputs are placeholders.")
     records = ReleaseRecords(ctx.paths, env)
     release = records.last_push(image, model_version)
-    from toolkit.signing_keys import bundle, trusted_keys
-
-    try:
-        keys = bundle(trusted_keys(ctx))
-    except BadInputError as exc:
-        echo_err(f"note: {exc}")
-        keys = f"<the public keys {env} trusts: `toolkit signing-key --env {env}`>"
     objects = serving_manifests(ctx.config, outputs, release, keys)
     if job:
         try:
@@ -58,7 +69,7 @@ def render(ctx, image: str | None, model_version: str | None, job: bool, trainin
         objects += training_manifests(ctx.config, outputs, trainer, "train-" + env, environment_yaml(ctx))
         if with_sweep:
             objects.append(_sweep_job(ctx, outputs, trainer))
-    click.echo(to_yaml(objects), nl=False)
+    click.echo(to_yaml(objects + admission), nl=False)
 
 
 def _sweep_job(ctx, outputs: dict, trainer) -> dict:

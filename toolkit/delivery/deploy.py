@@ -16,12 +16,16 @@ def deploy_release(ctx: Context, runtime: Runtime, release: Release, timeout: fl
                    on_line: Lines = silent, smoke: bool = True) -> dict:
     """The runtime's deploy (Kubernetes: apply, wait for the rollout, roll back on failure; local: the
     Docker runtime's swap), then a real /v1/predict; a failed smoke test says how to roll back (the
-    rollout itself succeeded). An environment with `promotion_from` takes only promoted digests; a
+    rollout itself succeeded). The image must be signed by a key the environment trusts
+    (image_trust), checked before anything changes. An environment with `promotion_from` takes only promoted digests; a
     release that passes its smoke test is recorded as verified, which is what `toolkit promote`
     copies onwards."""
+    from toolkit.delivery.image_trust import require_trusted_image
     from toolkit.delivery.promotion import record_verified_release, require_promoted
 
     require_promoted(ctx, release)
+    trust = require_trusted_image(ctx, release.image)  # before anything is applied: an unsigned image changes nothing
+    on_line(f"image signed by {trust.signed_by}, SBOM attested by {trust.sbom_signed_by}")
     result = runtime.deploy(release, timeout, on_progress, on_line)
     if smoke:
         try:

@@ -108,9 +108,11 @@ def require_promoted(ctx: Context, release: Release) -> dict | None:
 def promote(source: Context, target: Context, image: str | None = None, on_line: Progress = silent) -> dict:
     """Copy the verified release of `source` (its latest, or `image`) to `target`: images by digest,
     the model with its checksums and signature verified; record the promotion and the push."""
+    from toolkit.delivery.image_trust import require_trusted_image
     from toolkit.delivery.publish import jobs_training_target
     from toolkit.images.copy import copy_image
     from toolkit.images.distribution import RegistryClient
+    from toolkit.images.image_signing import copy_signatures
     from toolkit.images.login import registry_login
     from toolkit.store.s3 import put_json
 
@@ -132,7 +134,10 @@ def promote(source: Context, target: Context, image: str | None = None, on_line:
         source_repository = repository.split("/", 1)[1]
         on_line(f"copying {verified[kind]} to {target_login.host}/{target.config.registry.name}:{tag}")
         copy_image(source_registry, source_repository, digest, target_registry, target.config.registry.name, tag, on_line)
+        copy_signatures(source_registry, source_repository, target_registry, target.config.registry.name, digest, on_line)
         copied[kind] = f"{target_login.host}/{target.config.registry.name}@{digest}"
+        trust = require_trusted_image(target, copied[kind])  # the signature and SBOM arrived, and target trusts the signer
+        on_line(f"{kind.replace('_', ' ')}: signature by {trust.signed_by} and SBOM verified in {target.env}")
 
     release = Release(copied["image"], verified["model_version"])
     record = {"from": source.env, "to": target.env, "source_image": verified["image"], "image": release.image,

@@ -32,11 +32,12 @@ def _s3(config: EnvironmentConfig):
 
 
 def _call(what: str, fn, *args, **kwargs):
+    from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         return fn(*args, **kwargs)
-    except (BotoCoreError, ClientError) as exc:
+    except (BotoCoreError, ClientError, Boto3Error) as exc:  # Boto3Error: upload_file's S3UploadFailedError (no bucket, ...)
         raise ToolkitError(f"S3 {what} failed: {exc}") from None
 
 

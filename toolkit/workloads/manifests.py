@@ -11,7 +11,7 @@ from toolkit.images.release import Release
 from toolkit.paths import Output
 from toolkit.serving import ServingSettings
 from toolkit.store.layout import Area, StoreLayout
-from toolkit.workloads import egress, observability
+from toolkit.workloads import admission, egress, observability
 from toolkit.workloads.job_result import RESULT_FILE_ENV
 from toolkit.workloads.objects import (  # noqa: F401  (the names other modules take from here)
     ADDON_NAMESPACE,
@@ -43,7 +43,8 @@ def namespace(config: EnvironmentConfig) -> dict:
     name = config.workloads.namespace
     meta = object_meta(config, name, "namespace")
     # Enforce the Pod Security Standard our pods are written for.
-    meta["labels"].update({"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted"})
+    meta["labels"].update({"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted",
+                           **admission.namespace_labels(config)})  # and admit only signed images (workloads/admission.py)
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
@@ -369,6 +370,14 @@ def training_manifests(config: EnvironmentConfig, outputs: dict, release: Releas
 
 
 def to_yaml(objects: list[dict]) -> str:
+    """YAML documents; multi-line strings (PEM keys, files in ConfigMaps) as literal blocks, as a person writes them."""
     import yaml
 
-    return "".join("---\n" + yaml.safe_dump(obj, sort_keys=False) for obj in objects)
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper, value: str):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return "".join("---\n" + yaml.dump(obj, Dumper=Dumper, sort_keys=False) for obj in objects)

@@ -1,0 +1,83 @@
+"""Who may put an image in front of users: each pushed image is signed, with its SBOM attested, by
+the environment's key (`toolkit push`), and nothing is deployed or run that does not verify with a
+key the environment trusts (its own and those it promotes from: signing_keys.trusted_keys)."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
+
+from toolkit.context import Context
+from toolkit.errors import BadInputError
+from toolkit.images.distribution import RegistryClient
+from toolkit.images.image_signing import ImageNotTrusted, ImageTrust, sign_image, signed_sbom, verify_image
+from toolkit.images.login import registry_login
+from toolkit.lines import silent
+
+Progress = Callable[[str], None]
+
+
+def split_reference(ctx: Context, image: str) -> tuple[str, str]:
+    """(repository, digest) of `host/repository@sha256:…` in ctx's registry."""
+    name, _, digest = image.partition("@")
+    if not digest.startswith("sha256:"):
+        raise BadInputError(f"{image} is not pinned by digest (…@sha256:<hex>): only a digest can be verified.")
+    repository = name.split("/", 1)[1] if "/" in name else name
+    return repository, digest
+
+
+def start_sboms(ctx: Context, refs: list[str]) -> dict[str, Future]:
+    """The local images' SBOMs, made in the background (syft reads each image from the engine
+    while the push uploads it)."""
+    from toolkit.images.docker import docker_base_url, docker_client
+    from toolkit.images.sbom import image_sbom
+
+    url, engine = docker_base_url(ctx.paths), docker_client(ctx.paths)
+    wheelhouses = [ctx.paths.state_subdir("wheelhouse"), ctx.paths.state_subdir("wheelhouse-gpu")]
+    pool = ThreadPoolExecutor(max_workers=len(refs) or 1, thread_name_prefix="sbom")
+    futures = {ref: pool.submit(image_sbom, url, engine.images.get(ref).id, wheelhouses, ctx.paths.state_subdir("sbom")) for ref in refs}
+    pool.shutdown(wait=False)
+    return futures
+
+
+def sign_pushed(ctx: Context, image: str, sbom: dict, on_line: Progress = silent) -> None:
+    """Sign `image` (pushed, by digest) with ctx's key and attach its SBOM attestation."""
+    from toolkit.signing_keys import own_public_key, private_key
+
+    repository, digest = split_reference(ctx, image)
+    sign_image(RegistryClient(registry_login(ctx.config)), repository, digest, private_key(ctx), own_public_key(ctx), sbom, on_line)
+
+
+def require_trusted_image(ctx: Context, image: str) -> ImageTrust:
+    """The image's signature and SBOM attestation verify with a key ctx trusts; else exit 2 with
+    one line and the command that fixes it."""
+    from toolkit.signing_keys import trusted_keys
+
+    repository, digest = split_reference(ctx, image)
+    client, keys = RegistryClient(registry_login(ctx.config)), trusted_keys(ctx)
+    try:
+        signer = verify_image(client, repository, digest, keys)
+        sbom_signer, _ = signed_sbom(client, repository, digest, keys)
+    except ImageNotTrusted as exc:
+        raise ImageNotTrusted(f"refusing {image} in {ctx.env}: {exc}. Push it with `toolkit push --env {ctx.env}` "
+                              "(or promote it) so it is signed.") from None
+    return ImageTrust(signer, sbom_signer)
+
+
+def image_sbom(ctx: Context, image: str) -> tuple[ImageTrust, dict]:
+    """The SBOM attested for `image` in ctx's registry, after its signature is verified."""
+    from toolkit.signing_keys import trusted_keys
+
+    trust = require_trusted_image(ctx, image)
+    repository, digest = split_reference(ctx, image)
+    _, bom = signed_sbom(RegistryClient(registry_login(ctx.config)), repository, digest, trusted_keys(ctx))
+    return trust, bom
+
+
+def resolve_image(ctx: Context, image: str | None) -> str:
+    """`image` by digest; None or "release": the serving image of ctx's last push or promotion."""
+    from toolkit.images.release import ReleaseRecords
+
+    if image in (None, "release"):
+        return ReleaseRecords(ctx.paths, ctx.env).last_push().image
+    return image
