@@ -153,3 +153,70 @@ def test_workflow_steps_call_only_make_targets_that_exist():
                     called.update(command.split())
     assert called and called <= targets, sorted(called - targets)
     assert {"test", "plan", "train", "release", "promote", "rollout", "retrain"} <= called
+
+
+class _FakeEngine:
+    """A Docker API on a unix socket that answers only what the SDK's ping needs: the engine a runner has."""
+
+    def __init__(self, path) -> None:
+        import http.server
+        import socketserver
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                body = b'{"ApiVersion": "1.45", "Version": "27.0.0"}' if "version" in self.path else b"OK"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json" if body != b"OK" else "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_HEAD = do_GET  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+            def address_string(self):
+                return "engine"
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+        self.server = Server(str(path), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_toolkit_uses_the_docker_engine_a_runner_has_and_starts_its_own_only_without_one(tmp_path, monkeypatch):
+    import toolkit.images.docker as engine_choice
+    from toolkit.local import dockerd
+    from toolkit.paths import ProjectPaths
+
+    paths = ProjectPaths(tmp_path / "checkout")
+    system = tmp_path / "docker.sock"
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr(engine_choice, "SYSTEM_SOCKET", f"unix://{system}")
+    spawned = []
+    monkeypatch.setattr(dockerd, "spawn_and_wait", lambda *args, **kwargs: spawned.append(args))
+
+    fake = _FakeEngine(system)  # Docker CE on a GitHub-hosted runner
+    try:
+        assert engine_choice.docker_base_url(paths) == f"unix://{system}"
+        assert dockerd.start_dockerd(paths).running and spawned == []
+        monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")  # an explicit DOCKER_HOST wins
+        assert engine_choice.docker_base_url(paths) == "tcp://127.0.0.1:1"
+        monkeypatch.delenv("DOCKER_HOST")
+    finally:
+        fake.close()
+    system.unlink()
+    # No engine answers: ours, under the checkout's .local/docker (dockerd itself is not run here).
+    assert engine_choice.docker_base_url(paths) == f"unix://{paths.docker_socket}"
+    monkeypatch.setattr(dockerd.shutil, "which", lambda name: "/usr/bin/dockerd")
+    monkeypatch.setattr(dockerd.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(dockerd, "docker_status", lambda p: dockerd.Service("docker engine", "x", None, False, tmp_path / "log"))
+    dockerd.start_dockerd(paths)
+    assert spawned and spawned[0][1][:3] == ["/usr/bin/dockerd", "--host", f"unix://{paths.docker_socket}"]
