@@ -78,6 +78,23 @@ def test_an_attestation_opens_only_for_its_subject_predicate_and_key():
         cosign.open_attestation(layer.data, DIGEST, "https://spdx.dev/Document", [ours])
 
 
+def test_an_sbom_is_keyed_by_the_layers_that_can_hold_packages():
+    from types import SimpleNamespace
+
+    from toolkit.images.sbom import MODEL_LABEL, package_layers_key
+
+    def image(layers, labels):
+        return SimpleNamespace(attrs={"RootFS": {"Layers": layers}}, labels=labels)
+
+    # A retrain: the serving image's model layer (its last) changes, nothing below it: the same SBOM.
+    assert package_layers_key(image(["base", "venv", "model-1"], {MODEL_LABEL: "1"})) == \
+        package_layers_key(image(["base", "venv", "model-2"], {MODEL_LABEL: "2"}))
+    assert package_layers_key(image(["base", "venv-2", "model-1"], {MODEL_LABEL: "1"})) != \
+        package_layers_key(image(["base", "venv", "model-1"], {MODEL_LABEL: "1"}))
+    # A training image has no model layer: every layer counts.
+    assert package_layers_key(image(["base", "venv", "x"], {})) != package_layers_key(image(["base", "venv", "y"], {}))
+
+
 # ---------------------------------------------------------------- the admission policy
 
 

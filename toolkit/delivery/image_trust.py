@@ -27,15 +27,14 @@ def split_reference(ctx: Context, image: str) -> tuple[str, str]:
 
 
 def start_sboms(ctx: Context, refs: list[str]) -> dict[str, Future]:
-    """The local images' SBOMs, made in the background (syft reads each image from the engine
-    while the push uploads it)."""
-    from toolkit.images.docker import docker_base_url, docker_client
+    """The local images' SBOMs, made in the background while the push uploads them."""
+    from toolkit.images.docker import docker_client
     from toolkit.images.sbom import image_sbom
 
-    url, engine = docker_base_url(ctx.paths), docker_client(ctx.paths)
+    engine = docker_client(ctx.paths)
     wheelhouses = [ctx.paths.state_subdir("wheelhouse"), ctx.paths.state_subdir("wheelhouse-gpu")]
     pool = ThreadPoolExecutor(max_workers=len(refs) or 1, thread_name_prefix="sbom")
-    futures = {ref: pool.submit(image_sbom, url, engine.images.get(ref).id, wheelhouses, ctx.paths.state_subdir("sbom")) for ref in refs}
+    futures = {ref: pool.submit(image_sbom, engine, ref, wheelhouses, ctx.paths.state_subdir("sbom")) for ref in refs}
     pool.shutdown(wait=False)
     return futures
 

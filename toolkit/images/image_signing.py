@@ -44,9 +44,8 @@ def _layers(client: RegistryClient, repository: str, tag: str, media_type: str) 
 
 def _put(client: RegistryClient, repository: str, tag: str, layer: cosign.Blob) -> None:
     config, raw = cosign.manifest([layer])
-    for blob in (config, layer):
-        if not client.has_blob(repository, blob.digest):
-            client.upload_blob(repository, blob.digest, iter([blob.data]))
+    for blob in (config, layer):  # new bytes nearly always (a fresh signature): uploaded without asking first
+        client.upload_small_blob(repository, blob.digest, blob.data)
     client.put_manifest(repository, tag, cosign.OCI_MANIFEST, raw)
 
 
@@ -81,21 +80,32 @@ def signed_sbom(client: RegistryClient, repository: str, digest: str, keys: list
 
 def sign_image(client: RegistryClient, repository: str, digest: str, private_key: bytes, own_key, sbom: dict,
                on_line: Progress = silent) -> None:
-    """Sign `repository@digest` and attach its SBOM attestation, unless verifying ones are there."""
-    try:
-        verify_image(client, repository, digest, [own_key])
-        on_line(f"{cosign.signature_tag(digest)}: already signed by {own_key.name}")
-    except ImageNotTrusted:
-        _put(client, repository, cosign.signature_tag(digest), cosign.signature_layer(private_key, repository, digest))
-        on_line(f"signed {repository}@{digest[:19]} ({cosign.signature_tag(digest)})")
-    try:
-        signed_sbom(client, repository, digest, [own_key])
-        on_line(f"{cosign.attestation_tag(digest)}: SBOM already attested")
-    except ImageNotTrusted:
-        layer = cosign.attestation_layer(private_key, repository, digest, cosign.CYCLONEDX_PREDICATE, sbom)
-        _put(client, repository, cosign.attestation_tag(digest), layer)
-        on_line(f"attached the SBOM ({len(sbom.get('components', []))} components, {len(layer.data) / 1e3:.0f} kB) as "
-                f"{cosign.attestation_tag(digest)}")
+    """Sign `repository@digest` and attach its SBOM attestation, unless verifying ones are there
+    (the two side by side: each is a few registry round trips)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def signature() -> str:
+        try:
+            verify_image(client, repository, digest, [own_key])
+            return f"{cosign.signature_tag(digest)}: already signed by {own_key.name}"
+        except ImageNotTrusted:
+            _put(client, repository, cosign.signature_tag(digest), cosign.signature_layer(private_key, repository, digest))
+            return f"signed {repository}@{digest[:19]} ({cosign.signature_tag(digest)})"
+
+    def attestation() -> str:
+        try:
+            signed_sbom(client, repository, digest, [own_key])
+            return f"{cosign.attestation_tag(digest)}: SBOM already attested"
+        except ImageNotTrusted:
+            layer = cosign.attestation_layer(private_key, repository, digest, cosign.CYCLONEDX_PREDICATE, sbom)
+            _put(client, repository, cosign.attestation_tag(digest), layer)
+            return (f"attached the SBOM ({len(sbom.get('components', []))} components, {len(layer.data) / 1e3:.0f} kB) as "
+                    f"{cosign.attestation_tag(digest)}")
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sign") as pool:
+        lines = [pool.submit(signature), pool.submit(attestation)]
+        for line in lines:
+            on_line(line.result())
 
 
 def copy_signatures(source: RegistryClient, source_repository: str, target: RegistryClient, target_repository: str,
@@ -105,5 +115,7 @@ def copy_signatures(source: RegistryClient, source_repository: str, target: Regi
         if not source.has_manifest(source_repository, tag):
             raise ImageNotTrusted(f"{source_repository}@{digest} has no {tag} to copy: push it again with `toolkit push`")
         tag_digest, media_type, raw = source.manifest(source_repository, tag)
+        if target.has_manifest(target_repository, tag) and target.manifest(target_repository, tag)[0] == tag_digest:
+            continue  # copied before: nothing to write (and an immutable tag is left alone)
         copy_image(source, source_repository, tag_digest, target, target_repository, None, on_line)
         target.put_manifest(target_repository, tag, media_type, raw)  # (re)points the tag: a stale one is replaced
