@@ -295,21 +295,51 @@ def test_a_job_still_running_at_the_timeout_is_reported(kube, emulator, dev):
         emulator.emulator.delay = 0.2
 
 
-def test_cli_deploy_status_and_rollback_through_a_kubeconfig(emulator, kube, dev, run_cli, tmp_path, monkeypatch):
+@pytest.fixture
+def signed(local, repo_copy, monkeypatch):
+    """dev as the CLI loads it, its registry the test's and its key a fresh pair; AWS calls go to the
+    test's moto. V1 to V3 pushed there as signed manifests: what `toolkit deploy` verifies before it
+    applies anything (the emulator never pulls an image)."""
+    import yaml
+    from signed_images import push_signed_manifests
+
+    from toolkit.aws import emulator_environment
+    from toolkit.ml.signing import generate_key_pair
+
+    private, public = generate_key_pair()
+    (repo_copy / "keys").mkdir(exist_ok=True)
+    (repo_copy / "keys" / "dev-test.pub").write_bytes(public)
+    env_file = repo_copy / "environments" / "dev.yaml"
+    data = yaml.safe_load(env_file.read_text())
+    data["registry"]["endpoint"], data["signing"]["public_key"] = local.registry.endpoint, "keys/dev-test.pub"
+    data["aws"]["account_id"] = local.aws.account_id  # the registry's login is the one moto gives that account
+    env_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    for name, value in emulator_environment(local).items():
+        monkeypatch.setenv(name, value)
+    return push_signed_manifests(load_environment("dev", repo_copy), private, public,
+                                 [V1.model_version, V2.model_version, V3.model_version])
+
+
+def test_cli_deploy_status_and_rollback_through_a_kubeconfig(emulator, kube, signed, run_cli, tmp_path, monkeypatch):
     """The CLI path: --kubeconfig/--context with the kubernetes client's own kubeconfig loader."""
+    v1, v2, v3 = signed
     kubeconfig = _kubeconfig(tmp_path, emulator)
     common = ["--env", "dev", "--kubeconfig", kubeconfig, "--context", "emu", "--timeout", "10", "--no-smoke"]
-    first = run_cli("deploy", *common, "--image", V1.image, "--model-version", V1.model_version)
+    first = run_cli("deploy", *common, "--image", v1.image, "--model-version", v1.model_version)
     assert first.exit_code == 0, first.output
-    assert f"deployed {V1.image}" in first.stdout
-    assert run_cli("deploy", *common, "--image", V2.image, "--model-version", V2.model_version).exit_code == 0
+    assert f"deployed {v1.image}" in first.stdout and "image signed by dev, SBOM attested by dev" in first.stderr
+    assert run_cli("deploy", *common, "--image", v2.image, "--model-version", v2.model_version).exit_code == 0
     status = run_cli("status", "--env", "dev", "--kubeconfig", kubeconfig, "--json")
-    assert json.loads(status.stdout)["image"] == V2.image
+    assert json.loads(status.stdout)["image"] == v2.image
     back = run_cli("rollback", "--env", "dev", "--kubeconfig", kubeconfig, "--timeout", "10")
-    assert back.exit_code == 0 and f"rolled back to {V1.image}" in back.stdout
-    emulator.call(emulator.emulator.behaviour.__setitem__, V3.image, "crash")
-    failed = run_cli("deploy", *common[:-3], "--timeout", "2", "--no-smoke", "--image", V3.image)
+    assert back.exit_code == 0 and f"rolled back to {v1.image}" in back.stdout
+    emulator.call(emulator.emulator.behaviour.__setitem__, v3.image, "crash")
+    failed = run_cli("deploy", *common[:-3], "--timeout", "2", "--no-smoke", "--image", v3.image)
     assert failed.exit_code == 1 and "CrashLoopBackOff" in failed.stderr and "rolled back" in failed.stderr
+    unsigned = v3.image.rpartition("@")[0] + "@sha256:" + "4" * 64  # never pushed: nothing to verify, nothing applied
+    refused = run_cli("deploy", *common, "--image", unsigned, "--model-version", "v4")
+    assert refused.exit_code == 2 and "it has no signature" in refused.stderr
+    assert json.loads(run_cli("status", "--env", "dev", "--kubeconfig", kubeconfig, "--json").stdout)["image"] == v1.image
 
 
 @pytest.fixture
@@ -327,8 +357,9 @@ def served_model(model_dir):
         server.wait(10)
 
 
-def test_cli_deploy_smoke_tests_through_the_service_proxy(emulator, kube, run_cli, tmp_path, monkeypatch, served_model):
+def test_cli_deploy_smoke_tests_through_the_service_proxy(emulator, kube, signed, run_cli, tmp_path, monkeypatch, served_model):
     """`deploy` ends with a real /v1/predict through the API server's service proxy to the Service."""
+    V1, V2, _ = signed  # noqa: N806  (signed twins of the module's V1 and V2)
     kubeconfig = _kubeconfig(tmp_path, emulator)
     common = ["--env", "dev", "--kubeconfig", kubeconfig, "--context", "emu", "--timeout", "10"]
     emulator.call(emulator.emulator.service_backends.__setitem__, ("ml-platform", "serving"), served_model)
@@ -430,9 +461,10 @@ def test_enabling_autoscaling_hands_replicas_over_without_a_scale_down(kube, emu
     assert _replicas(kube) == 5
 
 
-def test_cli_deploy_through_a_kubeconfig_needs_no_terraform_outputs(emulator, kube, dev, run_cli, tmp_path, monkeypatch):
-    """A kubeconfig cluster needs nothing from the stack outputs (no AWS stack, no credentials). IRSA
-    role annotations already on the cluster's ServiceAccounts are kept."""
+def test_cli_deploy_through_a_kubeconfig_needs_no_terraform_outputs(emulator, kube, dev, signed, run_cli, tmp_path, monkeypatch):
+    """A kubeconfig cluster needs nothing from the stack outputs (no AWS stack). IRSA role
+    annotations already on the cluster's ServiceAccounts are kept."""
+    V1, V2, _ = signed  # noqa: N806  (signed twins of the module's V1 and V2)
     def no_terraform(*args, **kwargs):
         raise AssertionError("a kubeconfig cluster must not need the Terraform outputs")
 

@@ -23,7 +23,7 @@ MODEL_VERSION_OPTION = click.option("--model-version", metavar="V", help="Model 
                                                       "training-gpu-<sha> where the Jobs run on a GPU pool).")
 @click.option("--sweep", "with_sweep", is_flag=True, help="Also the Indexed Job `toolkit sweep --remote` runs (training.sweep).")
 @click.option("--admission-only", is_flag=True, help="Only the admission add-on (a cluster admin applies it once policy-controller "
-                                                     "is installed; README \"Admission of signed images\").")
+                                                     "is installed; README 'Signed images, SBOMs and admission').")
 def render(ctx, image: str | None, model_version: str | None, job: bool, training_image: str | None, with_sweep: bool,
            admission_only: bool) -> None:
     """Print ENV's Kubernetes manifests as YAML (what `toolkit deploy` applies, plus the training Job),

@@ -16,10 +16,10 @@ def deploy_release(ctx: Context, runtime: Runtime, release: Release, timeout: fl
                    on_line: Lines = silent, smoke: bool = True) -> dict:
     """The runtime's deploy (Kubernetes: apply, wait for the rollout, roll back on failure; local: the
     Docker runtime's swap), then a real /v1/predict; a failed smoke test says how to roll back (the
-    rollout itself succeeded). The image must be signed by a key the environment trusts
-    (image_trust), checked before anything changes. An environment with `promotion_from` takes only promoted digests; a
-    release that passes its smoke test is recorded as verified, which is what `toolkit promote`
-    copies onwards."""
+    rollout itself succeeded). The image must be signed, with its SBOM attested, by a key the
+    environment trusts (image_trust), checked before anything changes. An environment with
+    `promotion_from` takes only promoted digests; a release that passes its smoke test is recorded
+    as verified, which is what `toolkit promote` copies onwards."""
     from toolkit.delivery.image_trust import require_trusted_image
     from toolkit.delivery.promotion import record_verified_release, require_promoted
 

@@ -17,12 +17,15 @@ from toolkit.lines import silent
 Progress = Callable[[str], None]
 
 
-def split_reference(ctx: Context, image: str) -> tuple[str, str]:
-    """(repository, digest) of `host/repository@sha256:…` in ctx's registry."""
+def split_reference(host: str, image: str) -> tuple[str, str]:
+    """(repository, digest) of `host/repository@sha256:…`; anything else is refused (an image from
+    another registry would be pulled from there, whatever our registry says about its digest)."""
     name, _, digest = image.partition("@")
     if not digest.startswith("sha256:"):
         raise BadInputError(f"{image} is not pinned by digest (…@sha256:<hex>): only a digest can be verified.")
-    repository = name.split("/", 1)[1] if "/" in name else name
+    image_host, _, repository = name.partition("/")
+    if image_host != host or not repository:
+        raise ImageNotTrusted(f"{image} is not in the environment's registry ({host}): push or promote it there first.")
     return repository, digest
 
 
@@ -43,8 +46,9 @@ def sign_pushed(ctx: Context, image: str, sbom: dict, on_line: Progress = silent
     """Sign `image` (pushed, by digest) with ctx's key and attach its SBOM attestation."""
     from toolkit.signing_keys import own_public_key, private_key
 
-    repository, digest = split_reference(ctx, image)
-    sign_image(RegistryClient(registry_login(ctx.config)), repository, digest, private_key(ctx), own_public_key(ctx), sbom, on_line)
+    login = registry_login(ctx.config)
+    repository, digest = split_reference(login.host, image)
+    sign_image(RegistryClient(login), repository, digest, private_key(ctx), own_public_key(ctx), sbom, on_line)
 
 
 def require_trusted_image(ctx: Context, image: str) -> ImageTrust:
@@ -52,9 +56,10 @@ def require_trusted_image(ctx: Context, image: str) -> ImageTrust:
     one line and the command that fixes it."""
     from toolkit.signing_keys import trusted_keys
 
-    repository, digest = split_reference(ctx, image)
-    client, keys = RegistryClient(registry_login(ctx.config)), trusted_keys(ctx)
+    login = registry_login(ctx.config)
+    client, keys = RegistryClient(login), trusted_keys(ctx)
     try:
+        repository, digest = split_reference(login.host, image)
         signer = verify_image(client, repository, digest, keys)
         sbom_signer, _ = signed_sbom(client, repository, digest, keys)
     except ImageNotTrusted as exc:
@@ -68,8 +73,9 @@ def image_sbom(ctx: Context, image: str) -> tuple[ImageTrust, dict]:
     from toolkit.signing_keys import trusted_keys
 
     trust = require_trusted_image(ctx, image)
-    repository, digest = split_reference(ctx, image)
-    _, bom = signed_sbom(RegistryClient(registry_login(ctx.config)), repository, digest, trusted_keys(ctx))
+    login = registry_login(ctx.config)
+    repository, digest = split_reference(login.host, image)
+    _, bom = signed_sbom(RegistryClient(login), repository, digest, trusted_keys(ctx))
     return trust, bom
 
 

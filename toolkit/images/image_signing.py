@@ -50,17 +50,18 @@ def _put(client: RegistryClient, repository: str, tag: str, layer: cosign.Blob) 
 
 
 def verify_image(client: RegistryClient, repository: str, digest: str, keys: list) -> str:
-    """Whose key (of `keys`) signed `repository@digest`; ImageNotTrusted with the reason otherwise."""
+    """Whose key (of `keys`) signed `repository@digest`; ImageNotTrusted with the reason (about "it")
+    otherwise."""
     layers = _layers(client, repository, cosign.signature_tag(digest), cosign.SIMPLE_SIGNING)
     if not layers:
-        raise ImageNotTrusted(f"{repository}@{digest} has no signature ({cosign.signature_tag(digest)} is not in the registry)")
+        raise ImageNotTrusted(f"it has no signature ({cosign.signature_tag(digest)} is not in {repository})")
     reasons = []
     for descriptor, payload in layers:
         try:
             return cosign.check_signature(payload, descriptor.get("annotations", {}).get(cosign.SIGNATURE_ANNOTATION, ""), digest, keys)
         except cosign.NotVerified as exc:
             reasons.append(str(exc))
-    raise ImageNotTrusted(f"{repository}@{digest} is not signed by a key it may run with ({'; '.join(reasons)}; "
+    raise ImageNotTrusted(f"it is not signed by a key it may run with ({'; '.join(reasons)}; "
                           f"trusted: {', '.join(key.name for key in keys)})")
 
 
@@ -68,14 +69,14 @@ def signed_sbom(client: RegistryClient, repository: str, digest: str, keys: list
     """(signer, CycloneDX document) of the image's SBOM attestation; ImageNotTrusted otherwise."""
     layers = _layers(client, repository, cosign.attestation_tag(digest), cosign.DSSE_ENVELOPE)
     if not layers:
-        raise ImageNotTrusted(f"{repository}@{digest} has no SBOM attestation ({cosign.attestation_tag(digest)} is not in the registry)")
+        raise ImageNotTrusted(f"it has no SBOM attestation ({cosign.attestation_tag(digest)} is not in {repository})")
     reasons = []
     for _, envelope in layers:
         try:
             return cosign.open_attestation(envelope, digest, cosign.CYCLONEDX_PREDICATE, keys)
         except cosign.NotVerified as exc:
             reasons.append(str(exc))
-    raise ImageNotTrusted(f"the SBOM attestation of {repository}@{digest} does not verify ({'; '.join(reasons)})")
+    raise ImageNotTrusted(f"its SBOM attestation does not verify ({'; '.join(reasons)})")
 
 
 def sign_image(client: RegistryClient, repository: str, digest: str, private_key: bytes, own_key, sbom: dict,

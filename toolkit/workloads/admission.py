@@ -9,7 +9,7 @@ nothing else in the cluster is affected. Kyverno would verify them too, but brin
 engine this platform has no other use for.
 
 The policy is cluster-scoped and the CI deploy role may change only what is inside the namespace,
-so it is an add-on a cluster admin installs (README "Admission of signed images"), not part of
+so it is an add-on a cluster admin installs (README "Signed images, SBOMs and admission"), not part of
 what `toolkit deploy` applies. The namespace carries the opt-in label either way.
 """
 
