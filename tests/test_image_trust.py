@@ -242,6 +242,9 @@ def test_unsigned_foreign_and_copied_signatures_fail_both_verifiers(trust_env, s
     assert code == 1 and not verdict["signature"] and "no signature" in verdict["reasons"]
     with pytest.raises(ImageNotTrusted, match="has no signature"):
         require_trusted_image(trust_env, unsigned)
+    elsewhere = "registry.example/x@" + unsigned.partition("@")[2]  # would be pulled from there, whatever ours holds
+    with pytest.raises(ImageNotTrusted, match=r"it is not in the environment's registry \(127\.0\.0\.1:\d+\)"):
+        require_trusted_image(trust_env, elsewhere)
 
     client, repository = RegistryClient(registry_login(trust_env.config)), trust_env.config.registry.name
     digest = unsigned.partition("@")[2]

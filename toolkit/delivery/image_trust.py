@@ -25,7 +25,7 @@ def split_reference(host: str, image: str) -> tuple[str, str]:
         raise BadInputError(f"{image} is not pinned by digest (…@sha256:<hex>): only a digest can be verified.")
     image_host, _, repository = name.partition("/")
     if image_host != host or not repository:
-        raise ImageNotTrusted(f"{image} is not in the environment's registry ({host}): push or promote it there first.")
+        raise ImageNotTrusted(f"it is not in the environment's registry ({host})")
     return repository, digest
 
 
