@@ -105,7 +105,9 @@ def test_empty_to_full_create(plans):
     assert text.startswith(MARKER.format(env="local"))
     assert f"`+{creates} ~0 -0 ±0`" in text and f"#### + create ({creates})" in text
     assert "`cluster/cluster` <sub>`aws_eks_cluster.cluster_" in text  # construct path, then the address
-    assert re.search(r"\| `platform-local-system` \| \$0 → \$61 \| \$0 → \$61 \| \+\$61 / \+\$61 \|", text), text[:3000]
+    assert re.search(r"\| `pool-system/node-group` \| t3\.large on-demand × 1 \| 730 h \| \$0\.0832/h \| \$0 → \$60\.74 \(\+\$61\) \| "
+                     r"\[ec2\]\(https://aws\.amazon\.com/ec2/pricing/on-demand/\) \|", text), text[:3000]
+    assert re.search(r"\*\*Monthly cost:\*\* \$0 → \$\d+ \(\*\*\+\$\d+\*\*\)", text)
     assert "**checkov** on the plan:" in text and plans["create"].review.checkov["passed"] > 50
     assert "<details><summary>Full plan" in text and len(text) <= COMMENT_LIMIT
 
@@ -122,8 +124,9 @@ def test_node_pool_resize_is_an_update_with_its_cost(plans):
     assert change.construct == "pool-system/node-group"
     assert {"scaling_config[0].min_size: 1 → 2", "scaling_config[0].max_size: 2 → 3"} <= set(change.attributes)
     assert result.exit_code == 0 and result.review.headline() == "+0 ~1 -0 ±0"
-    assert re.search(r"\| `platform-local-system` \| \$61 → \$121 \| \$61 → \$61 \| \+\$61 / ±\$0 \|", result.markdown)
-    assert "**total**" in result.markdown
+    # The autoscaler owns desired_size, so the priced instance count (and the monthly cost) stays.
+    assert "| `pool-system/node-group` | t3.large on-demand × 1 | 730 h | $0.0832/h | $60.74 |" in result.markdown
+    assert re.search(r"\*\*Monthly cost:\*\* \$(\d+) → \$\1 \(\*\*±\$0\*\*\)", result.markdown)
 
 
 def test_replacing_a_protected_resource_warns_and_exits_3(plans):
@@ -179,7 +182,7 @@ def test_a_huge_plan_is_truncated_keeping_headline_warnings_and_costs(plans):
     assert len(text) <= COMMENT_LIMIT
     assert "Truncated to fit GitHub's 65,536-character comment limit" in text
     assert text.count("<details>") == text.count("</details>") == 1 and text.count("```") == 2
-    for must in (review.headline(), "> [!CAUTION]", "**total**"):
+    for must in (review.headline(), "> [!CAUTION]", "**Monthly cost:**"):
         assert must in text
     # Even a resource list too long for the limit keeps the head and closes cleanly.
     many = build_review("local", "us-east-1", {"resource_changes": [
@@ -239,25 +242,25 @@ def _resize_plan(*pools) -> dict:
                                   "change": {"actions": ["update"], "before": before, "after": after}} for before, after in pools]}
 
 
-def test_an_unpriced_instance_type_is_unknown_and_the_total_says_incomplete():
+def test_an_unpriced_instance_type_is_listed_as_not_priced_and_left_out_of_the_total():
     """Issue 13 item 11: p4d.24xlarge-like types missing from the table read as free ($0 → $0)."""
     plan = _resize_plan((_pool("gpu", "g5.xlarge", 0, 1), _pool("gpu", "p5e.96xlarge", 0, 1)),
                         (_pool("system", "m6i.large", 1, 2), _pool("system", "m6i.large", 2, 2)))
     review = build_review("prod", "eu-west-1", plan)
-    gpu, system = review.costs
-    assert gpu.after_desired is None and gpu.unknown and "no price for p5e.96xlarge in eu-west-1" in gpu.note
+    # Priced before and not after, the gpu pool is left out of both totals: no fake −$820.
+    assert review.cost.after.not_priced == review.cost.before.not_priced == {"aws_eks_node_group": 1}
     text = render_markdown(review)
-    assert "| `gpu` | $0 → unknown | $820 → unknown | unknown / unknown (no price for p5e.96xlarge in eu-west-1) |" in text
-    # The total compares the priced pools only, and says it is incomplete.
-    assert "| **total (incomplete)** | $78 → $156 | $156 → $156 | **+$78 / ±$0** |" in text
-    assert "The total leaves out `gpu`" in text
+    assert "Not priced (no entry in the price table; left out of the totals): `aws_eks_node_group` ×1" in text
+    assert "`aws_eks_node_group.gpu` |" not in text
+    assert "| `aws_eks_node_group.system` | m6i.large on-demand × 2 | 1,460 h | $0.107/h | $156 |" in text
+    assert "**Monthly cost:** $161 → $161 (**±$0**)" in text
 
 
 def test_the_price_table_covers_every_gpu_family_in_every_shipped_region():
     from toolkit.config import GPU_INSTANCE_FAMILIES, load_all_environments
-    from toolkit.terraform.review import PRICES
+    from toolkit.terraform.cost import NODE_PRICES
 
-    prices = json.loads(PRICES.read_text())
+    prices = json.loads(NODE_PRICES.read_text())
     assert prices["source"] and re.fullmatch(r"\d{4}-\d{2}-\d{2}", prices["date"])
     for env, config in load_all_environments().items():
         table = prices["hourly"][config.aws.region]

@@ -566,7 +566,7 @@ class EnvironmentConfig(_Section):
 
 def known_environments(root: Path | None = None) -> list[str]:
     directory = (root or project_root()) / ENVIRONMENTS_DIR
-    return sorted(p.stem for p in directory.glob("*.yaml"))
+    return sorted(p.stem for p in directory.glob("*.yaml") if "." not in p.stem)  # not <env>.usage.yaml
 
 
 def environment_path(env: str, root: Path | None = None) -> Path:
@@ -666,18 +666,19 @@ _REPR = reprlib.Repr()
 _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 80, 80, 6, 6, 3
 
 
-def format_validation_error(path: Path, exc: ValidationError) -> str:
-    problems = [_describe(error) for error in exc.errors()]
+def format_validation_error(path: Path, exc: ValidationError, root: type[BaseModel] | None = None) -> str:
+    """One line per problem, each with its key path; `root`: the file's model (default: an environment file)."""
+    problems = [_describe(error, root or EnvironmentConfig) for error in exc.errors()]
     noun = "problem" if len(problems) == 1 else "problems"
     return f"{path}: {len(problems)} configuration {noun}:\n" + "\n".join(f"  - {p}" for p in problems)
 
 
-def _describe(error: dict) -> str:
+def _describe(error: dict, root: type[BaseModel]) -> str:
     loc = tuple(error["loc"])
     key_path = _key_path(loc) or "(top level)"
     value = error.get("input")
     if error["type"] == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(loc[:-1], root)
         hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         did_you_mean = f" Did you mean '{hint[0]}'?" if hint else ""
         return f"{key_path}: unknown key (value {_short(value)}). Allowed keys here: {', '.join(allowed)}.{did_you_mean}"
@@ -699,9 +700,9 @@ def _short(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
-    """Field names of the model found by walking `loc` down from EnvironmentConfig."""
-    model: object = EnvironmentConfig
+def _allowed_keys(loc: tuple, root: type[BaseModel]) -> list[str]:
+    """Field names of the model found by walking `loc` down from `root`."""
+    model: object = root
     for part in loc:
         model = _unwrap(model)
         if isinstance(part, str) and isinstance(model, type) and issubclass(model, BaseModel):

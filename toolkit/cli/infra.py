@@ -121,4 +121,36 @@ def tf_env() -> None:
         click.echo(f"{key}={value}")
 
 
-COMMANDS = [state_group, outputs, plan, hcl, tf_env]
+@click.command()
+@pass_context
+@JSON_OPTION
+def cost(ctx, as_json: bool) -> None:
+    """ENV's monthly cost as its synthesized stack would create it, without a plan: one line per
+    priced component (EKS cluster hours, instances and their root volumes, NAT gateway hours and
+    data, public IPv4, KMS keys and requests, secrets, log ingestion and storage, AMP samples,
+    S3, ECR, SNS, SQS), each with its unit price and the source of that price.
+
+    Usage-based lines (marked u) take their quantities from environments/ENV.usage.yaml (else the
+    defaults); resource types the price table cannot price are listed as not priced, never as $0.
+    The same figures as the cost section of `toolkit plan`."""
+    from toolkit.terraform.cost import PriceTable, stack_estimate
+    from toolkit.terraform.review import CostReview, construct_paths, cost_section
+    from toolkit.terraform.synth import synthesize
+    from toolkit.terraform.usage import load_usage
+
+    usage, usage_file = load_usage(ctx.root, ctx.env)
+    stack_dir = synthesize(ctx, ctx.paths.synth_dir)
+    synth = json.loads((stack_dir / "cdk.tf.json").read_text())
+    table = PriceTable.load()
+    estimate = stack_estimate(synth, construct_paths(synth), ctx.config.aws.region, usage, table)
+    if as_json:
+        emit_json({"env": ctx.env, "region": ctx.config.aws.region, "usage_file": str(usage_file) if usage_file else None,
+                   "prices_date": table.date, "sources": table.sources, **estimate.to_dict()})
+        return
+    review = CostReview(None, estimate, str(usage_file.relative_to(ctx.root)) if usage_file else None, table.date, table.sources)
+    click.echo(f"platform-{ctx.env} ({ctx.config.aws.region}): {estimate.total:,.2f} USD a month")
+    for line in cost_section(review)[2:]:
+        click.echo(line)
+
+
+COMMANDS = [state_group, outputs, plan, cost, hcl, tf_env]

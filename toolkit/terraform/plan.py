@@ -15,6 +15,7 @@ from toolkit.terraform.adapter import Workspace
 from toolkit.terraform.checkov_skips import SKIPS
 from toolkit.terraform.review import Review, build_review, render_markdown, summarize_checkov
 from toolkit.terraform.synth import synthesize
+from toolkit.terraform.usage import load_usage
 
 EXIT_PROTECTED = 3  # CI requires an explicit approval label for this
 
@@ -78,7 +79,9 @@ def plan_review(ctx: Context, stack_dir: Path | None = None, destroy: bool = Fal
         findings = run_checkov(ctx, plan_json)
         timings["checkov_s"] = round(time.monotonic() - step, 1)
     synth = json.loads((stack_dir / "cdk.tf.json").read_text())
-    review = build_review(ctx.env, ctx.config.aws.region, plan, synth, findings)
+    usage, usage_file = load_usage(ctx.root, ctx.env)
+    review = build_review(ctx.env, ctx.config.aws.region, plan, synth, findings, usage,
+                          str(usage_file.relative_to(ctx.root)) if usage_file else None)
     timings["total_s"] = round(time.monotonic() - start, 1)
     return PlanResult(review, render_markdown(review, show_text), timings)
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from toolkit.terraform.cost import CostLine, Estimate, PriceTable, plan_estimates
+from toolkit.terraform.usage import UsageConfig
 
 COMMENT_LIMIT = 65_536
 # "forget": a `removed` block with destroy = false; the object stays in AWS but leaves Terraform's care.
@@ -23,7 +26,6 @@ PROTECTED_TYPES = {"aws_eks_cluster": "EKS cluster", "aws_eks_node_group": "node
                    "aws_s3_bucket": "S3 bucket", "aws_kms_key": "KMS key (encrypts the above)"}
 HINT = {"forget": " — leaves Terraform's state, stays in AWS", "read": " — data sources"}
 MARKER = "<!-- toolkit-plan-review:{env} -->"
-PRICES = Path(__file__).resolve().parent / "node_prices.json"
 
 
 # ---------------------------------------------------------------- masking
@@ -68,26 +70,25 @@ class Change:
 
 
 @dataclass
-class PoolCost:
-    """Monthly cost of a node group before and after; None where its instance type has no price."""
+class CostReview:
+    """The stack's monthly cost before (the plan's prior state) and after (its planned values)."""
 
-    name: str
-    before_min: float | None
-    before_desired: float | None
-    after_min: float | None
-    after_desired: float | None
-    note: str = ""
+    before: Estimate | None  # None: no plan, the stack as it would be created (`toolkit cost`)
+    after: Estimate
+    usage_file: str | None  # where the usage-based quantities came from; None: the defaults
+    prices_date: str
+    sources: dict
 
-    @property
-    def unknown(self) -> bool:
-        return None in (self.before_min, self.before_desired, self.after_min, self.after_desired)
+    def to_dict(self) -> dict:
+        return {"before": self.before.to_dict() if self.before else None, "after": self.after.to_dict(), "usage_file": self.usage_file,
+                "prices_date": self.prices_date, "sources": self.sources}
 
 
 @dataclass
 class Review:
     env: str
     changes: list[Change]
-    costs: list[PoolCost]
+    cost: CostReview | None = None
     checkov: dict | None = None
 
     def count(self, action: str) -> int:
@@ -110,7 +111,7 @@ class Review:
         return {"env": self.env, "headline": self.headline(), "has_changes": self.has_changes,
                 "protected_destroyed": [c.address for c in self.dangerous],
                 "changes": [c.__dict__ | {"protected": c.protected} for c in self.changes],
-                "costs": [c.__dict__ for c in self.costs], "checkov": self.checkov}
+                "cost": self.cost.to_dict() if self.cost else None, "checkov": self.checkov}
 
 
 # ---------------------------------------------------------------- plan JSON → Review
@@ -199,40 +200,13 @@ def changes_from_plan(plan: dict, synth: dict | None = None) -> list[Change]:
     return changes
 
 
-def node_pool_costs(plan: dict, region: str, prices: dict | None = None) -> list[PoolCost]:
-    """Monthly cost of each node group before and after, at min and desired size."""
-    prices = prices or json.loads(PRICES.read_text())
-    table = prices["hourly"].get(region, {})
-    hours = prices["hours_per_month"]
-
-    estimated = set(prices.get("estimated", {}).get(region, []))
-
-    def monthly(state: dict | None) -> tuple[float | None, float | None, str]:
-        """Priced by the pool's first instance type (what the managed node group prefers)."""
-        if not state:
-            return 0.0, 0.0, ""
-        types = state.get("instance_types") or []
-        scaling = (state.get("scaling_config") or [{}])[0]
-        if not types or types[0] not in table:
-            return None, None, f"no price for {types[0] if types else 'an unknown instance type'} in {region}"
-        hourly = table[types[0]] * (prices["spot_factor"] if state.get("capacity_type") == "SPOT" else 1.0)
-        note = f"{types[0]} price estimated" if types[0] in estimated else ""
-        return hourly * hours * scaling.get("min_size", 0), hourly * hours * scaling.get("desired_size", 0), note
-
-    costs = []
-    for rc in plan.get("resource_changes", []):
-        if rc["type"] != "aws_eks_node_group" or action_of(rc) in ("no-op", "read"):
-            continue
-        before, after = rc["change"].get("before"), rc["change"].get("after")
-        b_min, b_desired, b_note = monthly(before)
-        a_min, a_desired, a_note = monthly(after)
-        name = (after or before or {}).get("node_group_name") or rc["address"]
-        costs.append(PoolCost(name, b_min, b_desired, a_min, a_desired, "; ".join(dict.fromkeys(n for n in (b_note, a_note) if n))))
-    return costs
-
-
-def build_review(env: str, region: str, plan: dict, synth: dict | None = None, checkov: dict | None = None) -> Review:
-    return Review(env, changes_from_plan(plan, synth), node_pool_costs(plan, region), checkov)
+def build_review(env: str, region: str, plan: dict, synth: dict | None = None, checkov: dict | None = None,
+                 usage: UsageConfig | None = None, usage_file: str | None = None) -> Review:
+    synth = synth or {}
+    table = PriceTable.load()
+    before, after = plan_estimates(plan, synth, construct_paths(synth), region, usage or UsageConfig(), table)
+    cost = CostReview(before, after, usage_file, table.date, table.sources)
+    return Review(env, changes_from_plan(plan, synth), cost, checkov)
 
 
 def summarize_checkov(report: dict | list) -> dict:
@@ -257,9 +231,64 @@ def _delta(before: float | None, after: float | None) -> str:
     return "±$0" if abs(diff) < 0.5 else f"{'+' if diff > 0 else '−'}{_money(abs(diff))}"
 
 
-def _total(costs: list[PoolCost], key: str) -> float:
-    """Over the priced pools only, so before and after compare the same pools."""
-    return sum(getattr(c, key) for c in costs if not c.unknown)
+def _amount(value: float) -> str:
+    if abs(value) < 0.005:
+        return "$0"
+    return f"${value:,.2f}" if abs(value) < 100 else f"${value:,.0f}"
+
+
+def _quantity(line: CostLine) -> str:
+    number = f"{int(line.quantity):,}" if float(line.quantity).is_integer() else f"{line.quantity:,.4g}"
+    return f"{number} {line.unit}"
+
+
+def cost_rows(cost: CostReview) -> list[tuple[str, CostLine, float, float]]:
+    """(construct, line, before, after) per priced component, in construct order: a component is a
+    resource's n-th line, so a changed instance type or count is one row with its delta."""
+    def keyed(estimate: Estimate) -> dict:
+        seen: Counter = Counter()
+        out = {}
+        for line in estimate.lines:
+            out[(line.address, seen[line.address])] = line
+            seen[line.address] += 1
+        return out
+
+    after = keyed(cost.after)
+    before = keyed(cost.before) if cost.before is not None else after
+    rows = []
+    for key in dict.fromkeys([*after, *before]):
+        line = after.get(key) or before[key]
+        rows.append((line.construct, line, before[key].monthly if key in before else 0.0, after[key].monthly if key in after else 0.0))
+    return sorted(rows, key=lambda row: (row[0], row[1].address))
+
+
+def cost_section(cost: CostReview, limit: int = 150) -> list[str]:
+    """Total before → after and the difference, one line per priced component grouped by construct
+    (what, quantity, unit price, monthly, source), what is not priced, and where figures come from."""
+    total_after = cost.after.total
+    total_before = cost.before.total if cost.before is not None else total_after
+    lines = [f"**Monthly cost:** {_amount(total_before)} → {_amount(total_after)} (**{_delta(total_before, total_after)}**)"
+             if cost.before is not None else f"**Monthly cost:** {_amount(total_after)}", ""]
+    not_priced = (cost.before.not_priced if cost.before is not None else Counter()) | cost.after.not_priced
+    if not_priced:
+        lines += ["> [!WARNING]", "> Not priced (no entry in the price table; left out of the totals): "
+                  + ", ".join(f"`{kind}` ×{count}" for kind, count in sorted(not_priced.items())), ""]
+    lines += ["| construct | priced | quantity | unit price | monthly | source |", "| --- | --- | --- | --- | --- | --- |"]
+    rows, previous = cost_rows(cost), None
+    for construct, line, before, after in rows[:limit]:
+        shown = f"`{construct}`" if construct != previous else "〃"
+        previous = construct
+        monthly = _amount(after) if abs(after - before) < 0.005 else f"{_amount(before)} → {_amount(after)} ({_delta(before, after)})"
+        marks = "".join([" ᵘ" if line.usage_based else "", " (est.)" if line.estimated else ""])
+        lines.append(f"| {shown} | {line.what}{marks} | {_quantity(line)} | ${line.unit_price:.6g}/{line.price_unit} | {monthly} | "
+                     f"[{line.source}]({cost.sources.get(line.source, {}).get('url', '')}) |")
+    if len(rows) > limit:
+        lines.append(f"| … {len(rows) - limit} more lines | | | | | |")
+    usage = f"`{cost.usage_file}`" if cost.usage_file else "the defaults (no usage file for this environment)"
+    lines += ["", f"<sub>ᵘ usage-based: quantities from {usage}. Prices: `toolkit/terraform/price_table.json` and "
+              f"`node_prices.json` ({cost.prices_date}), list prices without free tier; spot estimated. "
+              f"Free by themselves (IAM, routing, policies): {sum(cost.after.free.values())} resources.</sub>", ""]
+    return lines
 
 
 def render_markdown(review: Review, show_text: str = "", limit: int = COMMENT_LIMIT) -> str:
@@ -277,24 +306,8 @@ def render_markdown(review: Review, show_text: str = "", limit: int = COMMENT_LI
         if len(review.dangerous) > 50:
             head.append(f"> - … and {len(review.dangerous) - 50} more")
         head.append("")
-    if review.costs:
-        head += ["| node pool | monthly at min size | monthly at desired size | change (min / desired) |",
-                 "| --- | --- | --- | --- |"]
-        for c in review.costs[:50]:
-            head.append(f"| `{c.name}` | {_money(c.before_min)} → {_money(c.after_min)} | {_money(c.before_desired)} → "
-                        f"{_money(c.after_desired)} | {_delta(c.before_min, c.after_min)} / {_delta(c.before_desired, c.after_desired)}"
-                        f"{' (' + c.note + ')' if c.note else ''} |")
-        total = {k: _total(review.costs, k) for k in ("before_min", "after_min", "before_desired", "after_desired")}
-        unpriced = [c.name for c in review.costs if c.unknown]
-        label = "**total (incomplete)**" if unpriced else "**total**"
-        head += [f"| {label} | {_money(total['before_min'])} → {_money(total['after_min'])} | {_money(total['before_desired'])} → "
-                 f"{_money(total['after_desired'])} | **{_delta(total['before_min'], total['after_min'])} / "
-                 f"{_delta(total['before_desired'], total['after_desired'])}** |", ""]
-        if unpriced:
-            head += ["> [!WARNING]", f"> The total leaves out {', '.join(f'`{n}`' for n in unpriced)}: no price for the instance "
-                     "type in `toolkit/terraform/node_prices.json`. Add it there to see the full cost.", ""]
-        head += [f"<sub>Prices: `toolkit/terraform/node_prices.json` ({json.loads(PRICES.read_text())['date']}); on-demand, "
-                 "spot estimated.</sub>", ""]
+    if review.cost is not None:
+        head += cost_section(review.cost)
     if review.checkov is not None:
         ck = review.checkov
         head.append(f"**checkov** on the plan: {ck['passed']} passed, {ck['failed']} failed, {ck['skipped']} skipped")
