@@ -108,7 +108,7 @@ def test_empty_to_full_create(plans):
     assert re.search(r"\| `pool-system/node-group` \| t3\.large on-demand × 1 \| 730 h \| \$0\.0832/h \| \$0 → \$60\.74 \(\+\$61\) \| "
                      r"\[ec2\]\(https://aws\.amazon\.com/ec2/pricing/on-demand/\) \|", text), text[:3000]
     assert re.search(r"\*\*Monthly cost:\*\* \$0 → \$\d+ \(\*\*\+\$\d+\*\*\)", text)
-    assert "**checkov** on the plan:" in text and plans["create"].review.checkov["passed"] > 50
+    assert "**checkov** on the stack:" in text and plans["create"].review.checkov["passed"] > 50
     assert "<details><summary>Full plan" in text and len(text) <= COMMENT_LIMIT
 
 

@@ -58,11 +58,14 @@ def plan(ctx, fmt: str, out: Path | None, destroy: bool, no_checkov: bool) -> No
     """Plan ENV's stack and print a review for the pull request.
 
     \b
-    Synthesizes platform-ENV, runs terraform init, plan and show, checkov on the plan, and writes:
-    a headline (+create ~update -delete ±replace), resources by action under their construct
-    paths with changed attributes and what forces a replacement, the node-pool cost delta, the
-    checkov summary and the full plan folded away, under GitHub's 65,536-character limit.
-    Sensitive values and credential-like strings are masked.
+    Synthesizes platform-ENV (skipped when nothing it reads changed), runs terraform init (skipped
+    when the providers, backend and lock file are unchanged), plan and show -json, checkov on the
+    stack beside Terraform, and writes: a headline (+create ~update -delete ±replace), the monthly
+    cost before → after with one line per priced component and its price's source (usage from
+    environments/ENV.usage.yaml; see `toolkit cost`), resources by action under their construct
+    paths with changed attributes and what forces a replacement, the checkov summary and the full
+    plan folded away, under GitHub's 65,536-character limit. Sensitive values and credential-like
+    strings are masked.
 
     \b
     Exit codes: 0 reviewed, 3 the plan deletes or replaces a protected resource (cluster, node
@@ -81,7 +84,7 @@ def plan(ctx, fmt: str, out: Path | None, destroy: bool, no_checkov: bool) -> No
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
     click.echo(text)
-    timing = ", ".join(f"{k.removesuffix('_s')} {v} s" for k, v in result.timings.items())
+    timing = ", ".join(f"{k.removesuffix('_s')} {v}{' s' if isinstance(v, (int, float)) else ''}" for k, v in result.timings.items())
     echo_err(f"plan: {result.review.headline()} ({timing})")
     if result.exit_code:
         raise ProtectedResourcesError("plan: protected resources would be deleted or replaced (exit 3); the review "

@@ -119,6 +119,25 @@ class Workspace:
     def init(self, backend: bool = True) -> None:
         self._check("init", self.tf.init(backend=backend, input=False, no_color=IsFlagged, reconfigure=True, capture_output=True))
 
+    def _init_key(self, backend: bool) -> str:
+        """What `init` depends on: the providers and backend the stack declares, and the lock file."""
+        import hashlib
+
+        stack = json.loads((self.directory / "cdk.tf.json").read_text()) if (self.directory / "cdk.tf.json").is_file() else {}
+        lock = self.directory / ".terraform.lock.hcl"
+        parts = [json.dumps(stack.get("terraform", {}), sort_keys=True), lock.read_text() if lock.is_file() else "", str(backend)]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+    def init_if_needed(self, backend: bool = True) -> bool:
+        """`init` unless this directory was initialised for the same providers, backend and lock
+        file (.terraform/ keeps the key); True when it ran."""
+        stamp = self.directory / ".terraform" / "toolkit-init.sha256"
+        if stamp.is_file() and stamp.read_text() == self._init_key(backend):
+            return False
+        self.init(backend)
+        stamp.write_text(self._init_key(backend))
+        return True
+
     def validate(self, warnings_fail: bool = False) -> list[str]:
         """`terraform validate -json`; TerraformError on errors (and on warnings with warnings_fail).
         Returns the warnings, one line each."""
@@ -147,14 +166,18 @@ class Workspace:
         self._check("plan", result, ok=(0, 2))
         return code == 2
 
-    def plan(self, out: Path, destroy: bool = False) -> bool:
-        """`terraform plan -out FILE [-destroy]`; True when it has changes."""
+    def plan(self, out: Path, destroy: bool = False) -> tuple[bool, str]:
+        """`terraform plan -out FILE [-destroy]`: (has changes, the plan as text). The text is what
+        `terraform show FILE` prints, less the refresh lines: no second run that loads the provider."""
         options = dict(detailed_exitcode=IsFlagged, input=False, no_color=IsFlagged, capture_output=True, out=str(out))
         if destroy:
             options["destroy"] = IsFlagged
-        code, _, _ = result = self.tf.plan(**options)
+        code, stdout, _ = result = self.tf.plan(**options)
         self._check("plan", result, ok=(0, 2))
-        return code == 2
+        progress = (": Refreshing state...", ": Reading...", ": Read complete after", "Saved the plan to:", "To perform exactly these actions")
+        text = "\n".join(line for line in (stdout or "").splitlines() if not any(mark in line for mark in progress)
+                         and not line.startswith("    terraform apply"))
+        return code == 2, text.strip() + "\n"
 
     def show_json(self, planfile: Path) -> dict:
         return json.loads(self._check("show", self.tf.cmd("show", str(planfile), json=IsFlagged, no_color=IsFlagged, capture_output=True)))

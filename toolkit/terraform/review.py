@@ -310,7 +310,7 @@ def render_markdown(review: Review, show_text: str = "", limit: int = COMMENT_LI
         head += cost_section(review.cost)
     if review.checkov is not None:
         ck = review.checkov
-        head.append(f"**checkov** on the plan: {ck['passed']} passed, {ck['failed']} failed, {ck['skipped']} skipped")
+        head.append(f"**checkov** on the stack: {ck['passed']} passed, {ck['failed']} failed, {ck['skipped']} skipped")
         head += [f"- {line}" for line in ck["failed_checks"][:20]]
         if len(ck["failed_checks"]) > 20:
             head.append(f"- … and {len(ck['failed_checks']) - 20} more")
@@ -342,7 +342,7 @@ def render_markdown(review: Review, show_text: str = "", limit: int = COMMENT_LI
 
 def _fit(head: str, body: str, details: str, limit: int) -> str:
     def fold(text: str) -> str:
-        return f"<details><summary>Full plan (<code>terraform show</code>)</summary>\n\n```\n{text}\n```\n</details>\n" if text else ""
+        return f"<details><summary>Full plan (<code>terraform plan</code>)</summary>\n\n```\n{text}\n```\n</details>\n" if text else ""
 
     full = head + body + fold(details)
     if len(full) <= limit:

@@ -1,7 +1,14 @@
-"""Synthesis of a stack by `python -m infra` in a subprocess: the toolkit process never imports cdktf."""
+"""Synthesis of a stack by `python -m infra` in a subprocess: the toolkit process never imports cdktf.
+
+Synthesis takes 13 s or more (jsii starts a node process and loads the provider bindings), so
+`synthesize_if_changed` skips it when nothing it reads has changed since the last time: the stack
+directory keeps a digest of its inputs (infra/, modules/, toolkit/ sources and data, every
+environment file, cdktf.json and the pins).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -20,3 +27,31 @@ def synthesize(ctx: Context, outdir: Path) -> Path:
         raise TerraformError(f"synthesizing {stack_name(ctx.env)} failed (exit {result.returncode}):\n"
                              f"{(result.stderr or result.stdout)[-3000:]}")
     return outdir / "stacks" / stack_name(ctx.env)
+
+
+INPUT_DIRS, INPUT_SUFFIXES = ("infra", "modules", "toolkit"), {".py", ".json", ".yaml", ".yml"}
+INPUT_FILES = ("cdktf.json", "constraints.txt", "package-lock.json", "pyproject.toml")
+STAMP = ".toolkit-synth-inputs"
+
+
+def synthesis_inputs(root: Path) -> str:
+    """A digest of everything synthesis reads (paths and bytes), and the Python that runs it."""
+    digest = hashlib.sha256(sys.version.encode())
+    files = [path for base in INPUT_DIRS for path in (root / base).rglob("*")
+             if path.suffix in INPUT_SUFFIXES and "__pycache__" not in path.parts and path.is_file()]
+    files += sorted((root / "environments").glob("*.yaml")) + [root / name for name in INPUT_FILES if (root / name).is_file()]
+    for path in sorted(files):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def synthesize_if_changed(ctx: Context, outdir: Path) -> tuple[Path, bool]:
+    """(stack directory, whether it was synthesized now): reused when its inputs are unchanged."""
+    stack = outdir / "stacks" / stack_name(ctx.env)
+    key = synthesis_inputs(ctx.root)
+    stamp = stack / STAMP
+    if (stack / "cdk.tf.json").is_file() and stamp.is_file() and stamp.read_text() == key:
+        return stack, False
+    stack = synthesize(ctx, outdir)
+    stamp.write_text(key)
+    return stack, True
