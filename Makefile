@@ -21,7 +21,7 @@ CDKTF = $(TF_ENV) npx --no-install cdktf
 STEP := scripts/step
 export VERBOSE V
 
-.PHONY: help setup demo demo-loop retrain promote rollout test test-fast train bench clean synth synth-hcl dashboards deploy destroy local-up local-down lint lint-code build push release render plan
+.PHONY: help setup demo demo-loop retrain promote rollout test test-fast train bench clean synth synth-hcl dashboards deploy destroy local-up local-down lint lint-code build push release render plan cost
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -128,6 +128,9 @@ render: setup ## Print ENV's Kubernetes manifests (YAML)
 
 plan: setup ## Review ENV's Terraform plan as PR markdown (.cache/plan-ENV.md; exit 3 = protected resources destroyed)
 	$(TOOLKIT) plan --env $(ENV) --out .cache/plan-$(ENV).md
+
+cost: setup ## ENV's monthly cost, line by line with each price's source, from its synthesized stack (no plan)
+	$(TOOLKIT) cost --env $(ENV)
 
 synth: setup ## Synthesize every stack into cdktf.out/ (JSON; `npx cdktf synth --hcl` for HCL)
 	@$(STEP) validate $(TOOLKIT) config validate
