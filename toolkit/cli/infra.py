@@ -138,11 +138,11 @@ def cost(ctx, as_json: bool) -> None:
     The same figures as the cost section of `toolkit plan`."""
     from toolkit.terraform.cost import PriceTable, stack_estimate
     from toolkit.terraform.review import CostReview, construct_paths, cost_section
-    from toolkit.terraform.synth import synthesize
+    from toolkit.terraform.synth import synthesize_if_changed
     from toolkit.terraform.usage import load_usage
 
     usage, usage_file = load_usage(ctx.root, ctx.env)
-    stack_dir = synthesize(ctx, ctx.paths.synth_dir)
+    stack_dir, _ = synthesize_if_changed(ctx, ctx.paths.synth_dir)
     synth = json.loads((stack_dir / "cdk.tf.json").read_text())
     table = PriceTable.load()
     estimate = stack_estimate(synth, construct_paths(synth), ctx.config.aws.region, usage, table)

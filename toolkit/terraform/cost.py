@@ -108,6 +108,12 @@ def _block(value):
     return value if isinstance(value, dict) else {}
 
 
+def _ebs_usage(volume_type: str | None) -> str:
+    """The price list's usage type of an EBS volume type (io1 is "piops" there)."""
+    volume = volume_type or "gp3"
+    return f"EBS:VolumeUsage.{'piops' if volume == 'io1' else volume}"
+
+
 def _number(value, default: float = 0.0) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
@@ -166,6 +172,9 @@ class _Pricer:
             "aws_sqs_queue": lambda: [
                 self.line(*args, "AWSQueueService", "Requests-RBP", "SQS requests", u.queue.requests_millions * 1e6, "requests", per=1e6,
                           usage_based=True)],
+            "aws_ebs_volume": lambda: [
+                self.line(*args, "AmazonEC2", _ebs_usage(values.get("type")), f"EBS volume ({values.get('type') or 'gp3'})",
+                          _number(values.get("size")), "GB-month")],
             "aws_eks_node_group": lambda: self.node_group(address, construct, values),
         }
         if kind not in specs:
@@ -192,7 +201,7 @@ class _Pricer:
             size, volume = _number(ebs.get("volume_size"), 20), ebs.get("volume_type") or "gp3"
         else:
             size, volume = _number(values.get("disk_size"), 20), "gp2"
-        disk = self.line(address, construct, "AmazonEC2", f"EBS:VolumeUsage.{volume}", f"root volumes ({volume}, {size:g} GB × {nodes:g})",
+        disk = self.line(address, construct, "AmazonEC2", _ebs_usage(volume), f"root volumes ({volume}, {size:g} GB × {nodes:g})",
                          size * nodes, "GB-month")
         return [instance, disk]
 
