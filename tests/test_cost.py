@@ -118,6 +118,13 @@ def test_ebs_is_priced_by_volume_type(volume, price):
     assert (line.what, line.quantity, line.unit_price, line.monthly, line.source) == (f"EBS volume ({volume})", 100, price, round(100 * price, 2), "ebs")
 
 
+@pytest.mark.parametrize("volume, price", [("gp3", 0.088), ("gp2", 0.11), ("io1", 0.138), ("io2", 0.138), ("st1", 0.05), ("sc1", 0.0168)])
+def test_ebs_is_priced_by_volume_type(volume, price):
+    plan = _plan(_change("aws_ebs_volume.data", "aws_ebs_volume", ["create"], None, {"size": 100, "type": volume}))
+    [line] = [line for line in build_review("prod", "eu-west-1", plan, SYNTH).cost.after.lines if line.address == "aws_ebs_volume.data"]
+    assert (line.what, line.quantity, line.unit_price, line.monthly, line.source) == (f"EBS volume ({volume})", 100, price, round(100 * price, 2), "ebs")
+
+
 @pytest.mark.services
 def test_cli_cost_prints_the_synthesized_stack_with_sources(run_cli):
     import json
@@ -133,3 +140,25 @@ def test_cli_cost_prints_the_synthesized_stack_with_sources(run_cli):
     text = run_cli("cost", "--env", "local").stdout
     assert text.startswith(f"platform-local (us-east-1): {report['monthly_total']:,.2f} USD a month")
     assert "| `cluster/cluster` | EKS cluster hours | 730 h | $0.1/Hrs | $73.00 | [eks](https://aws.amazon.com/eks/pricing/) |" in text
+
+
+def test_cli_cost_prints_the_stack_with_sources(run_cli, synthesized, tmp_path, monkeypatch):
+    """`toolkit cost` over the synthesized local stack (synthesis itself: the session's, as
+    test_plan_review's CLI test runs the real one)."""
+    import json
+
+    stack = tmp_path / "stacks" / "platform-local"
+    stack.mkdir(parents=True)
+    (stack / "cdk.tf.json").write_text(json.dumps(synthesized["local"]))
+    monkeypatch.setattr("toolkit.terraform.synth.synthesize_if_changed", lambda ctx, outdir: (stack, False))
+    result = run_cli("cost", "--env", "local", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["usage_file"].endswith("environments/local.usage.yaml") and report["region"] == "us-east-1"
+    assert report["monthly_total"] == round(sum(line["monthly"] for line in report["lines"]), 2) > 0
+    assert all(report["sources"][line["source"]]["url"] for line in report["lines"])
+    assert report["not_priced"] == {} and report["free"]["aws_iam_role"] >= 5
+    text = run_cli("cost", "--env", "local").stdout
+    assert text.startswith(f"platform-local (us-east-1): {report['monthly_total']:,.2f} USD a month")
+    assert re.search(r"\| `aws_eks_cluster\.cluster_\w+` \| EKS cluster hours \| 730 h \| \$0\.1/Hrs \| \$73\.00 \| "
+                     r"\[eks\]\(https://aws\.amazon\.com/eks/pricing/\) \|", text), text[:2000]

@@ -1,6 +1,7 @@
 """Signed images and their SBOMs: cosign's formats written by `toolkit push`, judged by sigstore-js
 (scripts/verify-image-signature.js, which reads the real local registry itself), enforced by
-`toolkit deploy` before anything changes, and the admission policy the clusters get, validated
+`toolkit deploy` before anything changes (here on the Docker runtime; on the Kubernetes runtime in
+tests/test_workloads.py, with signed manifests), and the admission policy the clusters get, validated
 against policy-controller's own CRD schema (tests/schemas/policy-controller/SOURCE.md)."""
 
 from __future__ import annotations
@@ -293,27 +294,3 @@ def test_an_unsigned_digest_is_refused_before_anything_changes_and_the_old_relea
     with pytest.raises(docker.errors.NotFound):
         engine.containers.get(container_name(trust_env.env) + "-candidate")
     assert smoke_test_url(f"http://127.0.0.1:{trust_env.config.serving.port}", trust_env)["model_version"] == release.model_version
-
-
-def test_the_kubernetes_runtime_applies_nothing_for_an_unsigned_digest_and_deploys_a_signed_one(trust_env, signed, unsigned):
-    from kubernetes import client as kube_client
-
-    from kube_emulator import EmulatorThread
-    from toolkit.workloads.kube import Kube
-    from toolkit.workloads.runtime import KubernetesRuntime
-
-    outputs = {"serving_role_arn": "arn:aws:iam::111111111111:role/s", "training_role_arn": "arn:aws:iam::111111111111:role/t",
-               "bucket": trust_env.config.artifact_store.bucket}
-    with EmulatorThread() as emulator:
-        configuration = kube_client.Configuration()
-        configuration.host = emulator.url
-        kube = Kube(kube_client.ApiClient(configuration))
-        config = trust_env.config  # (no dashboard is generated for this test's environment name)
-        ctx = trust_env.with_config(config.model_copy(update={"monitoring": config.monitoring.model_copy(update={"grafana_dashboard": False})}))
-        runtime = KubernetesRuntime(ctx, kube, outputs, poll=0.1)
-        with pytest.raises(ImageNotTrusted, match=f"refusing {unsigned} in trust-test"):
-            deploy_release(ctx, runtime, Release(unsigned, "unsigned"), 30, on_line=QUIET)
-        assert kube.list("Namespace") == [] and kube.list("Deployment", trust_env.config.workloads.namespace) == []
-        deploy_release(ctx, runtime, signed[0], 30, on_line=QUIET, smoke=False)
-        deployment = kube.get("Deployment", "serving", trust_env.config.workloads.namespace)
-        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == signed[0].image

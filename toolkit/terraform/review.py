@@ -3,8 +3,9 @@
 What reviewers of Atlantis/tfcmt/Infracost comments ask for: a one-line headline, resources
 grouped by action under the names people know (the CDKTF construct path, not the hashed
 address), what changes and what forces a replacement, a loud warning before anything protected
-is destroyed, the node-pool cost delta, policy findings, and the full plan folded away, all
-under GitHub's comment limit and with nothing secret in it.
+is destroyed, the monthly cost before → after line by line with sources (cost.py), policy
+findings, and the full plan folded away, all under GitHub's comment limit and with nothing
+secret in it.
 """
 
 from __future__ import annotations
