@@ -199,7 +199,8 @@ def test_predictions_keep_working_while_the_store_is_down_and_shipping_resumes(s
         stop.set()
         worker.join()
     assert statuses and set(statuses) == {200}, sorted(set(statuses))
-    assert _metrics(server)['toolkit_prediction_log_errors_total{kind="predictions"}'] >= 1
+    # No error count is asserted: under load the one upload in flight can sit in botocore's retries
+    # for the whole outage and then succeed, so only the drops (above) are certain.
     assert _objects(s3(), config.artifact_store.bucket, "predictions/local/")
 
 

@@ -177,10 +177,9 @@ def judge(ctx, image: str, public_key: Path) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def trust_env(engine, local_ctx):
-    config = local_ctx.config
+    config = local_ctx.config  # the registry's repository is local's: the other image tests' pushes are reused
     ctx = local_ctx.with_config(config.model_copy(update={
-        "name": "trust-test", "registry": config.registry.model_copy(update={"name": "trust-test/serving"}),
-        "serving": config.serving.model_copy(update={"port": free_port()}),
+        "name": "trust-test", "serving": config.serving.model_copy(update={"port": free_port()}),
         "workloads": config.workloads.model_copy(update={"rollout_timeout_seconds": 60})}))
     from toolkit.aws import client
 

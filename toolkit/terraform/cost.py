@@ -29,7 +29,7 @@ PRICE_TABLE, NODE_PRICES = HERE / "price_table.json", HERE / "node_prices.json"
 FREE_TYPES = {
     "aws_vpc", "aws_subnet", "aws_route_table", "aws_route_table_association", "aws_internet_gateway",
     "aws_default_security_group", "aws_security_group", "aws_iam_role", "aws_iam_role_policy", "aws_iam_role_policy_attachment",
-    "aws_iam_openid_connect_provider", "aws_kms_alias", "aws_ecr_lifecycle_policy", "aws_s3_bucket_lifecycle_configuration",
+    "aws_iam_openid_connect_provider", "aws_kms_alias", "aws_ecr_lifecycle_policy", "aws_ecr_repository_policy", "aws_s3_bucket_lifecycle_configuration",
     "aws_s3_bucket_policy", "aws_s3_bucket_public_access_block", "aws_s3_bucket_server_side_encryption_configuration",
     "aws_s3_bucket_versioning", "aws_secretsmanager_secret_policy", "aws_sns_topic_policy", "aws_sns_topic_subscription",
     "aws_sqs_queue_policy", "aws_eks_access_entry", "aws_eks_access_policy_association", "aws_launch_template", "aws_flow_log",
