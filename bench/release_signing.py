@@ -25,7 +25,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from toolkit.context import Context  # noqa: E402
-from toolkit.delivery.image_trust import sign_pushed, start_sboms  # noqa: E402
+from toolkit.delivery.image_trust import image_signer, start_sboms  # noqa: E402
 from toolkit.images.docker import docker_client  # noqa: E402
 from toolkit.images.login import registry_login  # noqa: E402
 from toolkit.images.registry import push_image  # noqa: E402
@@ -50,10 +50,10 @@ def push_plain(ctx, refs: list[str]) -> None:
 
 def push_signed(ctx, refs: list[str]) -> None:
     host = registry_login(ctx.config).host
-    sboms = start_sboms(ctx, refs)
+    sboms, sign = start_sboms(ctx, refs), image_signer(ctx)
     for ref in refs:
         digest = push_image(ctx, ref, on_line=QUIET)
-        sign_pushed(ctx, f"{host}/{ctx.config.registry.name}@{digest}", sboms[ref].result(), on_line=QUIET)
+        sign(f"{host}/{ctx.config.registry.name}@{digest}", sboms[ref].result(), QUIET)
 
 
 def main() -> None:

@@ -181,6 +181,19 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def remove_serving_containers(engine, env: str) -> None:
+    """The local runtime's serving container of `env` and its candidate, if any (a test's cleanup)."""
+    import docker
+
+    from toolkit.workloads.local_runtime import container_name
+
+    for suffix in ("", "-candidate"):
+        try:
+            engine.containers.get(container_name(env) + suffix).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1, for a service of a test's own."""
     with socket.socket() as sock:

@@ -17,8 +17,9 @@ import docker
 import jsonschema
 import pytest
 import yaml
+from crd_schemas import closed_crd_schema
 
-from conftest import REPO, SIGNING_PUBLIC_KEY, free_port
+from conftest import REPO, SIGNING_PUBLIC_KEY, free_port, remove_serving_containers
 from toolkit.config import load_all_environments, load_environment
 from toolkit.delivery.deploy import deploy_release
 from toolkit.delivery.image_trust import image_sbom, require_trusted_image
@@ -101,19 +102,7 @@ def test_an_sbom_is_keyed_by_the_layers_that_can_hold_packages():
 
 def _policy_schema() -> dict:
     """v1beta1's schema, closed: a field the CRD does not declare fails (the API server would prune it)."""
-    crd = yaml.safe_load(CRD.read_text())
-    schema = copy.deepcopy(next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")["schema"]["openAPIV3Schema"])
-
-    def close(node):
-        if isinstance(node, dict):
-            if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in node:
-                node["additionalProperties"] = False
-            for value in node.values():
-                close(value)
-        elif isinstance(node, list):
-            for value in node:
-                close(value)
-    close(schema)
+    schema = closed_crd_schema(CRD, "v1beta1")
     # The root declares only spec and status: the API server itself knows these three.
     schema["properties"].update({"apiVersion": {"enum": ["policy.sigstore.dev/v1beta1"]}, "kind": {"enum": ["ClusterImagePolicy"]},
                                  "metadata": {"type": "object"}})
@@ -187,11 +176,7 @@ def trust_env(engine, local_ctx):
     yield ctx
     for kind in ("releases", "last-push", "last-build"):
         ctx.paths.record(f"{kind}-{ctx.env}").unlink(missing_ok=True)
-    for suffix in ("", "-candidate"):
-        try:
-            engine.containers.get(container_name(ctx.env) + suffix).remove(force=True)
-        except docker.errors.NotFound:
-            pass
+    remove_serving_containers(engine, ctx.env)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import urllib.request
 import docker
 import pytest
 
-from conftest import SIGNING_PUBLIC_KEY, free_port, train_small_model
+from conftest import SIGNING_PUBLIC_KEY, free_port, remove_serving_containers, train_small_model
 from toolkit.errors import RolloutError
 from toolkit.images.build import build_image
 from toolkit.images.login import registry_login
@@ -34,15 +34,7 @@ def runtime(engine, local_ctx):
     })
     yield local_ctx.with_config(config)
     local_ctx.paths.record(f"releases-{config.name}").unlink(missing_ok=True)
-    _remove_containers(engine, config.name)
-
-
-def _remove_containers(engine, env: str) -> None:
-    for suffix in ("", "-candidate"):
-        try:
-            engine.containers.get(container_name(env) + suffix).remove(force=True)
-        except docker.errors.NotFound:
-            pass
+    remove_serving_containers(engine, config.name)
 
 
 def _release(engine, ctx, model_dir) -> Release:
@@ -134,7 +126,7 @@ def test_deploy_refuse_a_broken_release_then_upgrade_and_roll_back(engine, runti
     finally:
         squatter.remove(force=True)
         runtime.paths.record(f"releases-{foreign.name}").unlink(missing_ok=True)
-        _remove_containers(engine, foreign.name)
+        remove_serving_containers(engine, foreign.name)
 
     # A good new release replaces it; rollback brings the first one back.
     assert deploy_local(runtime, second, login, on_line=quiet)["replaced"] == first.image

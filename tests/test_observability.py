@@ -4,7 +4,6 @@ promtool, the DCGM exporter, the dashboard ConfigMap, and the shipped dashboards
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from crd_schemas import closed_crd_schema
 
 from conftest import REPO
 from toolkit.config import load_all_environments, load_environment
@@ -29,23 +29,7 @@ V1 = Release("registry/serving@sha256:" + "1" * 64, "v1")
 
 
 def crd_schema(plural: str) -> dict:
-    """The CRD's v1 schema with additionalProperties: false wherever an object declares its properties
-    (the API server prunes unknown fields; we want them to fail)."""
-    crd = yaml.safe_load((SCHEMAS / f"monitoring.coreos.com_{plural}.yaml").read_text())
-    schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")["schema"]["openAPIV3Schema"]
-
-    def close(node):
-        if isinstance(node, dict):
-            if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in node:
-                node["additionalProperties"] = False
-            for value in node.values():
-                close(value)
-        elif isinstance(node, list):
-            for value in node:
-                close(value)
-    schema = copy.deepcopy(schema)
-    close(schema)
-    return schema
+    return closed_crd_schema(SCHEMAS / f"monitoring.coreos.com_{plural}.yaml", "v1")
 
 
 def validate(obj: dict, plural: str) -> None:

@@ -6,10 +6,9 @@ smoke-tested in the source, byte for byte; a digest that was not promoted is ref
 
 from __future__ import annotations
 
-import docker
 import pytest
 
-from conftest import free_port
+from conftest import free_port, remove_serving_containers
 from toolkit.delivery.deploy import deploy_release
 from toolkit.delivery.image_trust import require_trusted_image
 from toolkit.delivery.promotion import digest_hex, promote, verified_release
@@ -21,7 +20,7 @@ from toolkit.images.release import ReleaseRecords
 from toolkit.ml.signing import verify_signature
 from toolkit.signing_keys import trusted_keys
 from toolkit.store.artifacts import download_artifact
-from toolkit.workloads.local_runtime import container_name, current_release
+from toolkit.workloads.local_runtime import current_release
 from toolkit.workloads.runtime import DockerRuntime
 
 QUIET = lambda line: None  # noqa: E731
@@ -50,11 +49,7 @@ def stage_and_prod(engine, local_ctx):
     for ctx in (source, target):
         for kind in ("releases", "last-push", "last-build", "promotion"):
             ctx.paths.record(f"{kind}-{ctx.env}").unlink(missing_ok=True)
-        for suffix in ("", "-candidate"):
-            try:
-                engine.containers.get(container_name(ctx.env) + suffix).remove(force=True)
-            except docker.errors.NotFound:
-                pass
+        remove_serving_containers(engine, ctx.env)
 
 
 def test_the_target_runs_the_digest_smoke_tested_in_the_source_and_nothing_else(stage_and_prod, model_dir, tmp_path):

@@ -42,18 +42,25 @@ def start_sboms(ctx: Context, refs: list[str]) -> dict[str, Future]:
     return futures
 
 
-def sign_pushed(ctx: Context, image: str, sbom: dict, on_line: Progress = silent) -> None:
-    """Sign `image` (pushed, by digest) with ctx's key and attach its SBOM attestation."""
+def image_signer(ctx: Context) -> Callable[[str, dict, Progress], None]:
+    """A function signing a pushed image (by digest) with ctx's key and attaching its SBOM
+    attestation: the key (a Secrets Manager read for a cloud environment) and the registry login
+    are fetched once for all the images of a push."""
     from toolkit.signing_keys import own_public_key, private_key
 
-    login = registry_login(ctx.config)
-    repository, digest = split_reference(login.host, image)
-    sign_image(RegistryClient(login), repository, digest, private_key(ctx), own_public_key(ctx), sbom, on_line)
+    login, key, own = registry_login(ctx.config), private_key(ctx), own_public_key(ctx)
+    client = RegistryClient(login)
+
+    def sign(image: str, sbom: dict, on_line: Progress = silent) -> None:
+        repository, digest = split_reference(login.host, image)
+        sign_image(client, repository, digest, key, own, sbom, on_line)
+
+    return sign
 
 
-def require_trusted_image(ctx: Context, image: str) -> ImageTrust:
-    """The image's signature and SBOM attestation verify with a key ctx trusts; else exit 2 with
-    one line and the command that fixes it."""
+def _verified(ctx: Context, image: str) -> tuple[ImageTrust, dict]:
+    """(who signed the image and its SBOM attestation, the SBOM) with the keys ctx trusts; else exit
+    2 with one line and the command that fixes it."""
     from toolkit.signing_keys import trusted_keys
 
     login = registry_login(ctx.config)
@@ -61,22 +68,21 @@ def require_trusted_image(ctx: Context, image: str) -> ImageTrust:
     try:
         repository, digest = split_reference(login.host, image)
         signer = verify_image(client, repository, digest, keys)
-        sbom_signer, _ = signed_sbom(client, repository, digest, keys)
+        sbom_signer, bom = signed_sbom(client, repository, digest, keys)
     except ImageNotTrusted as exc:
         raise ImageNotTrusted(f"refusing {image} in {ctx.env}: {exc}. Push it with `toolkit push --env {ctx.env}` "
                               "(or promote it) so it is signed.") from None
-    return ImageTrust(signer, sbom_signer)
+    return ImageTrust(signer, sbom_signer), bom
+
+
+def require_trusted_image(ctx: Context, image: str) -> ImageTrust:
+    """The image's signature and SBOM attestation verify with a key ctx trusts (see _verified)."""
+    return _verified(ctx, image)[0]
 
 
 def image_sbom(ctx: Context, image: str) -> tuple[ImageTrust, dict]:
     """The SBOM attested for `image` in ctx's registry, after its signature is verified."""
-    from toolkit.signing_keys import trusted_keys
-
-    trust = require_trusted_image(ctx, image)
-    login = registry_login(ctx.config)
-    repository, digest = split_reference(login.host, image)
-    _, bom = signed_sbom(RegistryClient(login), repository, digest, trusted_keys(ctx))
-    return trust, bom
+    return _verified(ctx, image)
 
 
 def resolve_image(ctx: Context, image: str | None) -> str:

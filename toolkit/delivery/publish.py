@@ -38,15 +38,15 @@ def push_release(ctx: Context, refs: list[str], on_line: Progress = silent, on_e
                  on_pushed: Progress = lambda ref: None) -> tuple[Release, str | None]:
     """Push the serving image (refs[0]) and the training image (refs[1], if any), each signed with
     its SBOM attested (image_trust); record the release."""
-    from toolkit.delivery.image_trust import sign_pushed, start_sboms
+    from toolkit.delivery.image_trust import image_signer, start_sboms
 
     host = registry_login(ctx.config).host
-    sboms = start_sboms(ctx, refs)
+    sboms, sign = start_sboms(ctx, refs), image_signer(ctx)
     pushed = []
     for ref in refs:
         digest = push_image(ctx, ref, on_line=on_line, on_event=on_event(ref) if on_event else None)
         pushed.append(f"{host}/{ctx.config.registry.name}@{digest}")
-        sign_pushed(ctx, pushed[-1], sboms[ref].result(), on_line=on_line)
+        sign(pushed[-1], sboms[ref].result(), on_line)
         on_pushed(f"pushed {pushed[-1]}  ({ref}), signed, SBOM attached")
     release = Release(pushed[0], image_model_version(ctx.paths, refs[0]))
     training = pushed[1] if len(pushed) > 1 else None

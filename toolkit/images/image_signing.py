@@ -49,20 +49,30 @@ def _put(client: RegistryClient, repository: str, tag: str, layer: cosign.Blob) 
     client.put_manifest(repository, tag, cosign.OCI_MANIFEST, raw)
 
 
+def _first_verified(layers: list[tuple[dict, bytes]], check) -> tuple[object, list[str]]:
+    """(what `check(descriptor, data)` returns for the first layer that verifies, else None; the
+    reasons the layers before it did not)."""
+    reasons = []
+    for descriptor, data in layers:
+        try:
+            return check(descriptor, data), reasons
+        except cosign.NotVerified as exc:
+            reasons.append(str(exc))
+    return None, reasons
+
+
 def verify_image(client: RegistryClient, repository: str, digest: str, keys: list) -> str:
     """Whose key (of `keys`) signed `repository@digest`; ImageNotTrusted with the reason (about "it")
     otherwise."""
     layers = _layers(client, repository, cosign.signature_tag(digest), cosign.SIMPLE_SIGNING)
     if not layers:
         raise ImageNotTrusted(f"it has no signature ({cosign.signature_tag(digest)} is not in {repository})")
-    reasons = []
-    for descriptor, payload in layers:
-        try:
-            return cosign.check_signature(payload, descriptor.get("annotations", {}).get(cosign.SIGNATURE_ANNOTATION, ""), digest, keys)
-        except cosign.NotVerified as exc:
-            reasons.append(str(exc))
-    raise ImageNotTrusted(f"it is not signed by a key it may run with ({'; '.join(reasons)}; "
-                          f"trusted: {', '.join(key.name for key in keys)})")
+    signer, reasons = _first_verified(layers, lambda descriptor, payload: cosign.check_signature(
+        payload, descriptor.get("annotations", {}).get(cosign.SIGNATURE_ANNOTATION, ""), digest, keys))
+    if signer is None:
+        raise ImageNotTrusted(f"it is not signed by a key it may run with ({'; '.join(reasons)}; "
+                              f"trusted: {', '.join(key.name for key in keys)})")
+    return signer
 
 
 def signed_sbom(client: RegistryClient, repository: str, digest: str, keys: list) -> tuple[str, dict]:
@@ -70,13 +80,11 @@ def signed_sbom(client: RegistryClient, repository: str, digest: str, keys: list
     layers = _layers(client, repository, cosign.attestation_tag(digest), cosign.DSSE_ENVELOPE)
     if not layers:
         raise ImageNotTrusted(f"it has no SBOM attestation ({cosign.attestation_tag(digest)} is not in {repository})")
-    reasons = []
-    for _, envelope in layers:
-        try:
-            return cosign.open_attestation(envelope, digest, cosign.CYCLONEDX_PREDICATE, keys)
-        except cosign.NotVerified as exc:
-            reasons.append(str(exc))
-    raise ImageNotTrusted(f"its SBOM attestation does not verify ({'; '.join(reasons)})")
+    opened, reasons = _first_verified(layers, lambda _, envelope: cosign.open_attestation(
+        envelope, digest, cosign.CYCLONEDX_PREDICATE, keys))
+    if opened is None:
+        raise ImageNotTrusted(f"its SBOM attestation does not verify ({'; '.join(reasons)})")
+    return opened
 
 
 def sign_image(client: RegistryClient, repository: str, digest: str, private_key: bytes, own_key, sbom: dict,

@@ -207,9 +207,12 @@ class _Pricer:
 
 
 def estimate(resources: list[tuple[str, str, dict]], constructs: dict[str, str], region: str, usage: UsageConfig,
-             launch_templates: dict[str, dict], table: PriceTable | None = None) -> Estimate:
-    """Price (address, type, values) triples."""
-    pricer, result = _Pricer(table or PriceTable.load(), region, usage, launch_templates), Estimate()
+             template_refs: dict[str, str], table: PriceTable | None = None) -> Estimate:
+    """Price (address, type, values) triples; `template_refs`: node group → launch template address
+    (launch_template_refs), whose values among `resources` price the group's root volumes."""
+    values = {address: body for address, _, body in resources}
+    templates = {group: values[template] for group, template in template_refs.items() if template in values}
+    pricer, result = _Pricer(table or PriceTable.load(), region, usage, templates), Estimate()
     for address, kind, values in resources:
         if kind in FREE_TYPES:
             result.free[kind] += 1
@@ -242,10 +245,7 @@ def stack_resources(synth: dict) -> list[tuple[str, str, dict]]:
 
 def stack_estimate(synth: dict, constructs: dict[str, str], region: str, usage: UsageConfig, table: PriceTable | None = None) -> Estimate:
     """A synthesized stack as it would be created (`toolkit cost`)."""
-    resources = stack_resources(synth)
-    values = {address: body for address, _, body in resources}
-    templates = {group: values.get(template, {}) for group, template in launch_template_refs(synth).items()}
-    return estimate(resources, constructs, region, usage, templates, table)
+    return estimate(stack_resources(synth), constructs, region, usage, launch_template_refs(synth), table)
 
 
 def plan_estimates(plan: dict, synth: dict, constructs: dict[str, str], region: str, usage: UsageConfig,
@@ -262,13 +262,7 @@ def plan_estimates(plan: dict, synth: dict, constructs: dict[str, str], region: 
         if change.get("after") is not None:
             after.append((rc["address"], rc["type"], change.get("after") or {}))
     refs = launch_template_refs(synth)
-
-    def templates(resources):
-        values = {address: body for address, _, body in resources}
-        return {group: values.get(template, {}) for group, template in refs.items() if template in values}
-
-    priced = (estimate(before, constructs, region, usage, templates(before), table),
-              estimate(after, constructs, region, usage, templates(after), table))
+    priced = (estimate(before, constructs, region, usage, refs, table), estimate(after, constructs, region, usage, refs, table))
     # A resource priced on one side only (an instance type the table lacks) would fake a delta: it
     # is left out of both, and listed as not priced on both.
     unpriced = priced[0].unpriced_addresses | priced[1].unpriced_addresses
