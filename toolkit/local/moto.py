@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import shutil
 import sys
 from urllib.parse import urlparse
 
@@ -20,17 +20,18 @@ def moto_status(paths: ProjectPaths, endpoint_url: str) -> Service:
 
 
 def start_moto(paths: ProjectPaths, endpoint_url: str, timeout: float = 30.0) -> Service:
-    """Start moto_server on the endpoint's 127.0.0.1 port unless one already answers."""
+    """Start moto's server (toolkit.local.moto_server: moto_server that answers an SDK's retry of a
+    call it already answered) on the endpoint's 127.0.0.1 port unless one already answers."""
     status = moto_status(paths, endpoint_url)
     if status.running:
         return status
     parsed = urlparse(endpoint_url)
     require_loopback(parsed.hostname, f"aws.endpoint_url {endpoint_url}")
-    executable = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
-    if executable is None:
-        raise ToolkitError("moto_server is not installed; run `make setup` (it installs moto[server]).")
+    if not all(importlib.util.find_spec(name) for name in ("moto", "flask")):
+        raise ToolkitError("moto's server is not installed; run `make setup` (it installs moto[server]).")
     spawn_and_wait(
-        "moto_server", [executable, "-H", "127.0.0.1", "-p", str(parsed.port or 80)], pidfile=paths.pidfile(NAME),
+        "moto_server", [sys.executable, "-m", "toolkit.local.moto_server", "-H", "127.0.0.1", "-p", str(parsed.port or 80)],
+        pidfile=paths.pidfile(NAME),
         log=status.log, ready=lambda: http_answers(f"{endpoint_url}/moto-api/"), timeout=timeout,
         env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},  # else AmazonEKSClusterPolicy cannot be attached
     )
