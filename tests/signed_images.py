@@ -12,6 +12,8 @@ from toolkit.images.image_signing import sign_image
 from toolkit.images.login import registry_login
 from toolkit.images.release import Release
 from toolkit.ml.signing import PublicKey
+from toolkit.paths import ProjectPaths
+from toolkit.signing_keys import local_key_files
 
 
 def push_signed_manifests(config, private_key: bytes, public_key: bytes, model_versions: list[str]) -> list[Release]:
@@ -32,3 +34,11 @@ def push_signed_manifests(config, private_key: bytes, public_key: bytes, model_v
         sign_image(client, repository, image_digest, private_key, PublicKey(config.name, public_key), {"components": []})
         releases.append(Release(f"{login.host}/{repository}@{image_digest}", version))
     return releases
+
+
+def signed_training_release(config, paths: ProjectPaths) -> Release:
+    """A training image in `config`'s registry signed by the key of the checkout at `paths`
+    (emulated environments: local_key_files): what a training Job may run."""
+    private, public = local_key_files(paths)
+    [release] = push_signed_manifests(config, private.read_bytes(), public.read_bytes(), ["training"])
+    return Release(release.image, "training")

@@ -137,11 +137,13 @@ def test_a_challenger_on_honest_labels_passes_the_gate(loop):
     assert challenger["feedback_holdout"]["n"] == decision.record["data"]["feedback"]["holdout"]
 
 
-def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snapshot(loop, tmp_path):
+def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snapshot(loop, local, tmp_path):
     """`toolkit retrain --remote` against the Kubernetes emulator, whose Job runner really runs the
     Job's command (`toolkit train-challenger`) with the environment file from its ConfigMap and the
-    Job's environment: the challenger comes back through the artifact store and is judged here."""
+    Job's environment: the challenger comes back through the artifact store and is judged here. The
+    Job's image is a signed training image in the registry of `local` (the same account's login)."""
     import yaml
+    from signed_images import signed_training_release
 
     from toolkit.aws import client
     from toolkit.delivery.runtime import open_runtime
@@ -151,12 +153,14 @@ def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snap
     from toolkit.workloads.kube import Kube
 
     ctx, champion, url, server = loop
+    ctx = Context(ctx.config.model_copy(update={"registry": ctx.config.registry.model_copy(update={"endpoint": local.registry.endpoint})}),
+                  ctx.paths)
     sent = _send_labelled_traffic(ctx, url, flip=False)
     _stop_and_flush(server)
     ctx.paths.environment_file("local").parent.mkdir()
     ctx.paths.environment_file("local").write_text(yaml.safe_dump(ctx.config.model_dump(mode="json"), sort_keys=False))
-    ReleaseRecords(ctx.paths, "local").save_push(Release("registry.test/ml@sha256:" + "a" * 64, "v1"),
-                                                 training_image="registry.test/ml@sha256:" + "b" * 64)
+    trainer = signed_training_release(ctx.config, ctx.paths)
+    ReleaseRecords(ctx.paths, "local").save_push(Release("registry.test/ml@sha256:" + "a" * 64, "v1"), training_image=trainer.image)
     commands = []
 
     def run_job(job: dict) -> tuple[bool, str, str]:
@@ -181,6 +185,7 @@ def test_remote_retraining_trains_the_challenger_in_a_job_from_the_feedback_snap
     keys = [o["Key"] for o in client("s3", ctx.config).list_objects_v2(Bucket=ctx.config.artifact_store.bucket,
                                                                        Prefix="retrain/local/")["Contents"]]
     assert any(k.endswith("/feedback.jsonl.gz") for k in keys) and any(k.endswith(f"/{version}/manifest.json") for k in keys)
+    assert "training image signed by local, SBOM attested by local" in lines
     assert any("training a challenger on heart-cleveland.csv and" in line for line in lines)  # the Job's log, streamed
     # the pod's termination message: where the challenger trained
     assert any(re.search(r"training Job retrain-local-\S+ completed in [\d.]+ s on the CPU: CuPy is not installed", line)

@@ -340,6 +340,12 @@ def test_cli_deploy_status_and_rollback_through_a_kubeconfig(emulator, kube, sig
     refused = run_cli("deploy", *common, "--image", unsigned, "--model-version", "v4")
     assert refused.exit_code == 2 and "it has no signature" in refused.stderr
     assert json.loads(run_cli("status", "--env", "dev", "--kubeconfig", kubeconfig, "--json").stdout)["image"] == v1.image
+    # The history is a ConfigMap the deploy role writes: one naming an unsigned image as the previous
+    # release does not get it rolled out.
+    rollout.write_history(kube, load_environment("dev"), [Release(unsigned, "v4"), v1])
+    tampered = run_cli("rollback", "--env", "dev", "--kubeconfig", kubeconfig, "--timeout", "10")
+    assert tampered.exit_code == 2 and f"refusing {unsigned} in dev: it has no signature" in tampered.stderr
+    assert json.loads(run_cli("status", "--env", "dev", "--kubeconfig", kubeconfig, "--json").stdout)["image"] == v1.image
 
 
 @pytest.fixture
@@ -395,15 +401,27 @@ def _kubeconfig(tmp_path, emulator):
     return write_kubeconfig(tmp_path, emulator.url)
 
 
+def _point_local_at(repo_copy, local):
+    """The checkout's local.yaml with the test's moto and registry (`local`): what the CLI loads."""
+    env_file = repo_copy / "environments" / "local.yaml"
+    env_file.write_text(env_file.read_text().replace("http://127.0.0.1:4566", local.aws.endpoint_url)
+                        .replace("endpoint: 127.0.0.1:5000", f"endpoint: {local.registry.endpoint}"))
+    return env_file
+
+
 def test_cli_train_remote_uploads_the_dataset_and_streams_the_job(emulator, kube, local, repo_copy, run_cli, tmp_path, monkeypatch):
-    """`toolkit train --env local --remote --kubeconfig …`: dataset to the artifact store (moto S3), Job on the cluster."""
+    """`toolkit train --env local --remote --kubeconfig …`: dataset to the artifact store (moto S3), Job on the cluster,
+    in a training image whose signature is verified first (an unsigned one starts no Job)."""
+    from signed_images import signed_training_release
+
     from toolkit.aws import client as aws_client
 
-    env_file = repo_copy / "environments" / "local.yaml"
-    env_file.write_text(env_file.read_text().replace("http://127.0.0.1:4566", local.aws.endpoint_url))
+    _point_local_at(repo_copy, local)
     bucket = load_environment("local").artifact_store.bucket  # a kubeconfig cluster: the bucket the environment file names
     aws_client("s3", local).create_bucket(Bucket=bucket)
-    ReleaseRecords(ProjectPaths(repo_copy), "local").save_push(V1, training_image=V2.image)
+    records = ReleaseRecords(ProjectPaths(repo_copy), "local")
+    trainer = signed_training_release(load_environment("local"), ProjectPaths(repo_copy))
+    records.save_push(V1, training_image=V2.image)  # V2: never pushed, so not signed
     kubeconfig = _kubeconfig(tmp_path, emulator)
     key = local_key_files(ProjectPaths(repo_copy))[0]  # mounted in an emulated environment's pod
 
@@ -413,15 +431,20 @@ def test_cli_train_remote_uploads_the_dataset_and_streams_the_job(emulator, kube
 
     emulator.emulator.job_runner = run_job
     monkeypatch.setattr("toolkit.workloads.jobs.job_name", lambda env: f"train-{env}")
+    refused = run_cli("train", "--env", "local", "--remote", "--kubeconfig", kubeconfig, "--timeout", "120")
+    assert refused.exit_code == 2 and f"refusing {V2.image} in local" in refused.stderr
+    assert kube.get("Job", "train-local", "ml-platform") is None
+    records.save_push(V1, training_image=trainer.image)
     result = run_cli("train", "--env", "local", "--remote", "--kubeconfig", kubeconfig, "--timeout", "120")
     assert result.exit_code == 0, result.output
+    assert "training image signed by local, SBOM attested by local" in result.stderr
     assert f"uploaded heart-cleveland.csv to s3://{bucket}/datasets/heart-cleveland.csv" in result.stderr
     # the pod's log, streamed, and its result from the termination message: where it trained, what it uploaded
     assert "[train-local-x7k2p] training on the CPU: CuPy is not installed" in result.stderr
     assert re.search(rf"training Job train-local completed in [\d.]+ s on the CPU: CuPy is not installed .*; "
                      rf"artifact s3://{bucket}/models/local/\d{{8}}-\d{{6}}-[0-9a-f]{{8}}/", result.stdout), result.stdout
     job = kube.get("Job", "train-local", "ml-platform")
-    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == V2.image  # the training image
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == trainer.image  # the training image
     keys = aws_client("s3", local).list_objects_v2(Bucket=bucket)["Contents"]
     assert [k["Key"] for k in keys if k["Key"].startswith("datasets/")] == ["datasets/heart-cleveland.csv"]  # (a shared moto)
 
@@ -559,18 +582,20 @@ def test_sweep_remote_runs_an_indexed_job_survives_a_failing_index_and_ranks_as_
     the local run ranks them; the same sweep again runs only that index and ranks all as locally.
     (2 settings × 2 folds: each pod is a process of its own.)"""
     import yaml
+    from signed_images import signed_training_release
 
     from toolkit.aws import client as aws_client
 
-    env_file = repo_copy / "environments" / "local.yaml"
-    document = yaml.safe_load(env_file.read_text().replace("http://127.0.0.1:4566", local.aws.endpoint_url))
+    env_file = _point_local_at(repo_copy, local)
+    document = yaml.safe_load(env_file.read_text())
     document["training"].update({"epochs": 40, "patience": 5, "sweep": {
         "method": "grid", "space": {"hidden_layers": [[8], [16]]}, "folds": 2, "metric": "roc_auc",
         "parallelism": 2, "backoff_limit_per_index": 0, "max_failed_indexes": 1, "gpu": False}})
     env_file.write_text(yaml.safe_dump(document, sort_keys=False))
     bucket = load_environment("local").artifact_store.bucket
     aws_client("s3", local).create_bucket(Bucket=bucket)
-    ReleaseRecords(ProjectPaths(repo_copy), "local").save_push(V1, training_image=V2.image)
+    trainer = signed_training_release(load_environment("local"), ProjectPaths(repo_copy))
+    ReleaseRecords(ProjectPaths(repo_copy), "local").save_push(V1, training_image=trainer.image)
     kubeconfig = _kubeconfig(tmp_path, emulator)
     here = json.loads(run_cli("sweep", "--env", "local", "--parallel", "2", "--no-train", "--json").stdout)
 

@@ -9,6 +9,7 @@ import os
 import click
 
 from toolkit.cli.options import JSON_OPTION, cluster_options, echo_err, emit_json, pass_context, timeout_option
+from toolkit.lines import silent
 
 
 @click.command()
@@ -115,8 +116,8 @@ def sweep(ctx, parallel: int | None, train_best: bool, remote: bool, kubeconfig,
 def _run_remote(ctx, choice, identity: str, total: int, kubeconfig, context, timeout, as_json: bool):
     """The items as one Indexed Job on the cluster; (results from the store, failed indexes, where)."""
     from toolkit.cli.progress import SweepProgress
+    from toolkit.delivery.deploy import trusted_training_release
     from toolkit.delivery.runtime import open_runtime
-    from toolkit.images.release import ReleaseRecords
     from toolkit.store.layout import Area, StoreLayout
     from toolkit.store.s3 import upload_file
     from toolkit.store.sweep_results import StoreResults
@@ -126,7 +127,7 @@ def _run_remote(ctx, choice, identity: str, total: int, kubeconfig, context, tim
     config = ctx.config
     runtime = open_runtime(ctx, kubeconfig, context)
     kube = runtime.require_cluster(f"run it here: `toolkit sweep --env {ctx.env}`")
-    release = ReleaseRecords(ctx.paths, ctx.env).training_release()
+    release = trusted_training_release(ctx, silent if as_json else echo_err)
     layout = StoreLayout.of(config, runtime.bucket)
     store = StoreResults(config, f"{layout.area_url(Area.SWEEPS)}{identity}/")
     done = store.done()

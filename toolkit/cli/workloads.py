@@ -132,9 +132,13 @@ def _print_smoke(smoke: dict) -> None:
 @ROLLOUT_TIMEOUT
 @JSON_OPTION
 def rollback(runtime, timeout, as_json) -> None:
-    """Re-deploy the release before the one that is live (from the release history)."""
+    """Re-deploy the release before the one that is live (from the release history), once its image
+    passes the checks a deploy makes: signed and SBOM-attested by a key ENV trusts, and promoted
+    where ENV takes only promoted digests. Nothing changes when it does not."""
+    from toolkit.delivery.deploy import rollback_release
+
     timeout = timeout or runtime.ctx.config.workloads.rollout_timeout_seconds
-    result = runtime.rollback(timeout, RolloutProgress(not as_json), quiet if as_json else echo_err)
+    result = rollback_release(runtime.ctx, runtime, timeout, RolloutProgress(not as_json), quiet if as_json else echo_err)
     emit_json(result) if as_json else click.echo(f"rolled back to {result['release']} (model {result['model_version']})")
 
 

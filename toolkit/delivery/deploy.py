@@ -20,12 +20,9 @@ def deploy_release(ctx: Context, runtime: Runtime, release: Release, timeout: fl
     environment trusts (image_trust), checked before anything changes. An environment with
     `promotion_from` takes only promoted digests; a release that passes its smoke test is recorded
     as verified, which is what `toolkit promote` copies onwards."""
-    from toolkit.delivery.image_trust import require_trusted_image
-    from toolkit.delivery.promotion import record_verified_release, require_promoted
+    from toolkit.delivery.promotion import record_verified_release
 
-    require_promoted(ctx, release)
-    trust = require_trusted_image(ctx, release.image)  # before anything is applied: an unsigned image changes nothing
-    on_line(f"image signed by {trust.signed_by}, SBOM attested by {trust.sbom_signed_by}")
+    require_deployable(ctx, release, on_line)  # before anything is applied: an unsigned image changes nothing
     result = runtime.deploy(release, timeout, on_progress, on_line)
     if smoke:
         try:
@@ -39,6 +36,36 @@ def deploy_release(ctx: Context, runtime: Runtime, release: Release, timeout: fl
             on_line(f"warning: the smoke test passed but could not be recorded in the artifact store ({exc}); "
                     f"`toolkit promote --from {ctx.env}` refuses this release until a deploy records it.")
     return result
+
+
+def require_deployable(ctx: Context, release: Release, on_line: Lines = silent) -> None:
+    """What every release must pass before ctx runs it: promoted, where ctx has `promotion_from`;
+    its image signed and its SBOM attested by a key ctx trusts (image_trust)."""
+    from toolkit.delivery.image_trust import require_trusted_image
+    from toolkit.delivery.promotion import require_promoted
+
+    require_promoted(ctx, release)
+    trust = require_trusted_image(ctx, release.image)
+    on_line(f"image signed by {trust.signed_by}, SBOM attested by {trust.sbom_signed_by}")
+
+
+def rollback_release(ctx: Context, runtime: Runtime, timeout: float, on_progress: Callable[[dict], None] = lambda e: None,
+                     on_line: Lines = silent) -> dict:
+    """The runtime's rollback to the release before the live one, which must pass require_deployable
+    first: the release history is a record the deployer can write, not proof of what was verified."""
+    return runtime.rollback(timeout, on_progress, on_line, verify=lambda release: require_deployable(ctx, release, on_line))
+
+
+def trusted_training_release(ctx: Context, on_line: Lines = silent) -> Release:
+    """The training image of ctx's last push or promotion, which training Jobs run, once its
+    signature and SBOM attestation verify with a key ctx trusts (image_trust)."""
+    from toolkit.delivery.image_trust import require_trusted_image
+    from toolkit.images.release import ReleaseRecords
+
+    release = ReleaseRecords(ctx.paths, ctx.env).training_release()
+    trust = require_trusted_image(ctx, release.image)
+    on_line(f"training image signed by {trust.signed_by}, SBOM attested by {trust.sbom_signed_by}")
+    return release
 
 
 def live_model_version(runtime: Runtime) -> str | None:

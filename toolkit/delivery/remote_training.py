@@ -10,7 +10,7 @@ from toolkit.workloads.runtime import Runtime
 
 def train_remote(ctx: Context, runtime: Runtime, timeout: float | None, on_line: Lines = silent) -> dict:
     """The Job's result (job, seconds) and `artifacts`, the store prefix its artifact lands under."""
-    from toolkit.images.release import ReleaseRecords
+    from toolkit.delivery.deploy import trusted_training_release
     from toolkit.store.layout import Area, StoreLayout
     from toolkit.store.s3 import upload_file
     from toolkit.workloads.target import environment_yaml
@@ -18,7 +18,7 @@ def train_remote(ctx: Context, runtime: Runtime, timeout: float | None, on_line:
     env, config = ctx.env, ctx.config
     instead = f"train locally with `toolkit train --env {env}`"
     runtime.require_cluster(instead)
-    release = ReleaseRecords(ctx.paths, env).training_release()
+    release = trusted_training_release(ctx, on_line)
     layout = StoreLayout.of(config, runtime.bucket)
     dataset = ctx.root / config.training.dataset
     url = layout.dataset(dataset.name)

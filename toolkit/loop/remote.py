@@ -30,7 +30,7 @@ SNAPSHOT = "feedback.jsonl.gz"
 
 def remote_trainer(ctx: Context, runtime: Runtime, out_root: Path, timeout: float, on_line: Callable[[str], None]):
     """A `retrain(trainer=…)` that trains the challenger as a Job on the runtime's cluster."""
-    from toolkit.images.release import ReleaseRecords
+    from toolkit.delivery.deploy import trusted_training_release
     from toolkit.ml.nn.device import describe_line
     from toolkit.store.artifacts import download_artifact
     from toolkit.store.s3 import upload_bytes, upload_file
@@ -40,7 +40,7 @@ def remote_trainer(ctx: Context, runtime: Runtime, out_root: Path, timeout: floa
     instead = "retrain without --remote"
     runtime.require_cluster(instead)
     config, store = ctx.config, StoreLayout.of(ctx.config, runtime.bucket)
-    release = ReleaseRecords(ctx.paths, ctx.env).training_release()
+    release = trusted_training_release(ctx, on_line)
 
     def train(data: TrainingData) -> Path:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

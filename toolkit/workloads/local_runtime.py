@@ -205,10 +205,13 @@ def current_release(ctx: Context) -> Release | None:
 
 
 def rollback_local(ctx: Context, login: RegistryLogin | None = None, timeout: float | None = None,
-                   on_line: Progress = silent) -> dict:
+                   on_line: Progress = silent, verify: Callable[[Release], object] = lambda release: None) -> dict:
+    """Re-deploy the release before the live one, once `verify` accepted it (the history is a file)."""
     records = ReleaseRecords(ctx.paths, ctx.env)
     current = current_release(ctx)
-    result = deploy_local(ctx, rollback_target(records.history(), current, ctx.env), login, timeout, on_line)
+    target = rollback_target(records.history(), current, ctx.env)
+    verify(target)
+    result = deploy_local(ctx, target, login, timeout, on_line)
     if current is not None:  # the rolled-back release leaves the history
         records.save_history(without_release(records.history(), current))
     return result

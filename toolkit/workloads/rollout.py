@@ -242,10 +242,12 @@ def deploy(kube: Kube, config: EnvironmentConfig, outputs: dict, release: Releas
 
 
 def rollback(kube: Kube, config: EnvironmentConfig, outputs: dict, timeout: float, on_progress: Progress = lambda e: None,
-             poll: float = 1.0, public_keys: str | None = None) -> DeployResult:
-    """Re-deploy the release before the live one."""
+             poll: float = 1.0, public_keys: str | None = None, verify: Callable[[Release], object] = lambda release: None) -> DeployResult:
+    """Re-deploy the release before the live one, once `verify` accepted it: the history is a
+    ConfigMap the deployer can write, so what it names is checked like any deploy."""
     current = live_release(kube, config)
     target = rollback_target(read_history(kube, config), current, config.name)
+    verify(target)
     result = deploy(kube, config, outputs, target, timeout, on_progress, poll=poll, public_keys=public_keys)
     if current is not None:  # the rolled-back release leaves the history
         write_history(kube, config, without_release(read_history(kube, config), current))

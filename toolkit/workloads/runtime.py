@@ -23,6 +23,7 @@ from toolkit.lines import Lines, silent
 from toolkit.workloads.kube import Kube
 
 Progress = Callable[[dict], None]
+Verify = Callable[[Release], object]  # raises to refuse a release (delivery.deploy.require_deployable)
 
 
 class Runtime(ABC):
@@ -44,7 +45,8 @@ class Runtime(ABC):
     def deploy(self, release: Release, timeout: float, on_progress: Progress, on_line: Lines) -> dict: ...
 
     @abstractmethod
-    def rollback(self, timeout: float, on_progress: Progress, on_line: Lines) -> dict: ...
+    def rollback(self, timeout: float, on_progress: Progress, on_line: Lines, verify: Verify) -> dict:
+        """Re-deploy the release before the live one, once `verify` accepted it (it raises to refuse)."""
 
     @abstractmethod
     def status(self) -> dict:
@@ -104,11 +106,12 @@ class KubernetesRuntime(Runtime):
         return {"release": release.image, "model_version": release.model_version, "applied": outcome.applied,
                 "pruned": outcome.pruned, "seconds": round(outcome.seconds, 1)}
 
-    def rollback(self, timeout: float, on_progress: Progress = lambda e: None, on_line: Lines = silent) -> dict:
+    def rollback(self, timeout: float, on_progress: Progress = lambda e: None, on_line: Lines = silent,
+                 verify: Verify = lambda release: None) -> dict:
         from toolkit.workloads.rollout import rollback
 
         outcome = rollback(self.kube, self.ctx.config, self.outputs, timeout, on_progress, poll=self.poll,
-                           public_keys=self._public_keys())
+                           public_keys=self._public_keys(), verify=verify)
         return {"release": outcome.release.image, "model_version": outcome.release.model_version, "seconds": round(outcome.seconds, 1)}
 
     def status(self) -> dict:
@@ -152,10 +155,11 @@ class DockerRuntime(Runtime):
 
         return deploy_local(self.ctx, release, self._login(), timeout, on_line=on_line)
 
-    def rollback(self, timeout: float, on_progress: Progress = lambda e: None, on_line: Lines = silent) -> dict:
+    def rollback(self, timeout: float, on_progress: Progress = lambda e: None, on_line: Lines = silent,
+                 verify: Verify = lambda release: None) -> dict:
         from toolkit.workloads.local_runtime import rollback_local
 
-        return rollback_local(self.ctx, self._login(), timeout, on_line=on_line)
+        return rollback_local(self.ctx, self._login(), timeout, on_line=on_line, verify=verify)
 
     def status(self) -> dict:
         from toolkit.workloads.local_runtime import status_local
