@@ -34,10 +34,11 @@ def test_attempt_numbers_as_sdks_send_them():
 
 
 def test_only_a_later_attempt_of_a_successful_call_is_replayed():
-    app = CountingApp()
-    middleware = ReplayRetriedSuccess(app)
+    app, replays = CountingApp(), []
+    middleware = ReplayRetriedSuccess(app, on_replay=replays.append)
     assert call(middleware, "a") == ("200 OK", b"run 1")
     assert call(middleware, "a", attempt=2) == ("200 OK", b"run 1")  # replayed
+    assert replays == ["replayed the answer (200 OK) to attempt 2 of SDK call a"]
     assert call(middleware, "a") == ("200 OK", b"run 2")  # a first attempt always runs
     assert call(middleware, None, attempt=2) == ("200 OK", b"run 3")  # unmarked: runs
     assert call(middleware, "b", attempt=2) == ("200 OK", b"run 4")  # nothing kept for it: runs

@@ -41,12 +41,10 @@ def deploy_release(ctx: Context, runtime: Runtime, release: Release, timeout: fl
 def require_deployable(ctx: Context, release: Release, on_line: Lines = silent) -> None:
     """What every release must pass before ctx runs it: promoted, where ctx has `promotion_from`;
     its image signed and its SBOM attested by a key ctx trusts (image_trust)."""
-    from toolkit.delivery.image_trust import require_trusted_image
     from toolkit.delivery.promotion import require_promoted
 
     require_promoted(ctx, release)
-    trust = require_trusted_image(ctx, release.image)
-    on_line(f"image signed by {trust.signed_by}, SBOM attested by {trust.sbom_signed_by}")
+    _require_signed(ctx, release.image, "image", on_line)
 
 
 def rollback_release(ctx: Context, runtime: Runtime, timeout: float, on_progress: Callable[[dict], None] = lambda e: None,
@@ -59,13 +57,18 @@ def rollback_release(ctx: Context, runtime: Runtime, timeout: float, on_progress
 def trusted_training_release(ctx: Context, on_line: Lines = silent) -> Release:
     """The training image of ctx's last push or promotion, which training Jobs run, once its
     signature and SBOM attestation verify with a key ctx trusts (image_trust)."""
-    from toolkit.delivery.image_trust import require_trusted_image
     from toolkit.images.release import ReleaseRecords
 
     release = ReleaseRecords(ctx.paths, ctx.env).training_release()
-    trust = require_trusted_image(ctx, release.image)
-    on_line(f"training image signed by {trust.signed_by}, SBOM attested by {trust.sbom_signed_by}")
+    _require_signed(ctx, release.image, "training image", on_line)
     return release
+
+
+def _require_signed(ctx: Context, image: str, what: str, on_line: Lines) -> None:
+    from toolkit.delivery.image_trust import require_trusted_image
+
+    trust = require_trusted_image(ctx, image)
+    on_line(f"{what} signed by {trust.signed_by}, SBOM attested by {trust.sbom_signed_by}")
 
 
 def live_model_version(runtime: Runtime) -> str | None:

@@ -39,8 +39,9 @@ class ReplayRetriedSuccess:
     """WSGI middleware: remembers each successful answer by the SDK's invocation id and gives it
     again to a later attempt of the same invocation."""
 
-    def __init__(self, app: Callable, keep_bytes: int = KEEP_BYTES, largest: int = LARGEST) -> None:
-        self.app, self.keep_bytes, self.largest = app, keep_bytes, largest
+    def __init__(self, app: Callable, keep_bytes: int = KEEP_BYTES, largest: int = LARGEST,
+                 on_replay: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> None:
+        self.app, self.keep_bytes, self.largest, self.on_replay = app, keep_bytes, largest, on_replay  # on_replay: into moto.log
         self._answers: OrderedDict[str, tuple[str, list, bytes]] = OrderedDict()
         self._kept = 0  # bytes of the bodies in _answers
         self._lock = threading.Lock()
@@ -49,11 +50,13 @@ class ReplayRetriedSuccess:
         invocation = environ.get("HTTP_AMZ_SDK_INVOCATION_ID")
         if not invocation:
             return self.app(environ, start_response)
-        if attempt_number(environ) > 1:
+        attempt = attempt_number(environ)
+        if attempt > 1:
             with self._lock:
                 answer = self._answers.get(invocation)
             if answer is not None:
                 status, headers, body = answer
+                self.on_replay(f"replayed the answer ({status}) to attempt {attempt} of SDK call {invocation}")
                 start_response(status, headers)
                 return [body]
         status, headers, body = self._answer(environ)
