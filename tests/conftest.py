@@ -41,9 +41,10 @@ os.environ.update(terraform_environment(PATHS))
 # pytest-xdist with --dist loadgroup: a module runs in one worker, so its module fixtures (a plan
 # story on moto, an emulator) are built once. Every module that uses the Docker engine runs in one
 # worker: the engine, its cached base image, the wheelhouse and the local runtime's port belong to
-# the checkout. The longest groups are handed out first (`--no-loadscope-reorder` keeps this order).
+# the checkout. The longest groups are handed out first (`--no-loadscope-reorder` keeps this order);
+# test_workloads (~2 min) last on a worker made that worker finish 90 s after the others.
 DOCKER_GROUP = "docker-engine"
-LONGEST_FIRST = ("test_plan_review.py", "test_infra_local.py", DOCKER_GROUP)
+LONGEST_FIRST = ("test_plan_review.py", "test_infra_local.py", DOCKER_GROUP, "test_workloads.py")
 # Tests that use one of these need a service (moto, dockerd, the registry, the Kubernetes
 # emulator, cdktf synthesis); modules that start one themselves say so with `pytestmark = SERVICES`.
 SERVICE_FIXTURES = {"engine", "local", "local_ctx", "emulator", "kube", "synthesized", "served_model", "plans", "hcl_stacks",
