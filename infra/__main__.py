@@ -8,10 +8,13 @@ the toolkit's config error (exit 2), before any jsii code runs.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from toolkit.config import load_all_environments, load_environment
 from toolkit.errors import ConfigError
+from toolkit.paths import SYNTH_SOURCES, stack_name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     from infra.app import build_app
 
     build_app(configs, outdir=args.outdir).synth()
+    record_toolkit_sources([Path(args.outdir or "cdktf.out") / "stacks" / stack_name(env) for env in configs])
     return 0
+
+
+def record_toolkit_sources(stack_dirs: list[Path]) -> None:
+    """Write into each stack directory which toolkit files this synthesis read: the modules it
+    loaded (by now, lazy imports included) and the package's data files. A toolkit module that is
+    not listed cannot have shaped the stack; one that starts importing another changes itself."""
+    import toolkit
+
+    package = Path(toolkit.__file__).resolve().parent
+    loaded = {Path(module.__file__).resolve() for name, module in list(sys.modules.items())
+              if (name == "toolkit" or name.startswith("toolkit.")) and getattr(module, "__file__", None)}
+    data = {path.resolve() for path in package.rglob("*") if path.suffix in (".json", ".yaml", ".yml") and "__pycache__" not in path.parts}
+    text = json.dumps(sorted(str(path) for path in loaded | data), indent=0)
+    for directory in stack_dirs:
+        if directory.is_dir():
+            (directory / SYNTH_SOURCES).write_text(text)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,24 @@ def test_the_synthesis_key_changes_with_anything_synthesis_reads(tmp_path):
         key = synthesis_inputs(tmp_path)
 
 
+def test_a_recorded_synthesis_keys_on_the_toolkit_files_it_read_and_no_others(tmp_path):
+    for name in ("infra", "modules", "toolkit", "environments"):
+        (tmp_path / name).mkdir()
+    read, unread, data = tmp_path / "toolkit" / "config.py", tmp_path / "toolkit" / "cli.py", tmp_path / "toolkit" / "rules.yaml"
+    for path in (read, unread, data):
+        path.write_text("x = 1\n")
+    sources = [read, data]
+    key = synthesis_inputs(tmp_path, sources)
+    unread.write_text("x = 2\n")  # the CLI: synthesis never loaded it
+    assert synthesis_inputs(tmp_path, sources) == key
+    assert synthesis_inputs(tmp_path) != synthesis_inputs(tmp_path, sources)  # unrecorded: all of toolkit/ counts
+    for change in (lambda: read.write_text("x = 2\n"), lambda: data.write_text("y: 1\n"), read.unlink,
+                   lambda: (tmp_path / "modules" / "new.py").write_text("")):
+        change()
+        assert synthesis_inputs(tmp_path, sources) != key
+        key = synthesis_inputs(tmp_path, sources)
+
+
 @SERVICES
 def test_init_is_reused_only_for_the_same_providers_and_lock_file(tmp_path):
     stack = json.loads((REPO / "cdktf.out" / "stacks" / "platform-local" / "cdk.tf.json").read_text()) \

@@ -20,6 +20,7 @@ from toolkit.terraform.adapter import Workspace
 from toolkit.terraform.plan import EXIT_PROTECTED, plan_review
 from toolkit.terraform.review import COMMENT_LIMIT, MARKER, build_review, mask_secrets, render_markdown
 from toolkit.terraform.state import bootstrap_state_bucket
+from toolkit.terraform.synth import recorded_sources
 
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 
@@ -230,6 +231,12 @@ def test_cli_plan_writes_the_review_and_reports_synthesis_time(repo_copy, run_cl
     assert review["protected_destroyed"] == []
     assert {"synth_s", "terraform_s", "total_s"} <= set(review["timings"])
     assert "plan: synth" in result.stderr and "plan: +" in result.stderr
+    # What synthesis recorded it read: the config model and the store's layout, not the CLI or the server.
+    read = set(recorded_sources(ProjectPaths(repo_copy).stack_dir("local")))
+    assert {REPO / "toolkit" / "config.py", REPO / "toolkit" / "store" / "layout.py", REPO / "toolkit" / "monitoring" / "rules.py",
+            REPO / "toolkit" / "terraform" / "price_table.json"} <= read
+    assert not any(path.is_relative_to(REPO / "toolkit" / sub) for path in read for sub in ("cli", "serve", "delivery"))
+    assert all(path.is_file() for path in read)
 
 
 def _pool(name: str, instance_type: str, min_size: int, desired: int) -> dict:

@@ -17,6 +17,9 @@ from pathlib import Path
 
 ENVIRONMENTS_DIR = "environments"
 STACK_PREFIX = "platform-"
+# In each synthesized stack directory: the toolkit files that synthesis read (written by `python -m
+# infra`), so `toolkit plan` re-synthesizes only when one of those changes (toolkit.terraform.synth).
+SYNTH_SOURCES = ".toolkit-synth-sources"
 
 
 def stack_name(env: str) -> str:
