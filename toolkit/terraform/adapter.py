@@ -182,9 +182,6 @@ class Workspace:
     def show_json(self, planfile: Path) -> dict:
         return json.loads(self._check("show", self.tf.cmd("show", str(planfile), json=IsFlagged, no_color=IsFlagged, capture_output=True)))
 
-    def show_text(self, planfile: Path) -> str:
-        return self._check("show", self.tf.cmd("show", str(planfile), no_color=IsFlagged, capture_output=True))
-
     def destroy(self) -> None:
         self._check("destroy", self.tf.destroy(force=IsNotFlagged, auto_approve=IsFlagged, input=False, no_color=IsFlagged, capture_output=True))
 

@@ -221,15 +221,9 @@ def summarize_checkov(report: dict | list) -> dict:
 # ---------------------------------------------------------------- Markdown
 
 
-def _money(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:,.0f}"
-
-
-def _delta(before: float | None, after: float | None) -> str:
-    if before is None or after is None:
-        return "unknown"
+def _delta(before: float, after: float) -> str:
     diff = after - before
-    return "±$0" if abs(diff) < 0.5 else f"{'+' if diff > 0 else '−'}{_money(abs(diff))}"
+    return "±$0" if abs(diff) < 0.5 else f"{'+' if diff > 0 else '−'}${abs(diff):,.0f}"
 
 
 def _amount(value: float) -> str:

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.errors import ConfigError
+from toolkit.paths import ENVIRONMENTS_DIR
 
 
 class _Usage(BaseModel):
@@ -73,7 +74,7 @@ class UsageConfig(_Usage):
 
 
 def usage_path(root: Path, env: str) -> Path:
-    return root / "environments" / f"{env}.usage.yaml"
+    return root / ENVIRONMENTS_DIR / f"{env}.usage.yaml"
 
 
 def load_usage(root: Path, env: str) -> tuple[UsageConfig, Path | None]:
